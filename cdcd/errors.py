@@ -1,0 +1,27 @@
+"""The exception hierarchy: every error a user can see says what to fix."""
+
+from __future__ import annotations
+
+
+class CdcdError(Exception):
+    """Base of every error cdcd raises on purpose; its message is shown to the user as is."""
+
+
+class ConfigError(CdcdError):
+    """The configuration file is missing, unreadable or invalid (the message names the key)."""
+
+
+class SourceError(CdcdError):
+    """The source database cannot be read: unreachable, misconfigured or missing a privilege."""
+
+
+class SinkError(CdcdError):
+    """The sink (Kafka) cannot be written to."""
+
+
+class FencedError(SinkError):
+    """Another instance took over the transactional id; this one must stop at once."""
+
+
+class DecodeError(SourceError):
+    """A replication message could not be decoded; the stream stops rather than skip data."""

@@ -1,0 +1,58 @@
+"""The core vocabulary: row changes and transaction boundaries, free of any driver.
+
+A source yields, in commit order, ``ChangeEvent``s and, after the last event of each
+transaction, a ``Commit`` carrying the position to resume after it. Events of one
+transaction are never interleaved with another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdcd.positions import Position
+
+# Debezium's operation codes.
+OP_CREATE = "c"
+OP_UPDATE = "u"
+OP_DELETE = "d"
+OP_TRUNCATE = "t"
+OP_READ = "r"  # snapshot
+
+
+@dataclass(slots=True)
+class ChangeEvent:
+    """One row change, values already encoded as Debezium encodes them.
+
+    ``namespace`` is the PostgreSQL schema or the MySQL database; ``key`` holds the
+    primary-key columns (None for a table without one, and for TRUNCATE); ``source``
+    holds the connector-specific fields of the envelope's ``source`` block
+    (``ts_ms``, ``lsn``, ``gtid``, ...), which the envelope completes with the common ones.
+    """
+
+    op: str
+    namespace: str
+    table: str
+    key: dict[str, Any] | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    source: dict[str, Any]
+    txid: str | None = None
+
+
+@dataclass(slots=True)
+class Commit:
+    """End of a transaction (or of a safe chunk of a huge one).
+
+    Everything yielded before it, and it, may be acknowledged to the source once Kafka
+    holds it: ``position`` is where to resume so as to read what comes after.
+    """
+
+    position: Position
+    txid: str | None = None
+    ts_ms: int = 0
+    event_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SourceItem = ChangeEvent | Commit
