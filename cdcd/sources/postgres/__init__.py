@@ -1,0 +1,15 @@
+"""PostgreSQL source: logical replication with pgoutput, streamed with psycopg 3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdcd.config import Config, PostgresSourceConfig
+from cdcd.sources.postgres.source import PostgresSource
+
+__all__ = ["PostgresSource", "build"]
+
+
+def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
+    assert isinstance(config.source, PostgresSourceConfig)
+    return PostgresSource(config.source, name=config.name, log=log)

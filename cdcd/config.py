@@ -1,0 +1,244 @@
+"""The configuration: the only place that reads it.
+
+A TOML file, validated at start by pydantic; every error names the key and says what is
+wrong. Secrets are read from the environment (``*_env`` keys) or a file (``*_file``
+keys), never from the command line, and are kept out of ``repr`` so they are not logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from cdcd.errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TABLE = re.compile(r"^[^.\s]+\.[^.\s]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret(env: str | None, file: str | None, what: str) -> SecretStr | None:
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}_env: environment variable {env} is not set")
+        return SecretStr(value)
+    if file:
+        try:
+            return SecretStr(Path(file).read_text().rstrip("\r\n"))
+        except OSError as exc:
+            raise ConfigError(f"{what}_file: cannot read {file}: {exc.strerror}") from None
+    return None
+
+
+class _SourceCommon(_Strict):
+    dsn: str
+    password_env: str | None = None
+    password_file: str | None = None
+    tables: list[str] | None = Field(
+        default=None, description="include list of 'schema.table'; default: all tables"
+    )
+    exclude_tables: list[str] = Field(default_factory=list)
+
+    @field_validator("tables", "exclude_tables")
+    @classmethod
+    def _qualified(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or ():
+            if not _TABLE.match(name):
+                raise ValueError(f"{name!r} must be written as 'schema.table' (database.table)")
+        return value
+
+    def password(self) -> SecretStr | None:
+        """The source password from ``password_env`` or ``password_file``, if either is set."""
+        return _read_secret(self.password_env, self.password_file, "source.password")
+
+    def includes(self, namespace: str, table: str) -> bool:
+        """Whether changes of ``namespace.table`` are captured."""
+        name = f"{namespace}.{table}"
+        if name in self.exclude_tables:
+            return False
+        return self.tables is None or name in self.tables
+
+
+class PostgresSourceConfig(_SourceCommon):
+    kind: Literal["postgres"]
+    slot_name: str | None = Field(default=None, description="default: cdcd_<name>")
+    publication_name: str | None = Field(default=None, description="default: cdcd_<name>")
+    create_slot: bool = True
+    create_publication: bool = True
+    status_interval_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("dsn")
+    @classmethod
+    def _pg_dsn(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a URL like postgresql://user@host:5432/dbname")
+        if not urlsplit(value).path.strip("/"):
+            raise ValueError("names no database: add it, as in postgresql://user@host:5432/dbname")
+        return value
+
+
+class MysqlSourceConfig(_SourceCommon):
+    kind: Literal["mysql"]
+    server_id: int = Field(default=0, ge=0, description="replica server id; 0: derived from name")
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_verify_identity: bool = False
+
+    @field_validator("dsn")
+    @classmethod
+    def _mysql_dsn(cls, value: str) -> str:
+        if not value.startswith(("mysql://", "mariadb://")):
+            raise ValueError("must be a URL like mysql://user@host:3306/")
+        return value
+
+
+SourceConfig = Annotated[PostgresSourceConfig | MysqlSourceConfig, Field(discriminator="kind")]
+
+
+class KafkaSinkConfig(_Strict):
+    kind: Literal["kafka"]
+    bootstrap_servers: str
+    topic_prefix: str
+    partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=-1, description="-1: the broker's default")
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
+    linger_ms: int = Field(default=5, ge=0)
+    max_batch_bytes: int = Field(default=1_048_576, ge=1024)
+    max_request_bytes: int = Field(default=4_194_304, ge=1024)
+    tombstones_on_delete: bool = True
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password_env: str | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    def sasl_password(self) -> SecretStr | None:
+        return _read_secret(self.sasl_password_env, self.sasl_password_file, "sink.sasl_password")
+
+
+class StdoutSinkConfig(_Strict):
+    kind: Literal["stdout"]
+    topic_prefix: str = "cdcd"
+    tombstones_on_delete: bool = True
+    bootstrap_servers: str | None = Field(default=None, description="ignored; allowed so a kafka sink can be switched to stdout by kind alone")
+
+
+SinkConfig = Annotated[KafkaSinkConfig | StdoutSinkConfig, Field(discriminator="kind")]
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class PipelineConfig(_Strict):
+    max_batch_events: int = Field(default=5000, ge=1)
+    max_in_flight_batches: int = Field(default=8, ge=1)
+    skipped_operations: list[Literal["c", "u", "d", "t"]] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    name: str
+    source: SourceConfig
+    sink: SinkConfig
+    pipeline: PipelineConfig = PipelineConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-', and not start with a sign")
+        return value
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    # pydantic puts the discriminator's value into the path ("source.postgres.dsn"): drop it.
+    parts = [str(p) for p in loc if p not in ("postgres", "mysql", "kafka", "stdout")]
+    return ".".join(parts) or "(top level)"
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = _location(err["loc"])
+        kind = err["type"]
+        if kind == "missing":
+            msg = "is required"
+        elif kind == "extra_forbidden":
+            msg = "is not a known key (see conf/cdcd.example.toml)"
+        elif kind == "union_tag_invalid":
+            msg = f"{err['ctx']['tag']!r} is not one of {err['ctx']['expected_tags']}"
+            key = f"{key}.kind"
+        elif kind == "union_tag_not_found":
+            msg = "is required (which kind?)"
+            key = f"{key}.kind"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], origin: str = "config") -> Config:
+    """Validate a configuration already read into a dict."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin}: {_explain(exc)}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with its password, if any, replaced by ``***`` (for logs and messages)."""
+    url = urlsplit(dsn)
+    if url.password is None:
+        return dsn
+    netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+    return url._replace(netloc=netloc).geturl()
+
+
+def dsn_parts(dsn: str) -> dict[str, Any]:
+    """Host, port, user, password and database of a source URL (password never logged)."""
+    url = urlsplit(dsn)
+    return {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port,
+        "user": unquote(url.username) if url.username else None,
+        "password": unquote(url.password) if url.password else None,
+        "database": unquote(url.path.strip("/")) or None,
+    }

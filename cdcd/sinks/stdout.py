@@ -1,0 +1,48 @@
+"""Writes every record as one JSON line: ``{"topic": ..., "key": ..., "value": ...}``.
+
+Lets the daemon run with no Kafka at all (demos, debugging, piping into jq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import IO, Any
+
+import orjson
+
+from cdcd.envelope import Record
+from cdcd.sinks.base import Delivery
+
+
+async def _done() -> None:
+    return None
+
+
+class StdoutSink:
+    def __init__(self, stream: IO[bytes] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout.buffer
+
+    async def start(self) -> None:
+        return None
+
+    async def write(self, records: list[Record]) -> Delivery:
+        parts = []
+        for record in records:
+            parts.append(b'{"topic":')
+            parts.append(orjson.dumps(record.topic))
+            parts.append(b',"key":')
+            parts.append(record.key if record.key is not None else b"null")
+            parts.append(b',"value":')
+            parts.append(record.value if record.value is not None else b"null")
+            parts.append(b"}\n")
+        self._stream.write(b"".join(parts))
+        self._stream.flush()
+        return asyncio.ensure_future(_done())
+
+    async def close(self) -> None:
+        self._stream.flush()
+
+
+def build(config: Any, **_: Any) -> StdoutSink:
+    return StdoutSink()

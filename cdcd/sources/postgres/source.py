@@ -1,0 +1,453 @@
+"""Streams a PostgreSQL logical replication slot (pgoutput) with psycopg 3.
+
+The replication connection is read at the libpq level, as DESIGN.md describes:
+``get_copy_data`` without blocking, waiting on the socket in the event loop, and
+standby status updates written with ``put_copy_data``. The slot's flush position
+moves only when the pipeline acknowledges a commit (the ack rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from cdcd.config import PostgresSourceConfig, dsn_parts
+from cdcd.errors import SourceError
+from cdcd.events import OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, ChangeEvent, Commit, SourceItem
+from cdcd.positions import PgPosition, Position, lsn_to_str
+from cdcd.sources.base import Problem
+from cdcd.sources.postgres import pgoutput
+from cdcd.sources.postgres.checks import run_checks
+from cdcd.sources.postgres.types import make_converter
+
+# Debezium's placeholder for a TOASTed value that an UPDATE left unchanged and the
+# server therefore did not send (unavailable.value.placeholder).
+UNAVAILABLE_VALUE = "__debezium_unavailable_value"
+
+_PG_EPOCH_US = 946_684_800 * 1_000_000
+_XLOG_HEADER = struct.Struct(">QQQ")  # after the 'w': start LSN, end LSN, server clock
+_KEEPALIVE = struct.Struct(">QQB")  # after the 'k': server WAL end, clock, reply requested
+_STATUS = struct.Struct(">cQQQqB")
+_CHUNK_ITEMS = 2000  # items handed to the pipeline at once, whatever the transaction size
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+def default_object_name(daemon_name: str) -> str:
+    """Slot and publication name derived from the daemon's name: ``cdcd_<name>``."""
+    return re.sub(r"[^a-z0-9_]", "_", f"cdcd_{daemon_name}".lower())[:63]
+
+
+@dataclass(slots=True)
+class _Table:
+    namespace: str
+    name: str
+    included: bool
+    columns: tuple[str, ...]
+    converters: tuple[Callable[[str], Any], ...]
+    key_columns: tuple[str, ...]  # the primary key; empty when the table has none
+
+    def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, convert, value in zip(self.columns, self.converters, values, strict=True):
+            if value is None:
+                out[name] = None
+            elif value is pgoutput.UNCHANGED_TOAST:
+                out[name] = UNAVAILABLE_VALUE
+            elif type(value) is bytes:
+                out[name] = convert(value.decode())
+            else:
+                out[name] = convert(value)
+        return out
+
+    def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.key_columns:
+            return None
+        return {name: row[name] for name in self.key_columns}
+
+
+class PostgresSource:
+    """One logical replication slot of one database."""
+
+    connector = "postgresql"
+
+    def __init__(self, config: PostgresSourceConfig, *, name: str, log: Any = None) -> None:
+        self.config = config
+        self.log = log
+        self.slot = config.slot_name or default_object_name(name)
+        self.publication = config.publication_name or default_object_name(name)
+        for key, value in (("slot_name", self.slot), ("publication_name", self.publication)):
+            if not _SLOT_NAME.match(value):
+                raise SourceError(
+                    f"source.{key}: {value!r} may hold only lowercase letters, digits and '_'"
+                )
+        parts = dsn_parts(config.dsn)
+        self.database: str = parts["database"]
+        self._where = f"{parts['host']}:{parts['port'] or 5432}"
+        self._tables: dict[int, _Table] = {}
+        self._type_names: dict[int, str] = {}
+        self._repl: psycopg.AsyncConnection[Any] | None = None
+        self._meta: psycopg.AsyncConnection[Any] | None = None
+        self._acked_lsn = 0
+        self._sent_lsn = -1
+        self._last_status = 0.0
+        self._last_commit_lsn = 0  # last commit decoded (not necessarily acked)
+        self._in_transaction = False
+        self._xid = 0
+        self._commit_ts_us = 0
+
+    # -- connections ---------------------------------------------------------------
+
+    async def _connect(self, replication: bool = False) -> psycopg.AsyncConnection[Any]:
+        password = self.config.password()
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": 10,
+            "application_name": f"cdcd-{self.slot}",
+            "options": "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3",
+        }
+        if password is not None:
+            kwargs["password"] = password.get_secret_value()
+        if replication:
+            kwargs["replication"] = "database"
+        try:
+            return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise SourceError(self._explain_connect_error(exc, replication)) from None
+
+    def _explain_connect_error(self, exc: Exception, replication: bool) -> str:
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        text = re.sub(r"^connection failed: ", "", text)
+        where = f"cannot connect to PostgreSQL at {self._where}"
+        if "pg_hba.conf" in text and replication:
+            return (
+                f"{where} for replication: {text}; allow it in pg_hba.conf "
+                "('host replication <user> <address> scram-sha-256') and reload"
+            )
+        if "password authentication failed" in text or "no password supplied" in text:
+            return f"{where}: {text}; set the password with source.password_env or source.password_file"
+        if "must be superuser or replication role" in text or "permission denied to start WAL sender" in text:
+            return f"{where}: {text}; grant it with: ALTER ROLE <user> REPLICATION"
+        return f"{where}: {text} (check source.dsn)"
+
+    # -- checks and set-up ----------------------------------------------------------
+
+    async def check(self) -> list[Problem]:
+        """What stops or spoils streaming, each with its fix (``cdcd check``)."""
+        conn = await self._connect()
+        try:
+            return await run_checks(conn, self.config, self.slot, self.publication)
+        finally:
+            await conn.close()
+
+    async def _prepare(self) -> None:
+        """Refuse to start on a fatal problem; create the publication and slot if allowed."""
+        conn = await self._connect()
+        try:
+            problems = await run_checks(conn, self.config, self.slot, self.publication, setup=True)
+            fatal = [p for p in problems if p.fatal]
+            if fatal:
+                raise SourceError(f"{fatal[0].what}; fix: {fatal[0].fix}")
+            for problem in problems:
+                if self.log is not None:
+                    self.log.warning(problem.what, fix=problem.fix)
+            await self._ensure_publication(conn)
+            await self._ensure_slot(conn)
+        finally:
+            await conn.close()
+
+    async def _ensure_publication(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
+        if await cur.fetchone():
+            return
+        if self.config.tables is None:
+            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(self.publication))
+        else:
+            tables = sql.SQL(", ").join(
+                sql.Identifier(*name.split(".", 1)) for name in self.config.tables
+            )
+            stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                sql.Identifier(self.publication), tables
+            )
+        try:
+            await conn.execute(stmt)
+        except psycopg.Error as exc:
+            raise SourceError(
+                f"cannot create publication {self.publication!r}: {exc.diag.message_primary or exc}; "
+                "create it as a superuser or the tables' owner "
+                f"(CREATE PUBLICATION {self.publication} FOR ALL TABLES / FOR TABLE ...), "
+                "or list the tables in source.tables"
+            ) from None
+        if self.log is not None:
+            self.log.info("publication created", publication=self.publication)
+
+    async def _ensure_slot(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        cur = await conn.execute(
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
+        )
+        if await cur.fetchone():
+            return
+        try:
+            await conn.execute(
+                "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,)
+            )
+        except psycopg.Error as exc:
+            raise SourceError(
+                f"cannot create replication slot {self.slot!r}: {exc.diag.message_primary or exc}; "
+                "grant the REPLICATION attribute (ALTER ROLE <user> REPLICATION) "
+                "or create the slot: SELECT pg_create_logical_replication_slot("
+                f"'{self.slot}', 'pgoutput')"
+            ) from None
+        if self.log is not None:
+            self.log.info("replication slot created", slot=self.slot)
+
+    # -- streaming ------------------------------------------------------------------
+
+    async def stream(self, resume: Position | None) -> AsyncIterator[list[SourceItem]]:
+        """Yield chunks of events and commits from the slot, after ``resume`` if given."""
+        if resume is not None and not isinstance(resume, PgPosition):
+            raise SourceError(f"cannot resume a PostgreSQL stream from a {resume.kind} position")
+        await self._prepare()
+        self._meta = await self._connect()
+        self._repl = await self._connect(replication=True)
+        start = resume.commit_lsn if resume is not None else 0
+        self._acked_lsn = max(self._acked_lsn, start)
+        command = (
+            f"START_REPLICATION SLOT {self.slot} LOGICAL {lsn_to_str(start)} "
+            f"(proto_version '1', publication_names '{self.publication}', messages 'true')"
+        )
+        try:
+            await self._repl.execute(command)
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or str(exc)
+            if "is active for PID" in message:
+                raise SourceError(
+                    f"replication slot {self.slot!r} is in use: {message}; "
+                    "is another cdcd running with the same name?"
+                ) from None
+            raise SourceError(f"cannot start replication from slot {self.slot!r}: {message}") from None
+        if self.log is not None:
+            self.log.info("streaming", slot=self.slot, publication=self.publication, start=lsn_to_str(start))
+        feedback = asyncio.create_task(self._feedback_loop(), name="cdcd-pg-feedback")
+        try:
+            async for chunk in self._read():
+                yield chunk
+        finally:
+            feedback.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feedback
+
+    async def _read(self) -> AsyncIterator[list[SourceItem]]:
+        assert self._repl is not None
+        pgconn = self._repl.pgconn
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        loop.add_reader(pgconn.socket, readable.set)
+        decode = pgoutput.decode
+        items: list[SourceItem] = []
+        try:
+            while True:
+                size, data = pgconn.get_copy_data(1)
+                if size > 0:
+                    kind = data[0]
+                    if kind == 0x77:  # 'w' XLogData
+                        start_lsn = _XLOG_HEADER.unpack_from(data, 1)[0]
+                        message = decode(memoryview(data)[25:])
+                        if type(message) is pgoutput.Relation:
+                            await self._on_relation(message)
+                        else:
+                            self._on_message(message, start_lsn, items)
+                        if len(items) >= _CHUNK_ITEMS:
+                            yield items
+                            items = []
+                    elif kind == 0x6B:  # 'k' primary keepalive
+                        wal_end, _clock, reply = _KEEPALIVE.unpack_from(data, 1)
+                        self._on_keepalive(wal_end)
+                        if reply:
+                            self._send_status(force=True)
+                    continue
+                if size == 0:
+                    if items:
+                        yield items
+                        items = []
+                    readable.clear()
+                    await readable.wait()
+                    try:
+                        pgconn.consume_input()
+                    except psycopg.OperationalError as exc:
+                        raise SourceError(f"lost the replication connection to {self._where}: {exc}") from None
+                    continue
+                error = pgconn.error_message.decode(errors="replace").strip()
+                raise SourceError(
+                    f"PostgreSQL ended the replication stream of slot {self.slot!r}"
+                    + (f": {error}" if error else "")
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(pgconn.socket)
+
+    async def _on_relation(self, rel: pgoutput.Relation) -> None:
+        included = self.config.includes(rel.namespace, rel.name)
+        key_columns: tuple[str, ...] = ()
+        if included:
+            key_columns = await self._primary_key(rel.oid)
+        converters = tuple(
+            make_converter(col.type_oid, col.typmod, self._type_names.get(col.type_oid))
+            for col in rel.columns
+        )
+        self._tables[rel.oid] = _Table(
+            rel.namespace, rel.name, included, tuple(c.name for c in rel.columns), converters, key_columns
+        )
+
+    async def _primary_key(self, relation_oid: int) -> tuple[str, ...]:
+        assert self._meta is not None
+        cur = await self._meta.execute(
+            "SELECT a.attname FROM pg_index i "
+            "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.ord",
+            (relation_oid,),
+        )
+        return tuple(row[0] for row in await cur.fetchall())
+
+    def _source_block(self, table: _Table, lsn: int) -> dict[str, Any]:
+        ts_us = self._commit_ts_us
+        return {
+            "ts_ms": ts_us // 1000,
+            "ts_us": ts_us,
+            "ts_ns": ts_us * 1000,
+            "snapshot": "false",
+            "db": self.database,
+            "sequence": f'["{self._last_commit_lsn}","{lsn}"]',
+            "schema": table.namespace,
+            "table": table.name,
+            "txId": self._xid,
+            "lsn": lsn,
+            "xmin": None,
+        }
+
+    def _on_message(self, msg: Any, lsn: int, items: list[SourceItem]) -> None:
+        kind = type(msg)
+        if kind is pgoutput.Insert:
+            table = self._tables[msg.relation_oid]
+            if table.included:
+                after = table.row(msg.new)
+                items.append(self._event(OP_CREATE, table, lsn, table.key(after), None, after))
+        elif kind is pgoutput.Update:
+            table = self._tables[msg.relation_oid]
+            if table.included:
+                self._on_update(table, msg, lsn, items)
+        elif kind is pgoutput.Delete:
+            table = self._tables[msg.relation_oid]
+            if table.included:
+                before = table.row(msg.old)
+                items.append(self._event(OP_DELETE, table, lsn, table.key(before), before, None))
+        elif kind is pgoutput.Begin:
+            self._in_transaction = True
+            self._xid = msg.xid
+            self._commit_ts_us = msg.commit_ts_us
+        elif kind is pgoutput.Commit:
+            items.append(
+                Commit(PgPosition(msg.end_lsn), txid=str(self._xid), ts_ms=msg.commit_ts_us // 1000)
+            )
+            self._in_transaction = False
+            self._last_commit_lsn = msg.end_lsn
+        elif kind is pgoutput.Truncate:
+            for oid in msg.relation_oids:
+                table = self._tables[oid]
+                if table.included:
+                    items.append(self._event(OP_TRUNCATE, table, lsn, None, None, None))
+        elif kind is pgoutput.TypeMsg:
+            self._type_names[msg.oid] = f"{msg.namespace}.{msg.name}"
+        # Origin and logical decoding messages carry no row change.
+
+    def _on_update(self, table: _Table, msg: Any, lsn: int, items: list[SourceItem]) -> None:
+        after = table.row(msg.new)
+        before = table.row(msg.old) if msg.old is not None else None
+        if before is not None and msg.old_kind == "O":
+            # REPLICA IDENTITY FULL: the old row holds the TOASTed values the new one omits.
+            for name, value in after.items():
+                if value == UNAVAILABLE_VALUE and before[name] != UNAVAILABLE_VALUE:
+                    after[name] = before[name]
+        key = table.key(after)
+        old_key = table.key(before) if before is not None else None
+        if old_key is not None and old_key != key:
+            # Like Debezium: a primary-key change is a delete of the old key (and its
+            # tombstone) followed by a create of the new one.
+            items.append(self._event(OP_DELETE, table, lsn, old_key, before, None))
+            items.append(self._event(OP_CREATE, table, lsn, key, None, after))
+        else:
+            items.append(self._event(OP_UPDATE, table, lsn, key, before, after))
+
+    def _event(
+        self,
+        op: str,
+        table: _Table,
+        lsn: int,
+        key: dict[str, Any] | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> ChangeEvent:
+        return ChangeEvent(
+            op, table.namespace, table.name, key, before, after, self._source_block(table, lsn), str(self._xid)
+        )
+
+    # -- acknowledgements ------------------------------------------------------------
+
+    def _on_keepalive(self, wal_end: int) -> None:
+        # Idle or filtered-out WAL: when everything decoded so far is acknowledged and no
+        # transaction is open, nothing before the server's WAL end is ours to deliver;
+        # confirming it lets the server recycle WAL instead of keeping it for us.
+        if not self._in_transaction and self._acked_lsn >= self._last_commit_lsn:
+            self._acked_lsn = max(self._acked_lsn, wal_end)
+
+    async def ack(self, position: Position) -> None:
+        """Everything up to ``position`` is in Kafka: let the slot move past it."""
+        assert isinstance(position, PgPosition)
+        if position.commit_lsn > self._acked_lsn:
+            self._acked_lsn = position.commit_lsn
+        if time.monotonic() - self._last_status >= 1.0:
+            self._send_status()
+
+    def _send_status(self, force: bool = False) -> None:
+        if self._repl is None or self._repl.closed:
+            return
+        if not force and self._acked_lsn == self._sent_lsn:
+            return
+        lsn = self._acked_lsn
+        clock = time.time_ns() // 1000 - _PG_EPOCH_US
+        pgconn = self._repl.pgconn
+        pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, clock, 0))
+        pgconn.flush()
+        self._sent_lsn = lsn
+        self._last_status = time.monotonic()
+
+    async def _feedback_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval_s)
+            self._send_status(force=True)
+
+    @property
+    def acked_position(self) -> PgPosition:
+        return PgPosition(self._acked_lsn)
+
+    async def close(self) -> None:
+        """Report the final acknowledged position and disconnect."""
+        if self._repl is not None and not self._repl.closed:
+            with contextlib.suppress(Exception):
+                self._send_status(force=True)
+            with contextlib.suppress(Exception):
+                await self._repl.close()
+        if self._meta is not None:
+            with contextlib.suppress(Exception):
+                await self._meta.close()
+        if self.log is not None:
+            self.log.info("source closed", slot=self.slot, confirmed=lsn_to_str(self._acked_lsn))
