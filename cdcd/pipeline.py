@@ -88,6 +88,7 @@ class Pipeline:
         encode = self.encoder.encode
         batch: list[Record] = []
         position: Position | None = None
+        committed = 0  # records in ``batch`` up to the last commit
         stats = self.stats
         async for chunk in self.source.stream(resume):
             now_ns = time.time_ns()
@@ -98,12 +99,18 @@ class Pipeline:
                 else:
                     assert isinstance(item, Commit)
                     position = item.position
+                    committed = len(batch)
                     stats.transactions += 1
-            if len(batch) >= self.max_batch_events or position is not None:
-                await self._hand_over(batch, position)
-                batch, position = [], None
-        if batch or position is not None:
-            await self._hand_over(batch, position)
+            if position is not None:
+                # Hand over whole transactions with their position; what follows the last
+                # commit waits for its own, so a batch never ends inside a transaction
+                # that it acknowledges.
+                tail = batch[committed:]
+                await self._hand_over(batch[:committed], position)
+                batch, position, committed = tail, None, 0
+            if len(batch) >= self.max_batch_events:
+                await self._hand_over(batch, None)  # a huge transaction: bounded memory
+                batch = []
 
     async def _hand_over(self, batch: list[Record], position: Position | None) -> None:
         delivery = await self.sink.write(batch)

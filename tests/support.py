@@ -1,0 +1,192 @@
+"""Helpers for tests that run the real daemon against the real servers of scripts/testenv."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A name no other test uses: daemon name, topic prefix, table name."""
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    """Write a (two-level) configuration dict as TOML."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
+    for section, values in config.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def cdcd_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cdcd.cli", *args]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a cdcd command to completion, capturing its output."""
+    return subprocess.run(
+        cdcd_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+@dataclass
+class Daemon:
+    """A ``cdcd run`` process started by a test."""
+
+    config_path: Path
+    log_path: Path
+    out_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_for: str = '"streaming"', timeout: float = 60) -> Daemon:
+        self.process = subprocess.Popen(
+            cdcd_command("run", "--config", str(self.config_path)),
+            stdout=self.out_path.open("ab"),
+            stderr=self.log_path.open("ab"),
+            cwd=ROOT,
+        )
+        self.wait_for_log(wait_for, timeout)
+        return self
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, needle: str, timeout: float = 60, count: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_text().count(needle) >= count:
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"cdcd exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {needle!r} in the daemon's log after {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+    def ensure_stopped(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextmanager
+def daemon(tmp_path: Path, config: dict[str, Any], start: bool = True) -> Iterator[Daemon]:
+    """Run ``cdcd run`` with ``config`` for the duration of the block."""
+    tag = config["name"]
+    proc = Daemon(
+        write_config(tmp_path / f"{tag}.toml", config),
+        tmp_path / f"{tag}.log",
+        tmp_path / f"{tag}.out",
+    )
+    try:
+        if start:
+            proc.start()
+        yield proc
+    finally:
+        proc.ensure_stopped()
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: Any
+    value: Any
+
+
+def consume(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    expect: int,
+    timeout: float = 60,
+    settle: float = 0.5,
+) -> list[Message]:
+    """Read ``topics`` from the beginning until ``expect`` records arrived (read_committed).
+
+    Waits ``settle`` seconds more after that, so that extra records (duplicates) are seen.
+    """
+    return asyncio.run(_consume(bootstrap, topics, expect, timeout, settle))
+
+
+async def _consume(bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float) -> list[Message]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    out: list[Message] = []
+    try:
+        consumer.subscribe(topics=topics)
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
+        while time.monotonic() < deadline:
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            batches = await consumer.getmany(timeout_ms=200, max_records=10000)
+            for tp, records in batches.items():
+                for r in records:
+                    out.append(
+                        Message(
+                            tp.topic,
+                            tp.partition,
+                            r.offset,
+                            orjson.loads(r.key) if r.key is not None else None,
+                            orjson.loads(r.value) if r.value is not None else None,
+                        )
+                    )
+            if len(out) >= expect and settle_until is None:
+                settle_until = time.monotonic() + settle
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,71 @@
+"""Configuration: the minimal file works; every error names its key."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdcd.config import ConfigError, load_config, parse_config, redact_dsn
+
+MINIMAL = """
+name = "shop"
+[source]
+kind = "postgres"
+dsn = "postgresql://cdc@127.0.0.1:5432/shop"
+password_env = "CDCD_SOURCE_PASSWORD"
+tables = ["public.orders"]
+[sink]
+kind = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic_prefix = "shop"
+"""
+
+
+def test_minimal_configuration_from_the_issue(tmp_path, monkeypatch):
+    path = tmp_path / "cdcd.toml"
+    path.write_text(MINIMAL)
+    config = load_config(path)
+    assert config.name == "shop"
+    assert config.source.kind == "postgres"
+    assert config.source.includes("public", "orders")
+    assert not config.source.includes("public", "other")
+    monkeypatch.setenv("CDCD_SOURCE_PASSWORD", "s3cret")
+    assert config.source.password().get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(config.source.password())
+
+
+def test_mysql_and_stdout_variants():
+    config = parse_config(
+        {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://cdc@127.0.0.1:3306/"}, "sink": {"kind": "stdout"}}
+    )
+    assert config.source.kind == "mysql" and config.sink.kind == "stdout"
+
+
+def test_example_configuration_is_valid():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parent.parent / "conf" / "cdcd.example.toml")
+    assert config.sink.kind == "kafka"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"source": {}, "sink": {}}, "name: is required"),
+        ({"name": "x", "source": {"kind": "oracle", "dsn": "x"}, "sink": {"kind": "stdout"}}, "source.kind: 'oracle' is not one of"),
+        ({"name": "x", "source": {"dsn": "x"}, "sink": {"kind": "stdout"}}, "source.kind: is required"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": ["orders"]}, "sink": {"kind": "stdout"}}, "source.tables: 'orders' must be written as 'schema.table'"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/"}, "sink": {"kind": "stdout"}}, "source.dsn: names no database"),
+        ({"name": "x y", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "stdout"}}, "name: may hold only"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "kafka", "topic_prefix": "p"}}, "sink.bootstrap_servers: is required"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "stdout"}, "sinks": {}}, "sinks: is not a known key"),
+    ],
+)
+def test_errors_name_the_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+
+
+def test_secrets_are_redacted():
+    assert redact_dsn("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
