@@ -1,0 +1,115 @@
+"""Session fixtures for the real servers of scripts/testenv.
+
+Where the connection strings come from, first match wins:
+  1. the environment (CDCD_TEST_PG_DSN, CDCD_TEST_MYSQL_URL, CDCD_TEST_KAFKA_BOOTSTRAP, and
+     optionally CDCD_TEST_MYSQL8_URL), e.g. `eval "$(scripts/testenv up)"` or CI's own servers;
+  2. .testenv/env, written by `scripts/testenv up`, if its servers answer;
+  3. otherwise `scripts/testenv up` is run once, here (and left running: `scripts/testenv down`
+     or its watchdog stops it).
+
+Servers are only started when a test asks for one of these fixtures; such tests get the
+`integration` marker automatically, so `pytest -m "not integration"` needs no server.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = ROOT / ".testenv" / "env"
+TESTENV = ROOT / "scripts" / "testenv"
+REQUIRED = ("CDCD_TEST_PG_DSN", "CDCD_TEST_MYSQL_URL", "CDCD_TEST_KAFKA_BOOTSTRAP")
+OPTIONAL = ("CDCD_TEST_MYSQL8_URL",)
+SERVER_FIXTURES = {"testenv", "pg_dsn", "mysql_url", "mysql8_url", "kafka_bootstrap"}
+
+
+def _parse_exports(text: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            words = words[1:]
+        for word in words:
+            key, sep, value = word.partition("=")
+            if sep and key.startswith("CDCD_TEST"):
+                env[key] = value
+    return env
+
+
+def _answers(address: str) -> bool:
+    """True if the host:port of a URL or of a host:port string accepts TCP connections."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
+            return True
+    except OSError:
+        return False
+
+
+def _from_file() -> dict[str, str] | None:
+    if not ENV_FILE.exists():
+        return None
+    env = _parse_exports(ENV_FILE.read_text())
+    if all(k in env for k in REQUIRED) and all(_answers(v) for v in env.values()):
+        return env
+    return None
+
+
+def _start() -> dict[str, str]:
+    print("\nconftest: starting the test servers: scripts/testenv up", file=sys.stderr)
+    p = subprocess.run([str(TESTENV), "up"], capture_output=True, text=True, timeout=1800)
+    if p.returncode != 0:
+        pytest.fail(
+            f"scripts/testenv up failed ({p.returncode}):\n{p.stderr}{p.stdout}", pytrace=False
+        )
+    return _parse_exports(p.stdout)
+
+
+@pytest.fixture(scope="session")
+def testenv() -> dict[str, str]:
+    """All CDCD_TEST_* connection strings of the running test environment."""
+    if all(os.environ.get(k) for k in REQUIRED):
+        return {k: os.environ[k] for k in REQUIRED + OPTIONAL if os.environ.get(k)}
+    env = _from_file() or _start()
+    missing = [k for k in REQUIRED if not env.get(k)]
+    if missing:
+        pytest.fail(f"test environment lacks {', '.join(missing)}", pytrace=False)
+    return env
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(testenv: dict[str, str]) -> str:
+    """postgresql://postgres:postgres@127.0.0.1:25432/cdcd_test (superuser, wal_level=logical)."""
+    return testenv["CDCD_TEST_PG_DSN"]
+
+
+@pytest.fixture(scope="session")
+def mysql_url(testenv: dict[str, str]) -> str:
+    """mysql://root:root@127.0.0.1:23306/ (MariaDB, ROW binlog, GTID strict mode)."""
+    return testenv["CDCD_TEST_MYSQL_URL"]
+
+
+@pytest.fixture(scope="session")
+def mysql8_url(testenv: dict[str, str]) -> str | None:
+    """mysql://root@127.0.0.1:23307/ (real MySQL 8), or None when it is not available."""
+    return testenv.get("CDCD_TEST_MYSQL8_URL") or None
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(testenv: dict[str, str]) -> str:
+    """127.0.0.1:29092 (single KRaft node; transactions, compaction, groups work)."""
+    return testenv["CDCD_TEST_KAFKA_BOOTSTRAP"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

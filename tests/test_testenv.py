@@ -1,0 +1,219 @@
+"""The servers of scripts/testenv are configured the way cdcd needs them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pymysql
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+pytestmark = pytest.mark.integration
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def _mysql_connect(url: str, **kw) -> pymysql.connections.Connection:
+    u = urlsplit(url)
+    return pymysql.connect(
+        host=u.hostname,
+        port=u.port or 3306,
+        user=unquote(u.username or ""),
+        password=unquote(u.password or ""),
+        autocommit=True,
+        connect_timeout=10,
+        **kw,
+    )
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def test_pg_logical_decoding_with_pgoutput(pg_dsn: str) -> None:
+    slot = _name("testenv")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.info.dbname == "cdcd_test"
+        assert conn.execute("SHOW wal_level").fetchone() == ("logical",)
+        assert int(conn.execute("SHOW max_replication_slots").fetchone()[0]) >= 10
+        assert int(conn.execute("SHOW max_wal_senders").fetchone()[0]) >= 10
+        assert conn.execute(
+            "SELECT current_setting('server_version_num')::int / 10000"
+        ).fetchone() == (15,)
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        try:
+            row = conn.execute(
+                "SELECT plugin, slot_type, database FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+            assert row == ("pgoutput", "logical", "cdcd_test")
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone() == (0,)
+
+
+def test_pg_replication_connection_over_tcp(pg_dsn: str) -> None:
+    """pg_hba.conf lets a password-authenticated replication connection in from 127.0.0.1."""
+    with psycopg.connect(pg_dsn, autocommit=True, replication="database") as conn:
+        systemid, timeline, xlogpos, dbname = conn.execute("IDENTIFY_SYSTEM").fetchone()
+        assert dbname == "cdcd_test"
+        assert int(timeline) >= 1
+
+
+def test_pg_wrong_password_is_refused(pg_dsn: str) -> None:
+    u = urlsplit(pg_dsn)
+    bad = u._replace(netloc=f"postgres:wrong@{u.hostname}:{u.port}").geturl()
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(bad, connect_timeout=10)
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+def test_mariadb_binlog_settings(mysql_url: str) -> None:
+    with _mysql_connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        assert "MariaDB" in cur.fetchone()[0]
+        cur.execute(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+            "'binlog_row_image', 'binlog_row_metadata', 'gtid_strict_mode', "
+            "'server_id', 'skip_name_resolve')"
+        )
+        variables = dict(cur.fetchall())
+        assert variables == {
+            "log_bin": "ON",
+            "binlog_format": "ROW",
+            "binlog_row_image": "FULL",
+            "binlog_row_metadata": "FULL",
+            "gtid_strict_mode": "ON",
+            "server_id": "1",
+            "skip_name_resolve": "ON",
+        }
+
+
+def test_mariadb_gtid_position_advances(mysql_url: str) -> None:
+    db = _name("testenv")
+    with _mysql_connect(mysql_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+        try:
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(10))")
+            cur.execute(f"INSERT INTO {db}.t VALUES (1, 'a')")
+            cur.execute("SELECT @@gtid_binlog_pos, @@gtid_current_pos")
+            binlog_pos, current_pos = cur.fetchone()
+            domain, server, seq = binlog_pos.split("-")
+            assert (domain, server) == ("0", "1") and int(seq) >= 3
+            assert current_pos == binlog_pos
+            cur.execute("SHOW MASTER STATUS")
+            assert cur.fetchone()[0].startswith("mariadb-bin.")
+        finally:
+            cur.execute(f"DROP DATABASE {db}")
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+async def test_kafka_idempotent_and_transactional_producers(kafka_bootstrap: str) -> None:
+    topic = _name("testenv")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        idem = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+        await idem.start()
+        try:
+            await idem.send_and_wait(topic, b"idempotent", key=b"k0")
+        finally:
+            await idem.stop()
+
+        txn = AIOKafkaProducer(
+            bootstrap_servers=kafka_bootstrap, transactional_id=_name("testenv-txn")
+        )
+        await txn.start()
+        try:
+            async with txn.transaction():
+                await txn.send(topic, b"committed-1", key=b"k1")
+                await txn.send(topic, b"committed-2", key=b"k2")
+            await txn.begin_transaction()
+            await txn.send(topic, b"aborted", key=b"k3")
+            await txn.abort_transaction()
+            async with txn.transaction():
+                await txn.send(topic, b"committed-3", key=b"k4")
+        finally:
+            await txn.stop()
+
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=_name("testenv-group"),
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            seen: list[bytes] = []
+
+            async def read() -> None:
+                while len(seen) < 4:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for records in batch.values():
+                        seen.extend(r.value for r in records)
+
+            await asyncio.wait_for(read(), 60)
+            assert seen == [b"idempotent", b"committed-1", b"committed-2", b"committed-3"]
+            # the group coordinator (__consumer_offsets) works on one broker
+            await consumer.commit()
+            tp = TopicPartition(topic, 0)
+            assert await consumer.committed(tp) == await consumer.position(tp)
+        finally:
+            await consumer.stop()
+    finally:
+        await admin.delete_topics([topic])
+        await admin.close()
+
+
+async def _describe(
+    admin: AIOKafkaAdminClient, rtype: ConfigResourceType, name: str, key: str
+) -> dict[str, str]:
+    """describe_configs, retried while a just-created topic is not yet known to the broker."""
+    for _ in range(50):
+        [resp] = await admin.describe_configs([ConfigResource(rtype, name, {key: None})])
+        error_code, _msg, _type, _name, entries = resp.resources[0]
+        if error_code == 0:
+            return {entry[0]: entry[1] for entry in entries}
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"describe_configs {name}: {resp}")
+
+
+async def test_kafka_compacted_topic_and_no_auto_create(kafka_bootstrap: str) -> None:
+    topic = _name("testenv-compact")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=1,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            ]
+        )
+        configs = await _describe(admin, ConfigResourceType.TOPIC, topic, "cleanup.policy")
+        assert configs["cleanup.policy"] == "compact"
+        configs = await _describe(
+            admin, ConfigResourceType.BROKER, "1", "auto.create.topics.enable"
+        )
+        assert configs["auto.create.topics.enable"] == "false"
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
