@@ -99,7 +99,7 @@ def mysql_url(testenv: dict[str, str]) -> str:
 
 @pytest.fixture(scope="session")
 def mysql8_url(testenv: dict[str, str]) -> str | None:
-    """mysql://root@127.0.0.1:23307/ (real MySQL 8), or None when it is not available."""
+    """mysql://root:root@127.0.0.1:23307/ (real MySQL 8.0.15), or None if not available."""
     return testenv.get("CDCD_TEST_MYSQL8_URL") or None
 
 

@@ -117,6 +117,39 @@ def test_mariadb_gtid_position_advances(mysql_url: str) -> None:
             cur.execute(f"DROP DATABASE {db}")
 
 
+def test_mysql8_binlog_and_gtid(mysql8_url: str | None) -> None:
+    if mysql8_url is None:
+        pytest.skip("MySQL 8 is not part of this test environment (CDCD_TEST_MYSQL8_URL unset)")
+    db = _name("testenv")
+    with _mysql_connect(mysql8_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        major, minor, patch = (int(x) for x in cur.fetchone()[0].split("-")[0].split(".")[:3])
+        assert (major, minor, patch) >= (8, 0, 14)
+        cur.execute(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+            "'binlog_row_image', 'binlog_row_metadata', 'gtid_mode', "
+            "'enforce_gtid_consistency', 'server_id')"
+        )
+        assert dict(cur.fetchall()) == {
+            "log_bin": "ON",
+            "binlog_format": "ROW",
+            "binlog_row_image": "FULL",
+            "binlog_row_metadata": "FULL",
+            "gtid_mode": "ON",
+            "enforce_gtid_consistency": "ON",
+            "server_id": "2",
+        }
+        cur.execute(f"CREATE DATABASE {db}")
+        try:
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, doc JSON)")
+            cur.execute(f"INSERT INTO {db}.t VALUES (1, '{{\"a\": [1, 2]}}')")
+            cur.execute("SELECT @@server_uuid, @@gtid_executed")
+            server_uuid, executed = cur.fetchone()
+            assert executed.replace("\n", "").startswith(f"{server_uuid}:1-")
+        finally:
+            cur.execute(f"DROP DATABASE {db}")
+
+
 # --------------------------------------------------------------------------- Kafka
 
 
