@@ -111,7 +111,9 @@ class KafkaSinkConfig(_Strict):
     bootstrap_servers: str
     topic_prefix: str
     partitions: int = Field(default=1, ge=1)
-    replication_factor: int = Field(default=-1, description="-1: the broker's default")
+    replication_factor: int | None = Field(
+        default=None, ge=1, description="default: 3, or the number of brokers if fewer"
+    )
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
     linger_ms: int = Field(default=5, ge=0)
     max_batch_bytes: int = Field(default=1_048_576, ge=1024)

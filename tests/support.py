@@ -155,7 +155,7 @@ def consume(
 
 
 async def _consume(bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float) -> list[Message]:
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -166,9 +166,23 @@ async def _consume(bootstrap: str, topics: list[str], expect: int, timeout: floa
     )
     await consumer.start()
     out: list[Message] = []
+    seen: set[tuple[str, int, int]] = set()
     try:
-        consumer.subscribe(topics=topics)
+        # Assign partitions by hand (no group): a rebalance would deliver records twice.
         deadline = time.monotonic() + timeout
+        partitions: list[TopicPartition] = []
+        for topic in topics:
+            while True:
+                await consumer._client.force_metadata_update()
+                found = consumer.partitions_for_topic(topic)
+                if found:
+                    partitions += [TopicPartition(topic, p) for p in sorted(found)]
+                    break
+                if time.monotonic() > deadline:
+                    return out
+                await asyncio.sleep(0.2)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
         settle_until: float | None = None
         while time.monotonic() < deadline:
             if settle_until is not None and time.monotonic() >= settle_until:
@@ -176,6 +190,9 @@ async def _consume(bootstrap: str, topics: list[str], expect: int, timeout: floa
             batches = await consumer.getmany(timeout_ms=200, max_records=10000)
             for tp, records in batches.items():
                 for r in records:
+                    if (tp.topic, tp.partition, r.offset) in seen:
+                        continue
+                    seen.add((tp.topic, tp.partition, r.offset))
                     out.append(
                         Message(
                             tp.topic,

@@ -103,10 +103,11 @@ class KafkaSink:
         if not missing:
             return
         assert self._admin is not None
-        new = [
-            NewTopic(name, self.config.partitions, self.config.replication_factor)
-            for name in sorted(missing)
-        ]
+        replication = self.config.replication_factor
+        if replication is None:
+            assert self._producer is not None
+            replication = min(3, len(self._producer.client.cluster.brokers()) or 1)
+        new = [NewTopic(name, self.config.partitions, replication) for name in sorted(missing)]
         try:
             response = await self._admin.create_topics(new)
         except TopicAlreadyExistsError:

@@ -100,6 +100,7 @@ class PostgresSource:
         self._sent_lsn = -1
         self._last_status = 0.0
         self._last_commit_lsn = 0  # last commit decoded (not necessarily acked)
+        self._last_commit_lsn_text = "null"  # as Debezium's source.sequence writes it
         self._in_transaction = False
         self._xid = 0
         self._commit_ts_us = 0
@@ -326,7 +327,7 @@ class PostgresSource:
             "ts_ns": ts_us * 1000,
             "snapshot": "false",
             "db": self.database,
-            "sequence": f'["{self._last_commit_lsn}","{lsn}"]',
+            "sequence": f'[{self._last_commit_lsn_text},"{lsn}"]',
             "schema": table.namespace,
             "table": table.name,
             "txId": self._xid,
@@ -360,6 +361,7 @@ class PostgresSource:
             )
             self._in_transaction = False
             self._last_commit_lsn = msg.end_lsn
+            self._last_commit_lsn_text = f'"{msg.end_lsn}"'
         elif kind is pgoutput.Truncate:
             for oid in msg.relation_oids:
                 table = self._tables[oid]

@@ -55,6 +55,7 @@ Debezium's defaults cannot represent.
 from __future__ import annotations
 
 import binascii
+import datetime
 import re
 import struct
 from collections.abc import Callable
@@ -76,6 +77,7 @@ Converter = Callable[[str], Any]
 
 _US_PER_DAY: Final = 86_400_000_000
 _UNIX_EPOCH_ORDINAL: Final = 719_163  # date(1970, 1, 1).toordinal()
+_date_type = datetime.date
 _DAYS_PER_MONTH_AVG: Final = 365.25 / 12.0  # MicroDuration.DAYS_PER_MONTH_AVG
 _MONEY_FRACTION_DIGITS: Final = 2
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-_MONEY_FRACTION_DIGITS)
@@ -239,12 +241,22 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
 
 def _epoch_days(date_text: str, bc: bool) -> int:
     """Days since the epoch of PostgreSQL's ISO date text ``Y...Y-MM-DD`` (year >= 1)."""
+    if date_text[-3:-2] != "-" or date_text[-6:-5] != "-":
+        raise ValueError(f"not an ISO date: {date_text!r}")
     year = int(date_text[:-6])
     month = int(date_text[-5:-3])
     day = int(date_text[-2:])
     if bc:  # 1 BC is ISO year 0
         year = 1 - year
+    if not 1 <= month <= 12 or not 1 <= day <= _days_in_month(year, month):
+        raise ValueError(f"not a date: {date_text!r}")
     return _days_from_civil(year, month, day)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
 
 
 def _time_of_day_us(text: str) -> int:
@@ -275,8 +287,11 @@ def _split_offset(text: str) -> tuple[str, int]:
 
 
 def _date(text: str) -> int:
-    if len(text) == 10:
-        return _days_from_civil(int(text[:4]), int(text[5:7]), int(text[8:]))
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        return (
+            _date_type(int(text[:4]), int(text[5:7]), int(text[8:])).toordinal()
+            - _UNIX_EPOCH_ORDINAL
+        )
     if text == "infinity":
         return _DATE_POS_INFINITY_DAYS
     if text == "-infinity":
@@ -418,7 +433,13 @@ def _interval(text: str) -> int:
     # MicroDuration.durationMicros, in the same double arithmetic.
     number_of_days = (years * 12 + months) * _DAYS_PER_MONTH_AVG + days
     number_of_seconds = ((number_of_days * 24 + hours) * 60 + minutes) * 60 + seconds
-    return int(number_of_seconds * 1_000_000.0)
+    micros = number_of_seconds * 1_000_000.0
+    # Java's (long) cast truncates and saturates at the bounds of a long.
+    if micros >= 9.223372036854775807e18:
+        return 9_223_372_036_854_775_807
+    if micros <= -9.223372036854775808e18:
+        return -9_223_372_036_854_775_808
+    return int(micros)
 
 
 # --- other scalar types ------------------------------------------------------------------
@@ -499,9 +520,11 @@ def _json_string(value: str) -> str:
 
 # PostgreSQL's array_isspace: ASCII whitespace only.
 _ARRAY_TOKEN = re.compile(
-    r'[ \t\n\r\v\f]*(?:([{},])|(?:"((?:[^"\\]|\\.)*)"|([^{},"]+?))[ \t\n\r\v\f]*(?=[},]))',
+    r'[ \t\n\r\v\f]*(?:([{},])|(?:"((?:[^"\\]|\\.)*)"|((?:[^{},"\\]|\\.)+?))'
+    r"[ \t\n\r\v\f]*(?=[},]))",
     re.S,
 )
+_FLAT_ARRAY = re.compile(r'\{[^{}"\\ \t\n\r\v\f]*\}')
 _ARRAY_DIMENSIONS = re.compile(r"[ \t\n\r\v\f]*(?:\[[+-]?\d+:[+-]?\d+\])+[ \t\n\r\v\f]*=")
 
 ArrayItems = list[Any]  # nested lists of str | None
@@ -512,22 +535,15 @@ def parse_array(text: str) -> ArrayItems:
 
     Elements stay text (``None`` for NULL); multi-dimensional arrays become nested lists.
     """
-    inner = text[1:-1]
-    if (
-        text[:1] == "{"
-        and text[-1:] == "}"
-        and "{" not in inner
-        and "}" not in inner
-        and '"' not in inner
-        and "\\" not in inner
-    ):
+    if _FLAT_ARRAY.fullmatch(text):
         # PostgreSQL's array_out quotes anything with special characters or whitespace:
         # a flat array of plain elements is a split away.
+        inner = text[1:-1]
         if not inner:
             return []
         items = inner.split(",")
         if "" not in items:
-            return [None if item == "NULL" else item for item in items]
+            return [None if len(item) == 4 and item.upper() == "NULL" else item for item in items]
     return _parse_array_general(text)
 
 
@@ -573,7 +589,7 @@ def _parse_array_general(text: str) -> ArrayItems:
                 stack[-1].append(_UNESCAPE.sub(r"\1", quoted))
             elif "\\" in bare:
                 stack[-1].append(_UNESCAPE.sub(r"\1", bare))
-            elif bare.upper() == "NULL":
+            elif bare.isascii() and bare.upper() == "NULL":
                 stack[-1].append(None)
             else:
                 stack[-1].append(bare)

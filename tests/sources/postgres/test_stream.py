@@ -156,15 +156,23 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
     pg_case.execute(f"CREATE TABLE {s}.ticks (id int PRIMARY KEY, v int)")
     total, per_tx = 20_000, 100
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def write() -> None:
+        try:
+            _write()
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    def _write() -> None:
         import psycopg
 
         with psycopg.connect(pg_case.dsn, autocommit=True) as conn:
             for start in range(0, total, per_tx):
                 with conn.transaction():
                     conn.execute(
-                        f"INSERT INTO {s}.ticks SELECT g, g FROM generate_series(%s, %s) g",
+                        f"INSERT INTO {s}.ticks SELECT g, g FROM generate_series(%s::int, %s::int) g",
                         (start + 1, start + per_tx),
                     )
                 time.sleep(0.002)
@@ -176,7 +184,8 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
         writer = threading.Thread(target=write)
         writer.start()
         try:
-            consume(pg_case.bootstrap, [pg_case.topic("ticks")], expect=3000, timeout=60, settle=0)
+            early = consume(pg_case.bootstrap, [pg_case.topic("ticks")], expect=3000, timeout=60, settle=0)
+            assert len(early) >= 3000 and not errors, errors
             d.kill()  # SIGKILL in the middle of the stream
             time.sleep(0.5)
             d.start()
@@ -187,6 +196,7 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
             stop.set()
             writer.join()
 
+    assert not errors, errors
     counts = Counter(m.key["id"] for m in messages)
     missing = set(range(1, total + 1)) - set(counts)
     duplicates = sum(n - 1 for n in counts.values())
