@@ -92,8 +92,9 @@ async def _run(config: Config, log: Any) -> Any:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pipeline.stop)
-    await sink.start()
     try:
+        await sink.start()  # first: no slot is created for a daemon that cannot deliver
+        await source.prepare()
         log.info("started", source=config.source.kind, sink=config.sink.kind, version=__version__)
         return await pipeline.run()
     finally:

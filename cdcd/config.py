@@ -222,7 +222,15 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    try:
+        # Secrets are read at start, so a missing one stops the daemon before it connects.
+        config.source.password()
+        if isinstance(config.sink, KafkaSinkConfig):
+            config.sink.sasl_password()
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config
 
 
 def redact_dsn(dsn: str) -> str:

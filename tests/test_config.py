@@ -23,12 +23,15 @@ topic_prefix = "shop"
 def test_minimal_configuration_from_the_issue(tmp_path, monkeypatch):
     path = tmp_path / "cdcd.toml"
     path.write_text(MINIMAL)
+    monkeypatch.delenv("CDCD_SOURCE_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="CDCD_SOURCE_PASSWORD is not set"):
+        load_config(path)
+    monkeypatch.setenv("CDCD_SOURCE_PASSWORD", "s3cret")
     config = load_config(path)
     assert config.name == "shop"
     assert config.source.kind == "postgres"
     assert config.source.includes("public", "orders")
     assert not config.source.includes("public", "other")
-    monkeypatch.setenv("CDCD_SOURCE_PASSWORD", "s3cret")
     assert config.source.password().get_secret_value() == "s3cret"
     assert "s3cret" not in repr(config.source.password())
 
@@ -40,9 +43,10 @@ def test_mysql_and_stdout_variants():
     assert config.source.kind == "mysql" and config.sink.kind == "stdout"
 
 
-def test_example_configuration_is_valid():
+def test_example_configuration_is_valid(monkeypatch):
     from pathlib import Path
 
+    monkeypatch.setenv("CDCD_SOURCE_PASSWORD", "x")
     config = load_config(Path(__file__).parent.parent / "conf" / "cdcd.example.toml")
     assert config.sink.kind == "kafka"
 

@@ -23,6 +23,9 @@ class ListSource:
     async def check(self):
         return []
 
+    async def prepare(self):
+        pass
+
     async def stream(self, resume):
         for chunk in self.chunks:
             yield chunk

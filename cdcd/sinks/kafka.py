@@ -7,6 +7,7 @@ A ``Delivery`` completes only when the broker acknowledged every record of a wri
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any
 
@@ -55,7 +56,9 @@ def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
             "this one stops (two active instances must not share a name)"
         )
     if isinstance(exc, KafkaConnectionError):
-        return SinkError(f"cannot reach Kafka at {bootstrap}: check sink.bootstrap_servers ({exc})")
+        return SinkError(
+            f"cannot reach Kafka at {bootstrap}: no broker answered; check sink.bootstrap_servers"
+        )
     if isinstance(exc, TopicAuthorizationFailedError):
         return SinkError(f"Kafka refused access to a topic: grant WRITE/CREATE on it ({exc})")
     return SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}")
@@ -84,6 +87,10 @@ class KafkaSink:
             max_request_size=self.config.max_request_bytes,
         )
         self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
+        # aiokafka logs each failed bootstrap attempt itself; the error raised here says it all.
+        library_log = logging.getLogger("aiokafka")
+        level = library_log.level
+        library_log.setLevel(logging.CRITICAL)
         try:
             await asyncio.wait_for(self._producer.start(), timeout=30)
             await asyncio.wait_for(self._admin.start(), timeout=30)
@@ -97,6 +104,8 @@ class KafkaSink:
         except KafkaError as exc:
             await self.close()
             raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+        finally:
+            library_log.setLevel(level)
 
     async def _ensure_topics(self, topics: set[str]) -> None:
         missing = topics - self._topics

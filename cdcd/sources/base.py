@@ -36,6 +36,11 @@ class Source(Protocol):
 
     async def check(self) -> list[Problem]: ...
 
+    async def prepare(self) -> None:
+        """Before streaming: raise ``SourceError`` on what makes streaming impossible,
+        and create what the source needs (slot, publication) where allowed."""
+
+
     def stream(self, resume: Position | None) -> AsyncIterator[list[SourceItem]]: ...
 
     async def ack(self, position: Position) -> None: ...

@@ -168,7 +168,6 @@ async def run_checks(
                 Problem(
                     f"table {name} (source.tables) does not exist in database {database!r}",
                     "create it, or fix the name in source.tables (schema.table)",
-                    fatal=False,
                 )
             )
     return problems

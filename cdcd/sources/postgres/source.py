@@ -149,7 +149,7 @@ class PostgresSource:
         finally:
             await conn.close()
 
-    async def _prepare(self) -> None:
+    async def prepare(self) -> None:
         """Refuse to start on a fatal problem; create the publication and slot if allowed."""
         conn = await self._connect()
         try:
@@ -216,7 +216,6 @@ class PostgresSource:
         """Yield chunks of events and commits from the slot, after ``resume`` if given."""
         if resume is not None and not isinstance(resume, PgPosition):
             raise SourceError(f"cannot resume a PostgreSQL stream from a {resume.kind} position")
-        await self._prepare()
         self._meta = await self._connect()
         self._repl = await self._connect(replication=True)
         start = resume.commit_lsn if resume is not None else 0
@@ -451,5 +450,5 @@ class PostgresSource:
         if self._meta is not None:
             with contextlib.suppress(Exception):
                 await self._meta.close()
-        if self.log is not None:
+        if self.log is not None and self._repl is not None:
             self.log.info("source closed", slot=self.slot, confirmed=lsn_to_str(self._acked_lsn))
