@@ -57,3 +57,60 @@ class PgPosition(Position):
 
     def __str__(self) -> str:
         return f"{lsn_to_str(self.commit_lsn)}#{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class MysqlPosition(Position):
+    """A point in a MySQL/MariaDB binlog, after a whole transaction.
+
+    ``gtid_set`` is the set of transactions already written (MySQL ``uuid:1-100,...``,
+    MariaDB ``domain-server-seq,...``), None when the server runs without GTIDs;
+    ``file``/``pos`` is where the next transaction starts. ``index`` counts the events of
+    that next transaction already written when a huge transaction is split (0 at a
+    transaction boundary). Resuming prefers the GTID set, which survives a failover to
+    another server; file/pos is the fallback.
+    """
+
+    kind: ClassVar[str] = "mysql"
+    flavor: str  # "mysql" or "mariadb"
+    gtid_set: str | None
+    file: str
+    pos: int
+    index: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "flavor": self.flavor,
+            "gtid_set": self.gtid_set,
+            "file": self.file,
+            "pos": self.pos,
+            "index": self.index,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MysqlPosition:
+        return cls(
+            flavor=data["flavor"],
+            gtid_set=data.get("gtid_set"),
+            file=data["file"],
+            pos=int(data["pos"]),
+            index=int(data.get("index", 0)),
+        )
+
+    def __str__(self) -> str:
+        where = self.gtid_set if self.gtid_set is not None else f"{self.file}:{self.pos}"
+        return f"{where}#{self.index}" if self.index else where
+
+
+_KINDS: dict[str, Any] = {"postgres": PgPosition, "mysql": MysqlPosition}
+
+
+def position_from_dict(data: dict[str, Any]) -> Position:
+    """Rebuild a position from its ``to_dict`` form (as stored in the offsets topic)."""
+    try:
+        kind = _KINDS[data["kind"]]
+    except KeyError:
+        raise ValueError(f"not a cdcd position: {data!r}") from None
+    position: Position = kind.from_dict(data)
+    return position
