@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from cdcd import __version__
-from cdcd.events import OP_DELETE, ChangeEvent
+from cdcd.events import OP_DELETE, ChangeEvent, SchemaChange
 
 
 @dataclass(slots=True)
@@ -66,8 +66,14 @@ class EnvelopeEncoder:
             "ts_ns": now_ns,
         }
 
-    def encode(self, event: ChangeEvent, out: list[Record], now_ns: int | None = None) -> None:
+    def encode(
+        self, event: ChangeEvent | SchemaChange, out: list[Record], now_ns: int | None = None
+    ) -> None:
         """Append the records for ``event`` (the change, and a tombstone after a delete)."""
+        if type(event) is SchemaChange:
+            self.encode_schema_change(event, out, now_ns)
+            return
+        assert isinstance(event, ChangeEvent)
         if event.op in self.skipped_operations:
             return
         topic = self.topic_for(event.namespace, event.table)
@@ -75,3 +81,20 @@ class EnvelopeEncoder:
         out.append(Record(topic, key, orjson.dumps(self.envelope(event, now_ns))))
         if event.op == OP_DELETE and self.tombstones_on_delete and key is not None:
             out.append(Record(topic, key, None))
+
+    def encode_schema_change(
+        self, change: SchemaChange, out: list[Record], now_ns: int | None = None
+    ) -> None:
+        """A DDL statement on the ``<topic_prefix>`` topic, keyed by database, as Debezium's
+        MySQL connector writes its schema-change events."""
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        value = {
+            "source": {**self._source_common, **change.source},
+            "ts_ms": now_ns // 1_000_000,
+            "databaseName": change.namespace,
+            "schemaName": None,
+            "ddl": change.ddl,
+            "tableChanges": change.table_changes,
+        }
+        key = orjson.dumps({"databaseName": change.namespace})
+        out.append(Record(self.topic_prefix, key, orjson.dumps(value)))

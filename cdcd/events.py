@@ -41,6 +41,20 @@ class ChangeEvent:
 
 
 @dataclass(slots=True)
+class SchemaChange:
+    """A DDL statement, published to the ``<topic_prefix>`` schema-change topic.
+
+    ``namespace`` is the database it ran in (the record's key, as Debezium keys it);
+    ``source`` the connector-specific source fields, like ``ChangeEvent.source``.
+    """
+
+    namespace: str
+    ddl: str
+    source: dict[str, Any]
+    table_changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Commit:
     """End of a transaction (or of a safe chunk of a huge one).
 
@@ -55,4 +69,4 @@ class Commit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-SourceItem = ChangeEvent | Commit
+SourceItem = ChangeEvent | SchemaChange | Commit

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdcd.envelope import EnvelopeEncoder, Record
-from cdcd.events import ChangeEvent, Commit
+from cdcd.events import Commit
 from cdcd.positions import Position
 from cdcd.sinks.base import Delivery, Sink
 from cdcd.sources.base import Source
@@ -93,11 +93,10 @@ class Pipeline:
         async for chunk in self.source.stream(resume):
             now_ns = time.time_ns()
             for item in chunk:
-                if type(item) is ChangeEvent:
+                if type(item) is not Commit:
                     encode(item, batch, now_ns)
                     stats.events += 1
                 else:
-                    assert isinstance(item, Commit)
                     position = item.position
                     committed = len(batch)
                     stats.transactions += 1
