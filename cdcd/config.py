@@ -94,6 +94,13 @@ class MysqlSourceConfig(_SourceCommon):
     ssl_cert: str | None = None
     ssl_key: str | None = None
     ssl_verify_identity: bool = False
+    initial_position: str = Field(
+        default="latest",
+        description="where to start when no offset is stored: 'latest' (the binlog's end), "
+        "'earliest' (the oldest binlog kept), a GTID set, or 'file:pos'",
+    )
+    schema_changes: bool = Field(default=True, description="publish DDL to the <topic_prefix> topic")
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
 
     @field_validator("dsn")
     @classmethod

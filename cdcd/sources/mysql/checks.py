@@ -1,0 +1,162 @@
+"""Server checks for MySQL/MariaDB binlog streaming, each finding with the fix."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cdcd.config import MysqlSourceConfig
+from cdcd.sources.base import Problem
+
+_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    flavor: str  # "mysql" or "mariadb"
+    version: str
+    variables: dict[str, str]
+
+    @property
+    def gtid_enabled(self) -> bool:
+        if self.flavor == "mariadb":
+            return True  # MariaDB always writes GTIDs
+        return self.variables.get("gtid_mode", "OFF").upper() == "ON"
+
+
+def server_info(cursor: Any) -> ServerInfo:
+    cursor.execute("SELECT VERSION()")
+    (version,) = cursor.fetchone()
+    flavor = "mariadb" if "mariadb" in version.lower() else "mysql"
+    cursor.execute(
+        "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+        "'binlog_row_image', 'binlog_row_metadata', 'gtid_mode', 'enforce_gtid_consistency', "
+        "'binlog_transaction_compression', 'log_bin_compress', 'server_id', 'gtid_strict_mode', "
+        "'binlog_checksum', 'gtid_domain_id')"
+    )
+    variables = {name.lower(): str(value) for name, value in cursor.fetchall()}
+    return ServerInfo(flavor, version, variables)
+
+
+def _setting(name: str, value: str) -> str:
+    return f"SET GLOBAL {name} = '{value}' and put {name} = {value} in the server's my.cnf"
+
+
+def run_checks(cursor: Any, config: MysqlSourceConfig, info: ServerInfo) -> list[Problem]:
+    """What stops or spoils binlog streaming on this server."""
+    problems: list[Problem] = []
+    v = info.variables
+    if v.get("log_bin", "OFF").upper() not in ("ON", "1"):
+        problems.append(
+            Problem(
+                "the binary log is off (log_bin = OFF)",
+                "start the server with log_bin (log-bin = mysql-bin in my.cnf) and a server_id",
+            )
+        )
+    for name, wanted in (("binlog_format", "ROW"), ("binlog_row_image", "FULL")):
+        actual = v.get(name, "")
+        if actual.upper() != wanted:
+            problems.append(
+                Problem(f"{name} is '{actual}', cdcd needs '{wanted}'", _setting(name, wanted))
+            )
+    metadata = v.get("binlog_row_metadata")
+    if metadata is None:
+        problems.append(
+            Problem(
+                f"{info.flavor} {info.version} has no binlog_row_metadata: the binlog does not "
+                "name columns",
+                "upgrade to MySQL 8.0.14+ or MariaDB 10.5+ and set binlog_row_metadata = FULL",
+            )
+        )
+    elif metadata.upper() != "FULL":
+        problems.append(
+            Problem(
+                f"binlog_row_metadata is '{metadata}', cdcd needs 'FULL' (column names in the binlog)",
+                _setting("binlog_row_metadata", "FULL"),
+            )
+        )
+    if v.get("binlog_transaction_compression", "OFF").upper() in ("ON", "1"):
+        problems.append(
+            Problem(
+                "binlog_transaction_compression is ON: cdcd cannot read compressed transactions yet",
+                _setting("binlog_transaction_compression", "OFF"),
+            )
+        )
+    if v.get("log_bin_compress", "OFF").upper() in ("ON", "1"):
+        problems.append(
+            Problem(
+                "log_bin_compress is ON: cdcd cannot read compressed binlog events yet",
+                _setting("log_bin_compress", "OFF"),
+            )
+        )
+    if not info.gtid_enabled:
+        problems.append(
+            Problem(
+                "gtid_mode is OFF: positions are binlog file/pos, which do not survive a failover "
+                "to another server",
+                "SET GLOBAL enforce_gtid_consistency = ON, then step gtid_mode to ON "
+                "(OFF_PERMISSIVE, ON_PERMISSIVE, ON)",
+                fatal=False,
+            )
+        )
+    problems += _privilege_problems(cursor)
+    problems += _table_problems(cursor, config)
+    return problems
+
+
+def _privilege_problems(cursor: Any) -> list[Problem]:
+    cursor.execute("SHOW GRANTS FOR CURRENT_USER()")
+    grants = " ".join(row[0] for row in cursor.fetchall()).upper()
+    problems = []
+    has_all = bool(re.search(r"GRANT ALL PRIVILEGES ON \*\.\*", grants))
+    if not (has_all or "REPLICATION SLAVE" in grants or "REPLICATION REPLICA" in grants):
+        problems.append(
+            Problem(
+                "the user lacks the REPLICATION SLAVE privilege (needed to read the binlog)",
+                "GRANT REPLICATION SLAVE ON *.* TO <user>",
+            )
+        )
+    monitor = ("REPLICATION CLIENT", "BINLOG MONITOR", "SUPER")
+    if not (has_all or any(p in grants for p in monitor)):
+        problems.append(
+            Problem(
+                "the user lacks REPLICATION CLIENT (MariaDB: BINLOG MONITOR) to read binlog positions",
+                "GRANT REPLICATION CLIENT ON *.* TO <user>  (MariaDB 10.5+: GRANT BINLOG MONITOR ...)",
+            )
+        )
+    return problems
+
+
+def _table_problems(cursor: Any, config: MysqlSourceConfig) -> list[Problem]:
+    cursor.execute(
+        "SELECT t.table_schema, t.table_name, "
+        "EXISTS (SELECT 1 FROM information_schema.table_constraints c "
+        "        WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name "
+        "        AND c.constraint_type = 'PRIMARY KEY') "
+        "FROM information_schema.tables t WHERE t.table_type = 'BASE TABLE'"
+    )
+    problems = []
+    existing = set()
+    for schema, table, has_pk in cursor.fetchall():
+        if schema in _SYSTEM_SCHEMAS:
+            continue
+        existing.add(f"{schema}.{table}")
+        if config.includes(schema, table) and not has_pk:
+            problems.append(
+                Problem(
+                    f"table {schema}.{table} has no primary key: its events have no key",
+                    f"add a primary key to {schema}.{table} if its events need ordering per row",
+                    fatal=False,
+                )
+            )
+    for name in config.tables or ():
+        if name not in existing:
+            problems.append(
+                Problem(
+                    f"table {name} (source.tables) does not exist",
+                    "create it, or fix the name in source.tables (database.table)",
+                    fatal=False,
+                )
+            )
+    return problems

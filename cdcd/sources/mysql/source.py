@@ -1,0 +1,634 @@
+"""Streams the MySQL/MariaDB binlog with python-mysql-replication.
+
+The library is blocking, so the binlog is read in a worker thread that hands chunks of
+items (events, then their transaction's ``Commit``) to the event loop through a bounded
+queue: the loop never blocks and memory stays bounded whatever the transaction size.
+Column names come from the binlog's own table metadata (``binlog_row_metadata=FULL``),
+so an event read long after an ALTER TABLE carries the names it was written with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import re
+import socket
+import threading
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    NotImplementedEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+from cdcd.config import MysqlSourceConfig, dsn_parts
+from cdcd.errors import DecodeError, SourceError
+from cdcd.events import (
+    OP_CREATE,
+    OP_DELETE,
+    OP_UPDATE,
+    ChangeEvent,
+    Commit,
+    SchemaChange,
+    SourceItem,
+)
+from cdcd.positions import MysqlPosition, Position
+from cdcd.sources.base import Problem
+from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
+from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
+from cdcd.sources.mysql.types import RowConverter
+
+_CHUNK_ITEMS = 2000
+_QUEUE_CHUNKS = 16
+
+# Event types the library does not decode and that carry no row change: skipping them is
+# safe. Any other undecoded event (compressed transactions, compressed MariaDB events,
+# incidents) stops the stream: a position must never move past data not delivered.
+_HARMLESS_EVENT_TYPES = frozenset(
+    {
+        0x03,  # STOP
+        0x05,  # INTVAR
+        0x0D,  # RAND
+        0x0E,  # USER_VAR
+        0x0F,  # FORMAT_DESCRIPTION
+        0x1B,  # HEARTBEAT
+        0x1C,  # IGNORABLE
+        0x1D,  # ROWS_QUERY
+        0x22,  # ANONYMOUS_GTID (MySQL without GTIDs: a transaction starts)
+        0x23,  # PREVIOUS_GTIDS
+        0x24,  # TRANSACTION_CONTEXT (group replication)
+        0x25,  # VIEW_CHANGE (group replication)
+        0x29,  # HEARTBEAT_V2
+        0xA0,  # MARIADB_ANNOTATE_ROWS
+        0xA1,  # MARIADB_BINLOG_CHECKPOINT
+        0xA3,  # MARIADB_GTID_LIST
+        0xA4,  # MARIADB_START_ENCRYPTION
+    }
+)
+_UNREADABLE_EVENT_TYPES = {
+    0x1A: "an INCIDENT event (the server lost binlog events)",
+    0x28: "a compressed transaction (binlog_transaction_compression = ON): set it OFF",
+    0xA5: "a compressed MariaDB event (log_bin_compress = ON): set it OFF",
+}
+
+
+_DDL_TABLE = re.compile(
+    r"^\s*(?:CREATE|ALTER|DROP|RENAME|TRUNCATE)\s+(?:TEMPORARY\s+)?(?:TABLE|VIEW)\s+"
+    r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?`?([^`.\s]+)`?\.",
+    re.IGNORECASE,
+)
+_DDL_DATABASE = re.compile(
+    r"^\s*(?:CREATE|ALTER|DROP)\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?`?([^`\s;]+)`?",
+    re.IGNORECASE,
+)
+
+
+def ddl_database(statement: str, default_schema: bytes | str | None) -> str:
+    """The database a DDL statement is about: its qualifier, else the session's default."""
+    match = _DDL_TABLE.match(statement) or _DDL_DATABASE.match(statement)
+    if match:
+        return match.group(1)
+    if isinstance(default_schema, bytes):
+        return default_schema.decode()
+    return default_schema or ""
+
+
+def derive_server_id(name: str) -> int:
+    """A replica server id derived from the daemon's name (stable across restarts)."""
+    return 100_000 + zlib.crc32(name.encode()) % 4_000_000_000
+
+
+@dataclass(slots=True)
+class _Table:
+    schema: str
+    name: str
+    included: bool
+    convert: RowConverter | None = None
+    key_columns: tuple[str, ...] = ()
+
+    def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        if not self.key_columns:
+            return None
+        return {name: row[name] for name in self.key_columns}
+
+
+@dataclass(slots=True)
+class _Start:
+    gtid_set: str | None  # resume after these transactions (auto_position), or None
+    file: str | None
+    pos: int | None
+    skip_events: int = 0  # events of the first transaction already written
+
+
+class _Stopped(Exception):
+    pass
+
+
+class MysqlSource:
+    """One MySQL or MariaDB server's binlog."""
+
+    connector = "mysql"
+
+    def __init__(self, config: MysqlSourceConfig, *, name: str, log: Any = None) -> None:
+        self.config = config
+        self.log = log
+        self.server_id = config.server_id or derive_server_id(name)
+        parts = dsn_parts(config.dsn)
+        password = config.password()
+        self._connection = {
+            "host": parts["host"],
+            "port": parts["port"] or 3306,
+            "user": parts["user"] or "root",
+            "password": password.get_secret_value() if password else (parts["password"] or ""),
+        }
+        if config.ssl_ca or config.ssl_cert:
+            self._connection["ssl"] = {
+                key: value
+                for key, value in (
+                    ("ca", config.ssl_ca),
+                    ("cert", config.ssl_cert),
+                    ("key", config.ssl_key),
+                )
+                if value
+            }
+            self._connection["ssl_verify_identity"] = config.ssl_verify_identity
+        self._where = f"{self._connection['host']}:{self._connection['port']}"
+        self.info: ServerInfo | None = None
+        self._stop = threading.Event()
+        self._reader: BinLogStreamReader | None = None
+        self._thread: threading.Thread | None = None
+        self.acked: MysqlPosition | None = None
+
+    # -- connections and checks ------------------------------------------------------
+
+    def _connect(self) -> pymysql.connections.Connection:
+        try:
+            return pymysql.connect(**self._connection, connect_timeout=10, autocommit=True)
+        except pymysql.err.OperationalError as exc:
+            code, message = (exc.args + ("",))[:2]
+            fix = "check source.dsn"
+            if code == 1045:
+                fix = "check the user and set the password with source.password_env or source.password_file"
+            raise SourceError(
+                f"cannot connect to MySQL/MariaDB at {self._where}: {message}; {fix}"
+            ) from None
+
+    def _check_sync(self) -> list[Problem]:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                self.info = server_info(cursor)
+                if self.info.flavor == "mariadb":
+                    self.connector = "mariadb"
+                return run_checks(cursor, self.config, self.info)
+        finally:
+            conn.close()
+
+    async def check(self) -> list[Problem]:
+        """What stops or spoils streaming, each with its fix (``cdcd check``)."""
+        return await asyncio.to_thread(self._check_sync)
+
+    async def prepare(self) -> None:
+        """Refuse to start on a fatal problem (ROW format, FULL image and metadata, grants)."""
+        problems = await self.check()
+        fatal = [p for p in problems if p.fatal]
+        if fatal:
+            raise SourceError(f"{fatal[0].what}; fix: {fatal[0].fix}")
+        if self.log is not None:
+            for problem in problems:
+                self.log.warning(problem.what, fix=problem.fix)
+
+    # -- where to start --------------------------------------------------------------
+
+    def _start_point(self, resume: Position | None) -> _Start:
+        assert self.info is not None
+        if resume is not None:
+            if not isinstance(resume, MysqlPosition):
+                raise SourceError(f"cannot resume a MySQL stream from a {resume.kind} position")
+            if resume.flavor != self.info.flavor:
+                raise SourceError(
+                    f"the stored position is a {resume.flavor} position but the server is "
+                    f"{self.info.flavor}: reset the offsets (cdcd offsets reset)"
+                )
+            if resume.gtid_set is not None and self.info.gtid_enabled:
+                return _Start(resume.gtid_set, None, None, resume.index)
+            return _Start(None, resume.file, resume.pos, resume.index)
+        initial = self.config.initial_position.strip()
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                if initial == "latest":
+                    return self._latest(cursor)
+                if initial == "earliest":
+                    cursor.execute("SHOW BINARY LOGS")
+                    first = cursor.fetchone()
+                    empty = "" if self.info.gtid_enabled else None
+                    return _Start(empty, first[0], 4)
+        finally:
+            conn.close()
+        if (
+            ":" in initial
+            and initial.rsplit(":", 1)[1].isdigit()
+            and "-" not in initial.split(":")[0]
+        ):
+            file, pos = initial.rsplit(":", 1)
+            return _Start(None, file, int(pos))
+        return _Start(self._parse_gtid(initial), None, None)
+
+    def _parse_gtid(self, text: str) -> str:
+        assert self.info is not None
+        try:
+            if self.info.flavor == "mariadb":
+                return str(MariadbGtidPosition.parse(text))
+            return str(MysqlGtidSet.parse(text))
+        except ValueError as exc:
+            raise SourceError(f"source.initial_position: {exc}") from None
+
+    def _latest(self, cursor: Any) -> _Start:
+        assert self.info is not None
+        try:
+            cursor.execute("SHOW MASTER STATUS")
+        except pymysql.err.ProgrammingError:
+            cursor.execute("SHOW BINARY LOG STATUS")  # MySQL 8.4 renamed it
+        row = cursor.fetchone()
+        if row is None:
+            raise SourceError(f"{self._where} has no binary log position: is log_bin on?")
+        file, pos = row[0], int(row[1])
+        if not self.info.gtid_enabled:
+            return _Start(None, file, pos)
+        if self.info.flavor == "mariadb":
+            cursor.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+            return _Start(str(MariadbGtidPosition.parse(cursor.fetchone()[0] or "")), file, pos)
+        return _Start(str(MysqlGtidSet.parse(row[4] or "")), file, pos)
+
+    # -- streaming -------------------------------------------------------------------
+
+    async def stream(self, resume: Position | None) -> AsyncIterator[list[SourceItem]]:
+        """Yield chunks of events and commits, after ``resume`` or from initial_position."""
+        if self.info is None:
+            await self.prepare()
+        start = await asyncio.to_thread(self._start_point, resume)
+        if self.log is not None:
+            self.log.info(
+                "streaming",
+                flavor=self.connector,
+                server_id=self.server_id,
+                gtid_set=start.gtid_set,
+                file=start.file,
+                pos=start.pos,
+            )
+        loop = asyncio.get_running_loop()
+        chunks: queue.Queue[list[SourceItem] | BaseException] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        wake = asyncio.Event()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._read_thread,
+            args=(start, chunks, loop, wake),
+            name="cdcd-binlog",
+            daemon=True,
+        )
+        self._thread.start()
+        try:
+            while True:
+                try:
+                    chunk = chunks.get_nowait()
+                except queue.Empty:
+                    wake.clear()
+                    if chunks.empty():
+                        await wake.wait()
+                    continue
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                yield chunk
+        finally:
+            self._stop.set()
+
+    def _read_thread(
+        self,
+        start: _Start,
+        chunks: queue.Queue[list[SourceItem] | BaseException],
+        loop: asyncio.AbstractEventLoop,
+        wake: asyncio.Event,
+    ) -> None:
+        def hand_over(item: list[SourceItem] | BaseException) -> None:
+            while not self._stop.is_set():
+                try:
+                    chunks.put(item, timeout=0.2)
+                except queue.Full:
+                    continue
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    loop.call_soon_threadsafe(wake.set)
+                return
+            raise _Stopped
+
+        try:
+            self._read(start, hand_over)
+        except _Stopped:
+            pass
+        except (SourceError, DecodeError) as exc:
+            with contextlib.suppress(_Stopped):
+                hand_over(exc)
+        except pymysql.err.OperationalError as exc:
+            if not self._stop.is_set():
+                with contextlib.suppress(_Stopped):
+                    hand_over(self._explain_stream_error(exc))
+        except Exception as exc:  # a bug or an undecodable event: stop, never skip
+            if not self._stop.is_set():
+                with contextlib.suppress(_Stopped):
+                    hand_over(SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}"))
+
+    def _explain_stream_error(self, exc: pymysql.err.OperationalError) -> SourceError:
+        code, message = (exc.args + ("",))[:2]
+        if code == 1227 or "REPLICATION SLAVE" in str(message):
+            return SourceError(f"{message}; fix: GRANT REPLICATION SLAVE ON *.* TO <user>")
+        if code in (1236,):
+            return SourceError(
+                f"the server cannot send the binlog from the stored position: {message}; "
+                "the binlog may have been purged: reset the offsets (cdcd offsets reset)"
+            )
+        return SourceError(f"lost the binlog connection to {self._where}: {message}")
+
+    def _read(self, start: _Start, hand_over: Any) -> None:
+        assert self.info is not None
+        flavor = self.info.flavor
+        only_schemas = None
+        if self.config.tables is not None:
+            only_schemas = sorted({name.split(".", 1)[0] for name in self.config.tables})
+        self._reader = reader = BinLogStreamReader(
+            connection_settings=dict(self._connection),
+            server_id=self.server_id,
+            blocking=True,
+            resume_stream=True,
+            auto_position=start.gtid_set if start.gtid_set else None,
+            log_file=start.file if not start.gtid_set else None,
+            log_pos=start.pos if not start.gtid_set else None,
+            only_events=[
+                GtidEvent,
+                MariadbGtidEvent,
+                QueryEvent,
+                XidEvent,
+                RotateEvent,
+                TableMapEvent,
+                WriteRowsEvent,
+                UpdateRowsEvent,
+                DeleteRowsEvent,
+                HeartbeatLogEvent,
+                NotImplementedEvent,
+            ],
+            filter_non_implemented_events=False,
+            only_schemas=only_schemas,
+            is_mariadb=flavor == "mariadb",
+            slave_heartbeat=self.config.heartbeat_interval_s,
+            freeze_schema=True,
+            enable_logging=False,
+        )
+        gtids: MysqlGtidSet | MariadbGtidPosition | None = None
+        if start.gtid_set is not None:
+            gtids = (
+                MariadbGtidPosition.parse(start.gtid_set)
+                if flavor == "mariadb"
+                else MysqlGtidSet.parse(start.gtid_set)
+            )
+        file = start.file or ""
+        tables: dict[int, _Table] = {}
+        items: list[SourceItem] = []
+        gtid: str | None = None
+        thread: int | None = None
+        in_transaction = False
+        skip = start.skip_events
+        tx_events = 0
+        connector = self.connector
+
+        def commit(next_pos: int, ts: int) -> None:
+            nonlocal gtids, in_transaction, tx_events, skip
+            if gtid is not None and gtids is not None:
+                gtids = (
+                    gtids.advance_gtid(gtid)
+                    if isinstance(gtids, MariadbGtidPosition)
+                    else gtids.add_gtid(gtid)
+                )
+            position = MysqlPosition(
+                flavor, str(gtids) if gtids is not None else None, file, next_pos
+            )
+            items.append(Commit(position, txid=gtid, ts_ms=ts * 1000, event_count=tx_events))
+            in_transaction, tx_events, skip = False, 0, 0
+
+        try:
+            for event in reader:
+                kind = type(event)
+                if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
+                    table = tables.get(event.table_id)
+                    if table is None or not table.included:
+                        continue
+                    ts = event.timestamp
+                    source = {
+                        "connector": connector,
+                        "ts_ms": ts * 1000,
+                        "ts_us": ts * 1_000_000,
+                        "ts_ns": ts * 1_000_000_000,
+                        "snapshot": "false",
+                        "db": table.schema,
+                        "sequence": None,
+                        "table": table.name,
+                        "server_id": event.packet.server_id,
+                        "gtid": gtid,
+                        "file": file,
+                        "pos": event.packet.log_pos - event.packet.event_size,
+                        "row": 0,
+                        "thread": thread,
+                        "query": None,
+                    }
+                    for row_index, row in enumerate(event.rows):
+                        for change in self._changes(kind, table, row, source, row_index, gtid):
+                            tx_events += 1
+                            if skip >= tx_events:
+                                continue  # already in Kafka before a restart
+                            items.append(change)
+                    if len(items) >= _CHUNK_ITEMS:
+                        hand_over(items)
+                        items = []
+                elif kind is TableMapEvent:
+                    tables[event.table_id] = self._table(event)
+                elif kind is XidEvent:
+                    commit(event.packet.log_pos, event.timestamp)
+                    hand_over(items)
+                    items = []
+                elif kind is GtidEvent:
+                    gtid = event.gtid
+                    thread = None
+                elif kind is MariadbGtidEvent:
+                    gtid = event.gtid
+                    thread = None
+                    # MariaDB writes no BEGIN: the GTID event opens a transaction unless it
+                    # is flagged standalone (a DDL statement, committed by itself).
+                    in_transaction = not (event.flags & 1)
+                elif kind is QueryEvent:
+                    statement = event.query.strip()
+                    upper = statement[:16].upper()
+                    if upper == "BEGIN" or upper.startswith("XA START"):
+                        in_transaction = True
+                        thread = event.slave_proxy_id
+                    elif upper in ("COMMIT", "ROLLBACK") or upper.startswith("XA COMMIT"):
+                        commit(event.packet.log_pos, event.timestamp)
+                        hand_over(items)
+                        items = []
+                    elif not in_transaction:
+                        # DDL: committed by itself; row events after it have the new shape.
+                        database = ddl_database(statement, event.schema)
+                        if self.config.schema_changes and self._captures_database(database):
+                            items.append(
+                                SchemaChange(
+                                    database or "",
+                                    statement,
+                                    {
+                                        "connector": connector,
+                                        "ts_ms": event.timestamp * 1000,
+                                        "snapshot": "false",
+                                        "db": database,
+                                        "table": None,
+                                        "server_id": event.packet.server_id,
+                                        "gtid": gtid,
+                                        "file": file,
+                                        "pos": event.packet.log_pos - event.packet.event_size,
+                                        "row": 0,
+                                        "thread": event.slave_proxy_id,
+                                        "query": None,
+                                    },
+                                )
+                            )
+                        tables.clear()  # table ids are re-mapped after DDL
+                        commit(event.packet.log_pos, event.timestamp)
+                        hand_over(items)
+                        items = []
+                elif kind is RotateEvent:
+                    file = event.next_binlog
+                elif kind is NotImplementedEvent:
+                    event_type = event.packet.event_type
+                    if event_type in _HARMLESS_EVENT_TYPES:
+                        continue
+                    what = _UNREADABLE_EVENT_TYPES.get(
+                        event_type, f"an event of unknown type 0x{event_type:02x}"
+                    )
+                    raise DecodeError(
+                        f"the binlog holds {what} at {file}:{event.packet.log_pos - event.packet.event_size}; "
+                        "cdcd stops rather than skip it"
+                    )
+                elif kind is HeartbeatLogEvent and items:
+                    hand_over(items)
+                    items = []
+                if self._stop.is_set():
+                    raise _Stopped
+        finally:
+            with contextlib.suppress(Exception):
+                reader.close()
+
+    def _captures_database(self, database: str) -> bool:
+        if self.config.tables is None:
+            return database not in ("mysql", "sys", "performance_schema", "information_schema")
+        return any(name.split(".", 1)[0] == database for name in self.config.tables)
+
+    def _table(self, event: Any) -> _Table:
+        schema, name = event.schema, event.table
+        if not self.config.includes(schema, name):
+            return _Table(schema, name, included=False)
+        try:
+            convert = RowConverter.from_table_map(event)
+        except ValueError as exc:
+            raise SourceError(f"table {schema}.{name}: {exc}") from None
+        key_columns = tuple(c.name for c in event.columns if getattr(c, "is_primary", False))
+        return _Table(schema, name, True, convert, key_columns)
+
+    @staticmethod
+    def _changes(
+        kind: type,
+        table: _Table,
+        row: dict[str, Any],
+        source: dict[str, Any],
+        row_index: int,
+        gtid: str | None,
+    ) -> list[ChangeEvent]:
+        convert = table.convert
+        assert convert is not None
+        row_source = source if row_index == 0 else {**source, "row": row_index}
+        if kind is WriteRowsEvent:
+            after = convert(row["values"], row.get("none_sources"))
+            return [
+                ChangeEvent(
+                    OP_CREATE,
+                    table.schema,
+                    table.name,
+                    table.key(after),
+                    None,
+                    after,
+                    row_source,
+                    gtid,
+                )
+            ]
+        if kind is DeleteRowsEvent:
+            before = convert(row["values"], row.get("none_sources"))
+            return [
+                ChangeEvent(
+                    OP_DELETE,
+                    table.schema,
+                    table.name,
+                    table.key(before),
+                    before,
+                    None,
+                    row_source,
+                    gtid,
+                )
+            ]
+        before = convert(row["before_values"], row.get("before_none_sources"))
+        after = convert(row["after_values"], row.get("after_none_sources"))
+        key, old_key = table.key(after), table.key(before)
+        if old_key != key:
+            # Like Debezium: a primary-key change is a delete of the old key (and its
+            # tombstone) followed by a create of the new one.
+            return [
+                ChangeEvent(
+                    OP_DELETE, table.schema, table.name, old_key, before, None, row_source, gtid
+                ),
+                ChangeEvent(
+                    OP_CREATE, table.schema, table.name, key, None, after, row_source, gtid
+                ),
+            ]
+        return [
+            ChangeEvent(OP_UPDATE, table.schema, table.name, key, before, after, row_source, gtid)
+        ]
+
+    async def ack(self, position: Position) -> None:
+        """MySQL keeps no replica state on the server: the offset store holds positions."""
+        assert isinstance(position, MysqlPosition)
+        self.acked = position
+
+    async def close(self) -> None:
+        self._stop.set()
+        reader = self._reader
+        if reader is not None:
+            # The reader thread blocks in recv(): shutting the socket down wakes it at once.
+            connection = getattr(reader, "_stream_connection", None)
+            sock = getattr(connection, "_sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
+        if self.log is not None and self._reader is not None:
+            self.log.info("source closed", position=str(self.acked) if self.acked else None)
