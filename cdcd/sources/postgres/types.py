@@ -77,7 +77,6 @@ Converter = Callable[[str], Any]
 
 _US_PER_DAY: Final = 86_400_000_000
 _UNIX_EPOCH_ORDINAL: Final = 719_163  # date(1970, 1, 1).toordinal()
-_date_type = datetime.date
 _DAYS_PER_MONTH_AVG: Final = 365.25 / 12.0  # MicroDuration.DAYS_PER_MONTH_AVG
 _MONEY_FRACTION_DIGITS: Final = 2
 _MONEY_QUANTUM: Final = Decimal(1).scaleb(-_MONEY_FRACTION_DIGITS)
@@ -286,12 +285,22 @@ def _split_offset(text: str) -> tuple[str, int]:
     return text[:sign_at], -seconds if text[sign_at] == "-" else seconds
 
 
+# Fast paths parse with datetime's C parsers, which cover years 1-9999; what they refuse
+# (BC, years past 9999, infinities, 24:00:00) takes the slower general path.
+_from_iso_date = datetime.date.fromisoformat
+_from_iso_datetime = datetime.datetime.fromisoformat
+_from_iso_time = datetime.time.fromisoformat
+_EPOCH_NAIVE: Final = datetime.datetime(1970, 1, 1)
+_ONE_US: Final = datetime.timedelta(microseconds=1)
+_ONE_MS: Final = datetime.timedelta(milliseconds=1)
+_UTC: Final = datetime.UTC
+
+
 def _date(text: str) -> int:
-    if len(text) == 10 and text[4] == "-" and text[7] == "-":
-        return (
-            _date_type(int(text[:4]), int(text[5:7]), int(text[8:])).toordinal()
-            - _UNIX_EPOCH_ORDINAL
-        )
+    try:
+        return _from_iso_date(text).toordinal() - _UNIX_EPOCH_ORDINAL
+    except ValueError:
+        pass
     if text == "infinity":
         return _DATE_POS_INFINITY_DAYS
     if text == "-infinity":
@@ -302,6 +311,10 @@ def _date(text: str) -> int:
 
 def _timestamp_us(text: str) -> int:
     """Microseconds since the epoch of a timestamp (without time zone) text value."""
+    try:
+        return (_from_iso_datetime(text) - _EPOCH_NAIVE) // _ONE_US
+    except ValueError:
+        pass
     if text == "infinity":
         return _TS_POS_INFINITY_US
     if text == "-infinity":
@@ -314,7 +327,11 @@ def _timestamp_us(text: str) -> int:
 
 
 def _timestamp_ms(text: str) -> int:
-    return _timestamp_us(text) // 1000  # the column keeps at most milliseconds
+    # The column keeps at most milliseconds, so the division is exact.
+    try:
+        return (_from_iso_datetime(text) - _EPOCH_NAIVE) // _ONE_MS
+    except ValueError:
+        return _timestamp_us(text) // 1000
 
 
 def _iso_year(year: int) -> str:
@@ -333,43 +350,58 @@ def _fraction(micros: int, width: int) -> str:
 
 
 def _timestamptz(width: int) -> Converter:
+    zeros = "0" * width
+
     def convert(text: str) -> str:
-        if text.endswith("+00") and len(text) > 22 and text[10] == " ":
+        if text[-3:] == "+00" and text[10:11] == " " and text[19:20] in ".+":
             # The replication session runs in UTC: no arithmetic, only reformatting.
-            time_text = text[11:-3]
-            micros = int(time_text[9:15].ljust(6, "0")) if len(time_text) > 8 else 0
-            return f"{text[:10]}T{time_text[:8]}{_fraction(micros, width)}Z"
-        if text == "infinity" or text == "-infinity":
-            return text
-        bc = text.endswith(" BC")
-        if bc:
-            text = text[:-3]
-        date_text, _, time_text = text.partition(" ")
-        time_text, offset = _split_offset(time_text)
-        epoch_us = (
-            _epoch_days(date_text, bc) * _US_PER_DAY
-            + _time_of_day_us(time_text)
-            - offset * 1_000_000
-        )
-        days, day_us = divmod(epoch_us, _US_PER_DAY)
-        year, month, day = _civil_from_days(days)
-        seconds, micros = divmod(day_us, 1_000_000)
-        minutes, seconds = divmod(seconds, 60)
-        hours, minutes = divmod(minutes, 60)
-        return (
-            f"{_iso_year(year)}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}"
-            f"{_fraction(micros, width)}Z"
-        )
+            digits = text[20:-3]  # PostgreSQL prints no trailing zeros
+            if width <= 0:
+                fraction = "." + digits if digits else ""
+            else:
+                fraction = "." + (digits + zeros)[:width]
+            return text[:10] + "T" + text[11:19] + fraction + "Z"
+        try:
+            iso = _from_iso_datetime(text).astimezone(_UTC).isoformat(timespec="microseconds")
+            return iso[:19] + _fraction(int(iso[20:26]), width) + "Z"
+        except (ValueError, OverflowError):
+            return _timestamptz_general(text, width)
 
     return convert
 
 
+def _timestamptz_general(text: str, width: int) -> str:
+    if text == "infinity" or text == "-infinity":
+        return text
+    bc = text.endswith(" BC")
+    if bc:
+        text = text[:-3]
+    date_text, _, time_text = text.partition(" ")
+    time_text, offset = _split_offset(time_text)
+    epoch_us = (
+        _epoch_days(date_text, bc) * _US_PER_DAY + _time_of_day_us(time_text) - offset * 1_000_000
+    )
+    days, day_us = divmod(epoch_us, _US_PER_DAY)
+    year, month, day = _civil_from_days(days)
+    seconds, micros = divmod(day_us, 1_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{_iso_year(year)}-{month:02d}-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}"
+        f"{_fraction(micros, width)}Z"
+    )
+
+
 def _time_us(text: str) -> int:
-    return _time_of_day_us(text)
+    try:
+        time = _from_iso_time(text)
+    except ValueError:  # 24:00:00
+        return _time_of_day_us(text)
+    return ((time.hour * 60 + time.minute) * 60 + time.second) * 1_000_000 + time.microsecond
 
 
 def _time_ms(text: str) -> int:
-    return _time_of_day_us(text) // 1000
+    return _time_us(text) // 1000  # the column keeps at most milliseconds
 
 
 def _timetz(text: str) -> str:

@@ -392,6 +392,8 @@ def test_timestamp(typmod: int, text: str, expected: int) -> None:
         (-1, "10000-01-01 00:00:00+00", "+10000-01-01T00:00:00.000000Z"),
         (-1, "0001-01-01 00:00:00+00 BC", "0000-01-01T00:00:00.000000Z"),
         (-1, "0002-01-01 00:00:00+00 BC", "-0001-01-01T00:00:00.000000Z"),
+        (-1, "0001-01-01 00:30:00+01", "0000-12-31T23:30:00.000000Z"),
+        (3, "9999-12-31 23:30:00.5-01", "+10000-01-01T00:30:00.500Z"),
         # PostgresValueConverter.convertTimestampWithZone returns these strings as they are
         (-1, "infinity", "infinity"),
         (-1, "-infinity", "-infinity"),
