@@ -59,7 +59,7 @@ import datetime
 import re
 import struct
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal
 from typing import Any, Final
 
 from cdcd.errors import DecodeError
@@ -105,6 +105,20 @@ def _twos_complement(value: int) -> bytes:
     return value.to_bytes(bits // 8 + 1, "big", signed=True)
 
 
+# Decimal arithmetic rounds to its context's precision (28 digits by default); PostgreSQL's
+# numeric has up to 147455 digits, so encoding works in a context that never rounds.
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def _int(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:
+        # int() refuses strings of more than 4300 digits (sys.set_int_max_str_digits);
+        # Decimal has no such limit and converts exactly.
+        return int(_decimal(digits))
+
+
 def _decimal(text: str) -> Decimal:
     try:
         return Decimal(text)
@@ -120,7 +134,7 @@ def encode_decimal(value: Decimal, scale: int) -> str:
     """
     if not value.is_finite():
         raise ValueError(f"{value} has no Kafka Connect Decimal encoding")
-    scaled = value.scaleb(scale)
+    scaled = value.scaleb(scale, context=_EXACT)
     unscaled = int(scaled)
     if unscaled != scaled:
         raise ValueError(f"{value} has more than {scale} fractional digits")
@@ -131,9 +145,9 @@ def encode_variable_scale_decimal(value: Decimal) -> dict[str, Any]:
     """io.debezium.data.VariableScaleDecimal of ``value``: trailing zeros stripped."""
     if not value.is_finite():
         raise ValueError(f"{value} has no VariableScaleDecimal encoding")
-    sign, digits, exponent = value.normalize().as_tuple()
+    sign, digits, exponent = value.normalize(context=_EXACT).as_tuple()
     assert isinstance(exponent, int)
-    unscaled = int("".join(map(str, digits)) or "0")
+    unscaled = _int("".join(map(str, digits)) or "0")
     if exponent > 0:  # BigDecimal.stripTrailingZeros, then setScale(0) if the scale is < 0
         unscaled *= 10**exponent
         exponent = 0
@@ -165,7 +179,7 @@ def _fixed_numeric(scale: int) -> Converter:
         whole, _, fraction = text.partition(".")
         if len(fraction) != scale:  # PostgreSQL stores the column's scale; be lenient anyway
             return encode_decimal(_decimal(text), scale)
-        return _b64(_twos_complement(int(whole + fraction)))
+        return _b64(_twos_complement(_int(whole + fraction)))
 
     return convert
 
@@ -175,7 +189,7 @@ def _variable_numeric(text: str) -> dict[str, Any]:
         raise _special_numeric(text)
     whole, _, fraction = text.partition(".")
     fraction = fraction.rstrip("0")
-    return {"scale": len(fraction), "value": _b64(_twos_complement(int(whole + fraction)))}
+    return {"scale": len(fraction), "value": _b64(_twos_complement(_int(whole + fraction)))}
 
 
 def _money(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,20 @@ def convert(type_oid: int, text: str, typmod: int = -1, type_name: str | None = 
 
 def unscaled(b64: str) -> int:
     return int.from_bytes(base64.b64decode(b64), "big", signed=True)
+
+
+def test_numerics_beyond_decimal_context_precision_and_int_string_limits() -> None:
+    # numeric keeps up to 131072 digits before the point: no rounding to 28 digits, and no
+    # trouble with Python's 4300-digit limit on int(str)
+    text = "1234567890123456789012345678901234567890.12"
+    assert unscaled(convert(NUMERIC, text, numeric_typmod(42, 2))) == int(text.replace(".", ""))
+    assert encode_decimal(Decimal(text), 2) == convert(NUMERIC, text, numeric_typmod(42, 2))
+    assert convert(NUMERIC, text + "0") == {
+        "scale": 2,
+        "value": convert(NUMERIC, text, numeric_typmod(42, 2)),
+    }
+    huge = "9" * 5000 + ".5"
+    assert unscaled(convert(NUMERIC, huge)["value"]) == 10**5001 - 5
 
 
 # --- booleans, integers, floats ----------------------------------------------------------------
@@ -184,32 +199,43 @@ def test_money(text: str, expected: str) -> None:
     assert convert(MONEY, text) == expected
 
 
-@given(
-    st.integers(-(10**40), 10**40),
-    st.integers(0, 20),
-)
+def exact_decimal(unscaled_value: int, scale: int) -> Decimal:
+    """unscaled_value * 10**-scale, built without a decimal context (which would round)."""
+    digits = tuple(int(c) for c in str(abs(unscaled_value)))
+    return Decimal((int(unscaled_value < 0), digits, -scale))
+
+
+def numeric_text(unscaled_value: int, scale: int) -> str:
+    """numeric_out: the digits with exactly ``scale`` of them after the point."""
+    digits = str(abs(unscaled_value)).rjust(scale + 1, "0")
+    sign = "-" if unscaled_value < 0 else ""
+    return sign + (f"{digits[:-scale]}.{digits[-scale:]}" if scale else digits)
+
+
+big_ints = st.one_of(st.integers(-(10**60), 10**60), st.integers(-(10**4000), 10**4000))
+
+
+@given(big_ints, st.integers(0, 40))
 def test_fixed_numeric_round_trips_through_its_encoding(value: int, scale: int) -> None:
-    number = Decimal(value).scaleb(-scale)
-    text = f"{number:.{scale}f}"  # numeric_out prints exactly the column's scale
+    text = numeric_text(value, scale)
     encoded = convert(NUMERIC, text, numeric_typmod(1000, scale))
     raw = base64.b64decode(encoded)
-    assert Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(-scale) == number
+    assert int.from_bytes(raw, "big", signed=True) == value
     # BigInteger.toByteArray is minimal: no redundant leading sign byte
     assert len(raw) == 1 or (raw[0], raw[1] >> 7) not in {(0x00, 0), (0xFF, 1)}
-    assert encode_decimal(number, scale) == encoded
+    assert encode_decimal(exact_decimal(value, scale), scale) == encoded
 
 
-@given(st.decimals(allow_nan=False, allow_infinity=False, places=None).map(lambda d: d + 0))
-def test_variable_numeric_round_trips(number: Decimal) -> None:
-    text = f"{number:f}"
-    if "." not in text and number != number.to_integral_value():
-        return
+@given(big_ints, st.integers(0, 40))
+def test_variable_numeric_round_trips(value: int, scale: int) -> None:
+    text = numeric_text(value, scale)
     encoded = convert(NUMERIC, text)
-    value = Decimal(unscaled(encoded["value"])).scaleb(-encoded["scale"])
-    assert value == number
+    assert Fraction(unscaled(encoded["value"]), 10 ** encoded["scale"]) == Fraction(
+        value, 10**scale
+    )
     assert encoded["scale"] >= 0
     assert encoded["scale"] == 0 or unscaled(encoded["value"]) % 10 != 0  # zeros stripped
-    assert encode_variable_scale_decimal(number) == encoded
+    assert encode_variable_scale_decimal(exact_decimal(value, scale)) == encoded
 
 
 def test_encode_decimal_refuses_what_it_cannot_encode() -> None:
