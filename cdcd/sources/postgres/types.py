@@ -646,25 +646,25 @@ def _parse_array_general(text: str) -> ArrayItems:
 
 
 def _map_nested(items: ArrayItems, convert: Converter) -> list[Any]:
-    return [
-        None
-        if item is None
-        else _map_nested(item, convert)
-        if type(item) is list
-        else convert(item)
-        for item in items
-    ]
+    out: list[Any] = []
+    for item in items:
+        if item is None:
+            out.append(None)
+        elif type(item) is list:
+            out.append(_map_nested(item, convert))
+        else:
+            out.append(convert(item))
+    return out
 
 
 def _array(element: Converter) -> Converter:
+    if element is str:  # text-like elements: the parsed array is the value
+        return parse_array
+
     def convert(text: str) -> list[Any]:
         return _map_nested(parse_array(text), element)
 
     return convert
-
-
-def _array_of_text(text: str) -> list[Any]:
-    return parse_array(text)
 
 
 # --- the registry ------------------------------------------------------------------------
@@ -815,7 +815,7 @@ def make_converter(type_oid: int, typmod: int, type_name: str | None = None) -> 
         return _scalar(type_oid, typmod)
     element = _ARRAYS.get(type_oid)
     if element is not None:
-        return _array_of_text if element not in _SCALARS else _array(_scalar(element, typmod))
+        return _array(_scalar(element, typmod))
     if type_name is None or type_oid < 10000:  # builtin text-encoded type, or unknown
         return str
     return _converter_by_name(type_name, typmod)
@@ -823,8 +823,7 @@ def make_converter(type_oid: int, typmod: int, type_name: str | None = None) -> 
 
 def _converter_by_name(type_name: str, typmod: int) -> Converter:
     if type_name.startswith("_"):  # array types are named after their element, with '_'
-        element = _converter_by_name(type_name[1:], typmod)
-        return _array_of_text if element is str else _array(element)
+        return _array(_converter_by_name(type_name[1:], typmod))
     extension = _EXTENSIONS.get(type_name)
     if extension is not None:
         return extension
