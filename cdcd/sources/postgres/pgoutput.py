@@ -76,6 +76,8 @@ TupleValue = str | bytes | _UnchangedToast | None
 
 @dataclass(frozen=True, slots=True)
 class Begin:
+    """A transaction starts; ``final_lsn`` is the LSN of its commit record."""
+
     final_lsn: int
     commit_ts_us: int
     xid: int
@@ -83,6 +85,8 @@ class Begin:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
+    """A transaction ends; ``end_lsn`` is where the next one may start."""
+
     flags: int
     commit_lsn: int
     end_lsn: int
@@ -91,12 +95,16 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Origin:
+    """The transaction was replayed from another node (replication origin ``name``)."""
+
     commit_lsn: int
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """One column of a Relation; ``is_key`` marks the replica identity columns."""
+
     is_key: bool
     name: str
     type_oid: int
@@ -105,6 +113,12 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Relation:
+    """Shape of a table, sent before its first change and again after DDL on it.
+
+    ``replica_identity`` is pg_class.relreplident: 'd' default, 'n' nothing, 'f' full,
+    'i' index.
+    """
+
     oid: int
     namespace: str
     name: str
@@ -114,6 +128,11 @@ class Relation:
 
 @dataclass(frozen=True, slots=True)
 class TypeMsg:
+    """Name of a non-builtin column type (enum, domain, extension type) by OID.
+
+    A domain is announced with its base type's name (namespace empty for pg_catalog).
+    """
+
     oid: int
     namespace: str
     name: str
@@ -121,12 +140,21 @@ class TypeMsg:
 
 @dataclass(frozen=True, slots=True)
 class Insert:
+    """A row was inserted: one value per Relation column."""
+
     relation_oid: int
     new: tuple[TupleValue, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Update:
+    """A row was updated.
+
+    ``old_kind`` is 'K' when ``old`` holds the old replica identity (the key changed; the
+    other columns are None), 'O' when it holds the whole old row (REPLICA IDENTITY FULL),
+    None when no old values were sent.
+    """
+
     relation_oid: int
     old_kind: str | None
     old: tuple[TupleValue, ...] | None
@@ -135,6 +163,8 @@ class Update:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
+    """A row was deleted; ``old`` as in :class:`Update` ('K' key columns, or 'O')."""
+
     relation_oid: int
     old_kind: str
     old: tuple[TupleValue, ...]
@@ -142,12 +172,16 @@ class Delete:
 
 @dataclass(frozen=True, slots=True)
 class Truncate:
+    """Tables were truncated; ``options`` holds the TRUNCATE_* bits."""
+
     options: int
     relation_oids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class LogicalMessage:
+    """A pg_logical_emit_message(); a non-transactional one comes outside any Begin."""
+
     transactional: bool
     lsn: int
     prefix: str
@@ -206,7 +240,7 @@ _NAMES: Final = {
     ord("U"): "Update",
     ord("D"): "Delete",
     ord("T"): "Truncate",
-    ord("M"): "Message",
+    ord("M"): "logical decoding Message",
 }
 
 
@@ -383,6 +417,10 @@ _DECODERS: Final[dict[int, Callable[[bytes, int], tuple[Any, int]]]] = {
 _decoder_for = _DECODERS.get
 
 
+def _malformed(kind: int, size: int, detail: str) -> str:
+    return f"pgoutput {_NAMES[kind]} message ({chr(kind)!r}, {size} bytes) is malformed: {detail}"
+
+
 def decode(buf: bytes | bytearray | memoryview) -> Message:
     """Decode one pgoutput message; raise DecodeError if it is unknown, truncated or malformed."""
     size = len(buf)
@@ -406,12 +444,8 @@ def decode(buf: bytes | bytearray | memoryview) -> Message:
             detail = f"invalid UTF-8 in a string or text value ({exc.reason})"
         else:
             detail = "truncated"
-        raise DecodeError(
-            f"malformed pgoutput {_NAMES[data[0]]} message ({size} bytes): {detail}"
-        ) from exc
+        raise DecodeError(_malformed(data[0], size, detail)) from exc
     if end != size:
-        raise DecodeError(
-            f"malformed pgoutput {_NAMES[data[0]]} message ({size} bytes): "
-            + ("truncated" if end > size else f"{size - end} unexpected bytes at the end")
-        )
+        detail = "truncated" if end > size else f"{size - end} unexpected bytes at the end"
+        raise DecodeError(_malformed(data[0], size, detail))
     return message  # type: ignore[no-any-return]

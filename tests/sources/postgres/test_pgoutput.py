@@ -271,8 +271,8 @@ def test_unknown_messages_are_refused(buf: bytes, match: str) -> None:
 @pytest.mark.parametrize(
     ("buf", "match"),
     [
-        (b"B" + bytes(10), "malformed pgoutput Begin message .*truncated"),
-        (b"C" + bytes(20), "malformed pgoutput Commit message .*truncated"),
+        (b"B" + bytes(10), "pgoutput Begin message .* is malformed: truncated"),
+        (b"C" + bytes(20), "pgoutput Commit message .* is malformed: truncated"),
         (b"C" + bytes(26), "Commit message .*1 unexpected bytes at the end"),
         (b"O" + bytes(8) + b"no-terminator", "Origin message .*no NUL terminator"),
         (b"I\x00\x00\x00\x01X\x00\x00", "Insert message .*expected 'N'"),
@@ -284,7 +284,10 @@ def test_unknown_messages_are_refused(buf: bytes, match: str) -> None:
         (b"U\x00\x00\x00\x01K\x00\x00X\x00\x00", "Update message .*expected 'N'"),
         (b"D\x00\x00\x00\x01N\x00\x00", "Delete message .*expected 'K' or 'O'"),
         (b"T\x00\x00\x00\x03\x00\x00\x00\x00\x01", "Truncate message .*3 relation ids"),
-        (b"M\x01" + bytes(8) + b"p\x00\x00\x00\x00\x05ab", "Message message .*runs past the end"),
+        (
+            b"M\x01" + bytes(8) + b"p\x00\x00\x00\x00\x05ab",
+            "pgoutput logical decoding Message message .*runs past the end",
+        ),
         (b"Y\x00\x00\x00\x01ns\x00name\x00extra", "Type message .*5 unexpected bytes at the end"),
     ],
 )
