@@ -16,7 +16,7 @@ import re
 import socket
 import threading
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,7 @@ from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.types import RowConverter
 
 _CHUNK_ITEMS = 2000
-_QUEUE_CHUNKS = 16
+_QUEUE_CHUNKS = 4  # at most 4 x 2000 items wait for the pipeline
 
 # Event types the library does not decode and that carry no row change: skipping them is
 # safe. Any other undecoded event (compressed transactions, compressed MariaDB events,
@@ -399,6 +399,19 @@ class MysqlSource:
             freeze_schema=True,
             enable_logging=False,
         )
+        try:
+            self.consume(reader, start, hand_over)
+        finally:
+            with contextlib.suppress(Exception):
+                reader.close()
+
+    def consume(self, events: Iterable[Any], start: _Start, hand_over: Any) -> None:
+        """Turn library binlog events into items, handed over in chunks.
+
+        Separate from the connection so that recorded binlog bytes can be fed through it.
+        """
+        assert self.info is not None
+        flavor = self.info.flavor
         gtids: MysqlGtidSet | MariadbGtidPosition | None = None
         if start.gtid_set is not None:
             gtids = (
@@ -430,114 +443,112 @@ class MysqlSource:
             items.append(Commit(position, txid=gtid, ts_ms=ts * 1000, event_count=tx_events))
             in_transaction, tx_events, skip = False, 0, 0
 
-        try:
-            for event in reader:
-                kind = type(event)
-                if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
-                    table = tables.get(event.table_id)
-                    if table is None or not table.included:
-                        continue
-                    ts = event.timestamp
-                    source = {
-                        "connector": connector,
-                        "ts_ms": ts * 1000,
-                        "ts_us": ts * 1_000_000,
-                        "ts_ns": ts * 1_000_000_000,
-                        "snapshot": "false",
-                        "db": table.schema,
-                        "sequence": None,
-                        "table": table.name,
-                        "server_id": event.packet.server_id,
-                        "gtid": gtid,
-                        "file": file,
-                        "pos": event.packet.log_pos - event.packet.event_size,
-                        "row": 0,
-                        "thread": thread,
-                        "query": None,
-                    }
-                    for row_index, row in enumerate(event.rows):
-                        for change in self._changes(kind, table, row, source, row_index, gtid):
-                            tx_events += 1
-                            if skip >= tx_events:
-                                continue  # already in Kafka before a restart
-                            items.append(change)
-                    if len(items) >= _CHUNK_ITEMS:
-                        hand_over(items)
-                        items = []
-                elif kind is TableMapEvent:
-                    tables[event.table_id] = self._table(event)
-                elif kind is XidEvent:
+        for event in events:
+            kind = type(event)
+            if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
+                table = tables.get(event.table_id)
+                if table is None or not table.included:
+                    continue
+                ts = event.timestamp
+                source = {
+                    "connector": connector,
+                    "ts_ms": ts * 1000,
+                    "ts_us": ts * 1_000_000,
+                    "ts_ns": ts * 1_000_000_000,
+                    "snapshot": "false",
+                    "db": table.schema,
+                    "sequence": None,
+                    "table": table.name,
+                    "server_id": event.packet.server_id,
+                    "gtid": gtid,
+                    "file": file,
+                    "pos": event.packet.log_pos - event.packet.event_size,
+                    "row": 0,
+                    "thread": thread,
+                    "query": None,
+                }
+                for row_index, row in enumerate(event.rows):
+                    for change in self._changes(kind, table, row, source, row_index, gtid):
+                        tx_events += 1
+                        if skip >= tx_events:
+                            continue  # already in Kafka before a restart
+                        items.append(change)
+                if len(items) >= _CHUNK_ITEMS:
+                    hand_over(items)
+                    items = []
+            elif kind is TableMapEvent:
+                tables[event.table_id] = self._table(event)
+            elif kind is XidEvent:
+                commit(event.packet.log_pos, event.timestamp)
+                hand_over(items)
+                items = []
+            elif kind is GtidEvent:
+                gtid = event.gtid
+                thread = None
+            elif kind is MariadbGtidEvent:
+                gtid = event.gtid
+                thread = None
+                # MariaDB writes no BEGIN: the GTID event opens a transaction unless it
+                # is flagged standalone (a DDL statement, committed by itself).
+                in_transaction = not (event.flags & 1)
+            elif kind is QueryEvent:
+                statement = event.query.strip()
+                upper = statement[:16].upper()
+                if upper == "BEGIN" or upper.startswith("XA START"):
+                    in_transaction = True
+                    thread = event.slave_proxy_id
+                elif upper in ("COMMIT", "ROLLBACK") or upper.startswith("XA COMMIT"):
                     commit(event.packet.log_pos, event.timestamp)
                     hand_over(items)
                     items = []
-                elif kind is GtidEvent:
-                    gtid = event.gtid
-                    thread = None
-                elif kind is MariadbGtidEvent:
-                    gtid = event.gtid
-                    thread = None
-                    # MariaDB writes no BEGIN: the GTID event opens a transaction unless it
-                    # is flagged standalone (a DDL statement, committed by itself).
-                    in_transaction = not (event.flags & 1)
-                elif kind is QueryEvent:
-                    statement = event.query.strip()
-                    upper = statement[:16].upper()
-                    if upper == "BEGIN" or upper.startswith("XA START"):
-                        in_transaction = True
-                        thread = event.slave_proxy_id
-                    elif upper in ("COMMIT", "ROLLBACK") or upper.startswith("XA COMMIT"):
-                        commit(event.packet.log_pos, event.timestamp)
-                        hand_over(items)
-                        items = []
-                    elif not in_transaction:
-                        # DDL: committed by itself; row events after it have the new shape.
-                        database = ddl_database(statement, event.schema)
-                        if self.config.schema_changes and self._captures_database(database):
-                            items.append(
-                                SchemaChange(
-                                    database or "",
-                                    statement,
-                                    {
-                                        "connector": connector,
-                                        "ts_ms": event.timestamp * 1000,
-                                        "snapshot": "false",
-                                        "db": database,
-                                        "table": None,
-                                        "server_id": event.packet.server_id,
-                                        "gtid": gtid,
-                                        "file": file,
-                                        "pos": event.packet.log_pos - event.packet.event_size,
-                                        "row": 0,
-                                        "thread": event.slave_proxy_id,
-                                        "query": None,
-                                    },
-                                )
+                elif not in_transaction:
+                    # DDL: committed by itself; row events after it have the new shape.
+                    database = ddl_database(statement, event.schema)
+                    if self.config.schema_changes and self._captures_database(database):
+                        items.append(
+                            SchemaChange(
+                                database or "",
+                                statement,
+                                {
+                                    "connector": connector,
+                                    "ts_ms": event.timestamp * 1000,
+                                    "snapshot": "false",
+                                    "db": database,
+                                    "table": None,
+                                    "server_id": event.packet.server_id,
+                                    "gtid": gtid,
+                                    "file": file,
+                                    "pos": event.packet.log_pos - event.packet.event_size,
+                                    "row": 0,
+                                    "thread": event.slave_proxy_id,
+                                    "query": None,
+                                },
                             )
-                        tables.clear()  # table ids are re-mapped after DDL
-                        commit(event.packet.log_pos, event.timestamp)
-                        hand_over(items)
-                        items = []
-                elif kind is RotateEvent:
-                    file = event.next_binlog
-                elif kind is NotImplementedEvent:
-                    event_type = event.packet.event_type
-                    if event_type in _HARMLESS_EVENT_TYPES:
-                        continue
-                    what = _UNREADABLE_EVENT_TYPES.get(
-                        event_type, f"an event of unknown type 0x{event_type:02x}"
-                    )
-                    raise DecodeError(
-                        f"the binlog holds {what} at {file}:{event.packet.log_pos - event.packet.event_size}; "
-                        "cdcd stops rather than skip it"
-                    )
-                elif kind is HeartbeatLogEvent and items:
+                        )
+                    tables.clear()  # table ids are re-mapped after DDL
+                    commit(event.packet.log_pos, event.timestamp)
                     hand_over(items)
                     items = []
-                if self._stop.is_set():
-                    raise _Stopped
-        finally:
-            with contextlib.suppress(Exception):
-                reader.close()
+            elif kind is RotateEvent:
+                file = event.next_binlog
+            elif kind is NotImplementedEvent:
+                event_type = event.packet.event_type
+                if event_type in _HARMLESS_EVENT_TYPES:
+                    continue
+                what = _UNREADABLE_EVENT_TYPES.get(
+                    event_type, f"an event of unknown type 0x{event_type:02x}"
+                )
+                raise DecodeError(
+                    f"the binlog holds {what} at {file}:{event.packet.log_pos - event.packet.event_size}; "
+                    "cdcd stops rather than skip it"
+                )
+            elif kind is HeartbeatLogEvent and items:
+                hand_over(items)
+                items = []
+            if self._stop.is_set():
+                raise _Stopped
+        if items:
+            hand_over(items)
 
     def _captures_database(self, database: str) -> bool:
         if self.config.tables is None:
