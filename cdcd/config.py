@@ -167,10 +167,42 @@ class PipelineConfig(_Strict):
     skipped_operations: list[Literal["c", "u", "d", "t"]] = Field(default_factory=list)
 
 
+class OffsetsConfig(_Strict):
+    topic: str = Field(default="cdcd-offsets", description="compacted; shared by daemons, keyed by name")
+    partitions: int = Field(default=1, ge=1)
+    replication_factor: int | None = Field(
+        default=None, ge=1, description="default: 3, or the number of brokers if fewer"
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+
+class TransactionsConfig(_Strict):
+    metadata: bool = Field(
+        default=False,
+        description="Debezium's provide.transaction.metadata: the envelope's transaction "
+        "block and BEGIN/END records on the transaction topic",
+    )
+    topic: str | None = Field(default=None, description="default: <topic_prefix>.transaction")
+    split_after_events: int = Field(
+        default=20_000,
+        ge=1,
+        description="a larger source transaction is written in several Kafka transactions",
+    )
+
+
 class Config(_Strict):
     name: str
+    delivery: Literal["exactly-once", "at-least-once"] = "exactly-once"
     source: SourceConfig
     sink: SinkConfig
+    offsets: OffsetsConfig = OffsetsConfig()
+    transactions: TransactionsConfig = TransactionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     log: LogConfig = LogConfig()
 
