@@ -36,7 +36,11 @@ class MyCase:
                 "tables": [f"{self.database}.{t}" for t in tables],
                 **source,
             },
-            "sink": {"kind": "kafka", "bootstrap_servers": self.bootstrap, "topic_prefix": self.name},
+            "sink": {
+                "kind": "kafka",
+                "bootstrap_servers": self.bootstrap,
+                "topic_prefix": self.name,
+            },
             "log": {"level": "debug", "format": "json"},
         }
 
@@ -59,8 +63,12 @@ class MyCase:
 def connect(url: str, **kwargs: Any) -> pymysql.connections.Connection:
     parts = urlsplit(url)
     return pymysql.connect(
-        host=parts.hostname, port=parts.port, user=parts.username, password=parts.password or "",
-        autocommit=True, **kwargs,
+        host=parts.hostname,
+        port=parts.port,
+        user=parts.username,
+        password=parts.password or "",
+        autocommit=True,
+        **kwargs,
     )
 
 
@@ -71,7 +79,9 @@ def my_case(request, kafka_bootstrap: str, tmp_path: Path) -> Iterator[MyCase]:
     else:
         url = request.getfixturevalue("mysql8_url")
         if url is None:
-            pytest.skip("no MySQL 8 server in this test environment (scripts/testenv could not start one)")
+            pytest.skip(
+                "no MySQL 8 server in this test environment (scripts/testenv could not start one)"
+            )
     name = unique_name()
     conn = connect(url)
     with conn.cursor() as cursor:

@@ -50,21 +50,34 @@ TYPES_ROW = (
     "1.5, -2.25, 'ab', 'héllo 🎉', 'text', 'café', 'ab', X'00ff', X'000102', '2024-02-29', "
     "'12:34:56.789', '838:59:59.000000', '2024-01-02 03:04:05', '2024-01-02 03:04:05.123456', "
     "'2024-01-02 03:04:05.120', 2024, 'b', 'x,z', b'1', b'101000000001', "
-    "'{\"a\": [1, 2.5, \"x\"], \"b\": null}', ST_GeomFromText('POINT(1 2)'), NULL)"
+    '\'{"a": [1, 2.5, "x"], "b": null}\', ST_GeomFromText(\'POINT(1 2)\'), NULL)'
 )
 
 
 def expected_types_row(flavor: str) -> dict:
     return {
         "id": 1,
-        "ti": -128, "tiu": 255, "si": -32768, "mi": 8388607, "i": -2147483648, "iu": 4294967295,
+        "ti": -128,
+        "tiu": 255,
+        "si": -32768,
+        "mi": 8388607,
+        "i": -2147483648,
+        "iu": 4294967295,
         "bi": -9223372036854775808,
         # bigint.unsigned.handling.mode=long: beyond 2^63 the value wraps, as in Debezium.
-        "biu": -1, "biu_small": 42,
-        "dec1": unscaled(-123456), "dec0": unscaled(123456789012345678901234567890),
-        "f": 1.5, "d": -2.25,
-        "c": "ab", "vc": "héllo 🎉", "t": "text", "l1": "café",
-        "bin": b64(b"ab\x00\x00"), "vb": b64(b"\x00\xff"), "bl": b64(b"\x00\x01\x02"),
+        "biu": -1,
+        "biu_small": 42,
+        "dec1": unscaled(-123456),
+        "dec0": unscaled(123456789012345678901234567890),
+        "f": 1.5,
+        "d": -2.25,
+        "c": "ab",
+        "vc": "héllo 🎉",
+        "t": "text",
+        "l1": "café",
+        "bin": b64(b"ab\x00\x00"),
+        "vb": b64(b"\x00\xff"),
+        "bl": b64(b"\x00\x01\x02"),
         "day": epoch_days(dt.date(2024, 2, 29)),
         # adaptive_time_microseconds: TIME is always microseconds.
         "tm": (12 * 3600 + 34 * 60 + 56) * 1_000_000 + 789_000,
@@ -72,9 +85,14 @@ def expected_types_row(flavor: str) -> dict:
         "dtm": epoch_micros(dt.datetime(2024, 1, 2, 3, 4, 5)) // 1000,  # DATETIME(0-3): ms
         "dtm6": epoch_micros(dt.datetime(2024, 1, 2, 3, 4, 5, 123456)),  # DATETIME(4-6): µs
         "ts": "2024-01-02T03:04:05.120Z",  # ZonedTimestamp, UTC, the column's precision
-        "y": 2024, "e": "b", "s": "x,z", "b1": True,
+        "y": 2024,
+        "e": "b",
+        "s": "x,z",
+        "b1": True,
         "b12": b64((0b101000000001).to_bytes(2, "little")),
-        "j": '{"a":[1,2.5,"x"],"b":null}' if flavor == "mysql" else '{"a": [1, 2.5, "x"], "b": null}',
+        "j": '{"a":[1,2.5,"x"],"b":null}'
+        if flavor == "mysql"
+        else '{"a": [1, 2.5, "x"], "b": null}',
         "g": {
             "wkb": b64(bytes.fromhex("0101000000000000000000f03f0000000000000040")),
             "srid": None,  # BinlogGeometry.fromBytes: SRID 0 is null
@@ -122,10 +140,16 @@ def test_transactions_statements_key_changes_and_ddl(my_case, tmp_path):
 
     orders = [m for m in messages if m.topic == my_case.topic("orders")]
     assert [(m.key["id"], m.value and m.value["op"]) for m in orders] == [
-        (1, "c"), (2, "c"), (3, "c"),
-        (1, "u"), (2, "u"),
-        (3, "d"), (3, None), (4, "c"),  # key change: delete + tombstone + create
-        (2, "d"), (2, None),
+        (1, "c"),
+        (2, "c"),
+        (3, "c"),
+        (1, "u"),
+        (2, "u"),
+        (3, "d"),
+        (3, None),
+        (4, "c"),  # key change: delete + tombstone + create
+        (2, "d"),
+        (2, None),
         (5, "c"),
         (5, "u"),
     ]
@@ -133,7 +157,8 @@ def test_transactions_statements_key_changes_and_ddl(my_case, tmp_path):
     assert orders[3].value["after"] == {"id": 1, "qty": 6, "note": "a"}
     # Rows of one statement share the event position; "row" tells them apart.
     assert (orders[3].value["source"]["pos"], orders[3].value["source"]["row"]) == (
-        orders[4].value["source"]["pos"], 0,
+        orders[4].value["source"]["pos"],
+        0,
     )
     assert orders[4].value["source"]["row"] == 1
     assert orders[10].value["after"] == {"id": 5, "qty": 1, "note": None, "color": "red"}
@@ -143,7 +168,11 @@ def test_transactions_statements_key_changes_and_ddl(my_case, tmp_path):
 
     source = orders[0].value["source"]
     assert source["connector"] == my_case.flavor
-    assert (source["db"], source["table"], source["snapshot"]) == (my_case.database, "orders", "false")
+    assert (source["db"], source["table"], source["snapshot"]) == (
+        my_case.database,
+        "orders",
+        "false",
+    )
     assert source["gtid"] and source["file"] and source["pos"] > 0 and source["server_id"] > 0
     lines = [m for m in messages if m.topic == my_case.topic("lines")]
     assert lines[0].value["source"]["gtid"] == source["gtid"]  # one transaction
@@ -173,7 +202,9 @@ def test_transaction_of_100k_rows_keeps_memory_bounded(my_case, tmp_path):
             f"INSERT INTO {db}.items WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
             f"FROM seq WHERE n < {rows}) SELECT n, CONCAT('label-', n, REPEAT('x', 100)), n % 7 FROM seq"
         )
-        messages = consume(my_case.bootstrap, [my_case.topic("items")], expect=rows, timeout=300, settle=0.2)
+        messages = consume(
+            my_case.bootstrap, [my_case.topic("items")], expect=rows, timeout=300, settle=0.2
+        )
         peak = _peak_rss_mb(d.process.pid)
         assert d.terminate() == 0
     assert [m.key["id"] for m in messages] == list(range(1, rows + 1))
