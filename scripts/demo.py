@@ -9,6 +9,7 @@ event as a Kafka consumer receives it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -77,6 +78,7 @@ async def show_events(bootstrap: str, topic: str, expected: int, timeout: float 
 
 
 def main() -> int:
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "topic not found" until created
     started_env = False
     env = testenv_env()
     if env is None:
@@ -95,7 +97,9 @@ def main() -> int:
         conn.execute("DROP SCHEMA IF EXISTS demo CASCADE")
         conn.execute(
             "CREATE SCHEMA demo; CREATE TABLE demo.orders (id serial PRIMARY KEY, customer text, "
-            "amount numeric(10,2), status text, created_at timestamptz DEFAULT now())"
+            "amount numeric(10,2), status text, created_at timestamptz DEFAULT now());"
+            # FULL: updates and deletes carry the whole old row in `before`.
+            "ALTER TABLE demo.orders REPLICA IDENTITY FULL"
         )
         conn.execute(
             "SELECT pg_drop_replication_slot('cdcd_demo') FROM pg_replication_slots WHERE slot_name = 'cdcd_demo'"
