@@ -113,7 +113,8 @@ class PostgresSource:
             "autocommit": True,
             "connect_timeout": 10,
             "application_name": f"cdcd-{self.slot}",
-            "options": "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3",
+            "options": "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 "
+            "-c bytea_output=hex -c lc_monetary=C",
         }
         if password is not None:
             kwargs["password"] = password.get_secret_value()
