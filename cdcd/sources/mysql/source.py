@@ -53,6 +53,7 @@ from cdcd.positions import MysqlPosition, Position
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
+from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.types import RowConverter
 
 _CHUNK_ITEMS = 2000
@@ -110,6 +111,13 @@ def ddl_database(statement: str, default_schema: bytes | str | None) -> str:
     return default_schema or ""
 
 
+def _full_image(event: Any, full: bytes, update: bool) -> bool:
+    """Whether every column is in the event's row images (binlog_row_image=FULL)."""
+    if event.columns_present_bitmap != full:
+        return False
+    return not update or event.columns_present_bitmap2 == full
+
+
 def derive_server_id(name: str) -> int:
     """A replica server id derived from the daemon's name (stable across restarts)."""
     return 100_000 + zlib.crc32(name.encode()) % 4_000_000_000
@@ -122,6 +130,8 @@ class _Table:
     included: bool
     convert: RowConverter | None = None
     key_columns: tuple[str, ...] = ()
+    decoder: RowImageDecoder | None = None  # the fast path; None: the library decodes
+    full_bitmap: bytes = b""  # columns-present bitmap of a FULL row image
 
     def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
         if not self.key_columns:
@@ -467,8 +477,10 @@ class MysqlSource:
                     "thread": thread,
                     "query": None,
                 }
-                for row_index, row in enumerate(event.rows):
-                    for change in self._changes(kind, table, row, source, row_index, gtid):
+                images = self._row_images(kind, table, event)
+                for row_index, (before, after) in enumerate(images):
+                    row_source = source if row_index == 0 else {**source, "row": row_index}
+                    for change in self._changes(table, before, after, row_source, gtid):
                         tx_events += 1
                         if skip >= tx_events:
                             continue  # already in Kafka before a restart
@@ -564,65 +576,69 @@ class MysqlSource:
         except ValueError as exc:
             raise SourceError(f"table {schema}.{name}: {exc}") from None
         key_columns = tuple(c.name for c in event.columns if getattr(c, "is_primary", False))
-        return _Table(schema, name, True, convert, key_columns)
+        assert self.info is not None
+        try:
+            decoder: RowImageDecoder | None = RowImageDecoder(event, self.info.flavor)
+        except UnsupportedColumn as exc:
+            decoder = None
+            if self.log is not None:
+                self.log.info("slow row decoding", table=f"{schema}.{name}", reason=str(exc))
+        count = len(event.columns)
+        full = ((1 << count) - 1).to_bytes((count + 7) // 8, "little")
+        return _Table(schema, name, True, convert, key_columns, decoder, full)
+
+    @staticmethod
+    def _row_images(kind: type, table: _Table, event: Any) -> list[tuple[Any, Any]]:
+        """(before, after) of every row of a rows event, values encoded as Debezium's."""
+        decoder = table.decoder
+        if decoder is not None and _full_image(event, table.full_bitmap, kind is UpdateRowsEvent):
+            packet = event.packet
+            body = packet.read(event.event_size - packet.read_bytes)
+            if kind is WriteRowsEvent:
+                return [(None, after) for after in decoder.images(body)]
+            if kind is DeleteRowsEvent:
+                return [(before, None) for before in decoder.images(body)]
+            return decoder.image_pairs(body)
+        convert = table.convert
+        assert convert is not None
+        if kind is WriteRowsEvent:
+            return [(None, convert(row["values"], row.get("none_sources"))) for row in event.rows]
+        if kind is DeleteRowsEvent:
+            return [(convert(row["values"], row.get("none_sources")), None) for row in event.rows]
+        return [
+            (
+                convert(row["before_values"], row.get("before_none_sources")),
+                convert(row["after_values"], row.get("after_none_sources")),
+            )
+            for row in event.rows
+        ]
 
     @staticmethod
     def _changes(
-        kind: type,
         table: _Table,
-        row: dict[str, Any],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
         source: dict[str, Any],
-        row_index: int,
         gtid: str | None,
     ) -> list[ChangeEvent]:
-        convert = table.convert
-        assert convert is not None
-        row_source = source if row_index == 0 else {**source, "row": row_index}
-        if kind is WriteRowsEvent:
-            after = convert(row["values"], row.get("none_sources"))
+        schema, name = table.schema, table.name
+        if before is None:
             return [
-                ChangeEvent(
-                    OP_CREATE,
-                    table.schema,
-                    table.name,
-                    table.key(after),
-                    None,
-                    after,
-                    row_source,
-                    gtid,
-                )
+                ChangeEvent(OP_CREATE, schema, name, table.key(after), None, after, source, gtid)
             ]
-        if kind is DeleteRowsEvent:
-            before = convert(row["values"], row.get("none_sources"))
+        if after is None:
             return [
-                ChangeEvent(
-                    OP_DELETE,
-                    table.schema,
-                    table.name,
-                    table.key(before),
-                    before,
-                    None,
-                    row_source,
-                    gtid,
-                )
+                ChangeEvent(OP_DELETE, schema, name, table.key(before), before, None, source, gtid)
             ]
-        before = convert(row["before_values"], row.get("before_none_sources"))
-        after = convert(row["after_values"], row.get("after_none_sources"))
         key, old_key = table.key(after), table.key(before)
         if old_key != key:
             # Like Debezium: a primary-key change is a delete of the old key (and its
             # tombstone) followed by a create of the new one.
             return [
-                ChangeEvent(
-                    OP_DELETE, table.schema, table.name, old_key, before, None, row_source, gtid
-                ),
-                ChangeEvent(
-                    OP_CREATE, table.schema, table.name, key, None, after, row_source, gtid
-                ),
+                ChangeEvent(OP_DELETE, schema, name, old_key, before, None, source, gtid),
+                ChangeEvent(OP_CREATE, schema, name, key, None, after, source, gtid),
             ]
-        return [
-            ChangeEvent(OP_UPDATE, table.schema, table.name, key, before, after, row_source, gtid)
-        ]
+        return [ChangeEvent(OP_UPDATE, schema, name, key, before, after, source, gtid)]
 
     async def ack(self, position: Position) -> None:
         """MySQL keeps no replica state on the server: the offset store holds positions."""
