@@ -178,8 +178,11 @@ def _float32(value: float) -> float:
         return value
     for digits in range(1, 10):
         candidate = float(f"{value:.{digits}g}")
-        if struct.unpack("<f", struct.pack("<f", candidate))[0] == value:
-            return candidate
+        try:
+            if struct.unpack("<f", struct.pack("<f", candidate))[0] == value:
+                return candidate
+        except OverflowError:  # rounded past FLT_MAX
+            continue
     return value
 
 
