@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
+import orjson
 
 from cdcd import __version__
 from cdcd.config import Config, load_config
 from cdcd.envelope import EnvelopeEncoder
-from cdcd.errors import CdcdError
+from cdcd.errors import CdcdError, ConfigError
 from cdcd.log import setup_logging
-from cdcd.pipeline import Pipeline
+from cdcd.offsets import SeekableSource, StoredOffset, parse_position
+from cdcd.pipeline import Pipeline, PipelineStats
 from cdcd.sinks import build_sink
+from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import build_source
 
 T = TypeVar("T")
@@ -72,34 +77,90 @@ def run(config_path: str) -> None:
     )
 
 
-async def _run(config: Config, log: Any) -> Any:
-    source = build_source(config, log=log)
-    sink = build_sink(config, log=log)
-    encoder = EnvelopeEncoder(
+def _encoder(config: Config, connector: str) -> EnvelopeEncoder:
+    transaction_topic = None
+    if config.transactions.metadata:
+        transaction_topic = config.transactions.topic or f"{config.sink.topic_prefix}.transaction"
+    return EnvelopeEncoder(
         config.sink.topic_prefix,
-        source.connector,
+        connector,
         tombstones_on_delete=config.sink.tombstones_on_delete,
         skipped_operations=frozenset(config.pipeline.skipped_operations),
+        transaction_topic=transaction_topic,
     )
-    pipeline = Pipeline(
-        source,
-        sink,
-        encoder,
-        log=log,
-        max_batch_events=config.pipeline.max_batch_events,
-        max_in_flight_batches=config.pipeline.max_in_flight_batches,
-    )
+
+
+async def _run(config: Config, log: Any) -> PipelineStats:
+    """Stream until stopped. When Kafka fails in a way that may pass (a broker restarting),
+    start over from the last committed offset, with growing pauses; a failure at start-up,
+    a fenced producer or any other error stops the daemon."""
+    stopping = asyncio.Event()
+    pipelines: list[Pipeline] = []
+    total = PipelineStats()
+
+    def stop() -> None:
+        stopping.set()
+        for pipeline in pipelines:
+            pipeline.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, pipeline.stop)
-    try:
-        await sink.start()  # first: no slot is created for a daemon that cannot deliver
-        await source.prepare()
-        log.info("started", source=config.source.kind, sink=config.sink.kind, version=__version__)
-        return await pipeline.run()
-    finally:
-        await source.close()
-        await sink.close()
+        loop.add_signal_handler(sig, stop)
+    started = False
+    pause = 1.0
+    while True:
+        source = build_source(config, log=log)
+        sink = build_sink(config, log=log)
+        pipeline = Pipeline(
+            source,
+            sink,
+            _encoder(config, source.connector),
+            log=log,
+            max_batch_events=config.pipeline.max_batch_events,
+            max_in_flight_batches=config.pipeline.max_in_flight_batches,
+        )
+        pipelines[:] = [pipeline]
+        if stopping.is_set():
+            return total
+        try:
+            await sink.start()  # first: no slot is created for a daemon that cannot deliver
+            await source.prepare()
+            resume = await sink.read_offset()
+            log.info(
+                "started",
+                source=config.source.kind,
+                sink=config.sink.kind,
+                delivery=config.delivery,
+                offset=str(resume.position) if resume is not None else None,
+                version=__version__,
+            )
+            started = True
+            stats = await pipeline.run(resume)
+            _add(total, stats)
+            return total
+        except SinkUnavailableError as exc:
+            if not started:
+                raise
+            _add(total, pipeline.stats)
+            log.warning(
+                "Kafka unavailable: starting over from the last committed offset",
+                error=str(exc),
+                pause_s=pause,
+            )
+        finally:
+            await source.close()
+            await sink.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)
+        pause = min(pause * 2, 30.0)
+
+
+def _add(total: PipelineStats, stats: PipelineStats) -> None:
+    total.events += stats.events
+    total.records += stats.records
+    total.transactions += stats.transactions
+    if stats.acked_position is not None:
+        total.acked_position = stats.acked_position
 
 
 @main.command()
@@ -129,6 +190,121 @@ def check(config_path: str) -> None:
     fatal = sum(p.fatal for p in problems)
     click.echo(f"{fatal} error(s), {len(problems) - fatal} warning(s)")
     sys.exit(1)
+
+
+# -- offsets --------------------------------------------------------------------------
+
+
+@main.group()
+def offsets() -> None:
+    """Show or change where the daemon resumes (changes are refused while it runs)."""
+
+
+def _describe(offset: StoredOffset | None) -> str:
+    if offset is None:
+        return "none stored"
+    return f"{offset.position}  {orjson.dumps(offset.position.to_dict()).decode()}"
+
+
+@offsets.command("show")
+@config_option
+def offsets_show(config_path: str) -> None:
+    """Print the stored offset and whether the daemon runs."""
+    from cdcd.sinks.kafka_offsets import offsets_status
+
+    try:
+        config = load_config(config_path)
+        setup_logging("warning", config.log.format)
+        status = _run_async(lambda: offsets_status(config))
+    except CdcdError as exc:
+        _fail(exc)
+    running = ", ".join(map(str, status.members))
+    click.echo(f"daemon:   {config.name} ({'running: ' + running if running else 'not running'})")
+    click.echo(f"offsets:  topic {status.topic}, key {status.key.decode()}")
+    click.echo(f"position: {_describe(status.offset)}")
+    if status.offset is not None:
+        if status.offset.transaction is not None:
+            click.echo(f"inside:   transaction {status.offset.transaction.get('id')}")
+        written = datetime.datetime.fromtimestamp(status.offset.ts_ms / 1000, datetime.UTC)
+        click.echo(f"written:  {written.isoformat(timespec='milliseconds').replace('+00:00', 'Z')}")
+    else:
+        click.echo("          (the daemon starts where the source's own bookkeeping says)")
+
+
+def _change_offset(config_path: str, yes: bool, new_position: Callable[[Config], Any]) -> None:
+    from cdcd.sinks.kafka_offsets import offsets_status, refuse_if_running, store_offset
+
+    try:
+        config = load_config(config_path)
+        setup_logging("warning", config.log.format)
+        status = _run_async(lambda: offsets_status(config))
+        refuse_if_running(config, status.members)
+        position = new_position(config)
+        new = StoredOffset(position)
+        click.echo(f"old position: {_describe(status.offset)}")
+        click.echo(f"new position: {_describe(new)}")
+        if not yes and not click.confirm(f"Store the new position for cdcd {config.name!r}?"):
+            click.echo("nothing changed")
+            sys.exit(1)
+        _run_async(lambda: store_offset(config, new))
+    except CdcdError as exc:
+        _fail(exc)
+    click.echo(f"stored: {status.offset.position if status.offset else 'none'} -> {position}")
+
+
+@offsets.command("set")
+@config_option
+@click.option(
+    "--position",
+    "position_text",
+    required=True,
+    help="JSON as `offsets show` prints it, or an LSN (16/B374D848[#index]), a GTID set.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def offsets_set(config_path: str, position_text: str, yes: bool) -> None:
+    """Store a position to resume from (the daemon must be stopped)."""
+
+    def parse(config: Config) -> Any:
+        try:
+            return parse_position(position_text, config.source.kind)
+        except ValueError as exc:
+            raise ConfigError(f"--position: {exc}") from None
+
+    _change_offset(config_path, yes, parse)
+
+
+@offsets.command("reset")
+@config_option
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Choice(["earliest", "latest", "beginning", "end"]),
+    help="earliest/beginning: the oldest position the source still has; latest/end: now.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def offsets_reset(config_path: str, to: str, yes: bool) -> None:
+    """Store the source's current beginning or end (the daemon must be stopped)."""
+
+    def ask_source(config: Config) -> Any:
+        source = build_source(config)
+        method = "earliest_position" if to in ("earliest", "beginning") else "latest_position"
+        if not callable(getattr(source, method, None)):
+            raise CdcdError(
+                f"the {config.source.kind} source cannot tell its {to} position; "
+                "use cdcd offsets set --position"
+            )
+
+        async def find() -> Any:
+            seekable: SeekableSource = source  # type: ignore[assignment]
+            try:
+                return await getattr(seekable, method)()
+            finally:
+                await source.close()
+
+        return _run_async(find)
+
+    _change_offset(config_path, yes, ask_source)
 
 
 if __name__ == "__main__":  # pragma: no cover

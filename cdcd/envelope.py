@@ -4,18 +4,28 @@ Key: the primary-key columns as a JSON object (no key for a table without one).
 Value: ``before``, ``after``, ``source``, ``transaction``, ``op``, ``ts_ms`` (and the
 ``ts_us``/``ts_ns`` Debezium 2.x added). A delete is followed by a tombstone (same key,
 null value) unless turned off, so that compacted topics forget the row.
+
+With transaction metadata on (Debezium's ``provide.transaction.metadata``), each change
+carries ``transaction: {id, total_order, data_collection_order}`` and every source
+transaction is framed by BEGIN and END records on the transaction topic.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from cdcd import __version__
-from cdcd.events import OP_DELETE, ChangeEvent, SchemaChange
+from cdcd.events import OP_DELETE, ChangeEvent, Commit, SchemaChange
+
+
+def _dumps(value: Any) -> bytes:
+    # orjson (3.12 and later) keeps its whole growth buffer, 4 KiB at least, behind every
+    # result; records wait in batches, so a compact copy keeps memory to what they hold.
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 @dataclass(slots=True)
@@ -27,8 +37,21 @@ class Record:
     value: bytes | None
 
 
+@dataclass(slots=True)
+class _OpenTransaction:
+    """The metadata counters of the source transaction being encoded."""
+
+    id: str
+    ts_ms: int
+    total_order: int = 0
+    data_collections: dict[str, int] = field(default_factory=dict)
+
+
 class EnvelopeEncoder:
-    """Turns ``ChangeEvent``s into Kafka records for one daemon."""
+    """Turns ``ChangeEvent``s into Kafka records for one daemon.
+
+    ``transaction_topic`` turns transaction metadata on (None: off, ``transaction: null``).
+    """
 
     def __init__(
         self,
@@ -37,12 +60,15 @@ class EnvelopeEncoder:
         *,
         tombstones_on_delete: bool = True,
         skipped_operations: frozenset[str] = frozenset(),
+        transaction_topic: str | None = None,
     ) -> None:
         self.topic_prefix = topic_prefix
         self.tombstones_on_delete = tombstones_on_delete
         self.skipped_operations = skipped_operations
+        self.transaction_topic = transaction_topic
         self._source_common = {"version": __version__, "connector": connector, "name": topic_prefix}
         self._topics: dict[tuple[str, str], str] = {}
+        self._transaction: _OpenTransaction | None = None
 
     def topic_for(self, namespace: str, table: str) -> str:
         """``<topic_prefix>.<schema or database>.<table>``, as Debezium names it."""
@@ -77,8 +103,11 @@ class EnvelopeEncoder:
         if event.op in self.skipped_operations:
             return
         topic = self.topic_for(event.namespace, event.table)
-        key = orjson.dumps(event.key) if event.key is not None else None
-        out.append(Record(topic, key, orjson.dumps(self.envelope(event, now_ns))))
+        key = _dumps(event.key) if event.key is not None else None
+        value = self.envelope(event, now_ns)
+        if self.transaction_topic is not None and event.txid is not None:
+            value["transaction"] = self._transaction_block(event, out)
+        out.append(Record(topic, key, _dumps(value)))
         if event.op == OP_DELETE and self.tombstones_on_delete and key is not None:
             out.append(Record(topic, key, None))
 
@@ -96,5 +125,81 @@ class EnvelopeEncoder:
             "ddl": change.ddl,
             "tableChanges": change.table_changes,
         }
-        key = orjson.dumps({"databaseName": change.namespace})
-        out.append(Record(self.topic_prefix, key, orjson.dumps(value)))
+        key = _dumps({"databaseName": change.namespace})
+        out.append(Record(self.topic_prefix, key, _dumps(value)))
+
+    # -- transaction metadata ----------------------------------------------------------
+
+    def _transaction_block(self, event: ChangeEvent, out: list[Record]) -> dict[str, Any]:
+        assert self.transaction_topic is not None and event.txid is not None
+        transaction = self._transaction
+        if transaction is None or transaction.id != event.txid:
+            transaction = self._transaction = _OpenTransaction(
+                event.txid, int(event.source.get("ts_ms") or 0)
+            )
+            out.append(self._boundary("BEGIN", transaction))
+        collection = f"{event.namespace}.{event.table}"
+        transaction.total_order += 1
+        order = transaction.data_collections.get(collection, 0) + 1
+        transaction.data_collections[collection] = order
+        return {
+            "id": transaction.id,
+            "total_order": transaction.total_order,
+            "data_collection_order": order,
+        }
+
+    def _boundary(self, status: str, transaction: _OpenTransaction) -> Record:
+        assert self.transaction_topic is not None
+        end = status == "END"
+        value = {
+            "status": status,
+            "id": transaction.id,
+            "ts_ms": transaction.ts_ms,
+            "event_count": transaction.total_order if end else None,
+            "data_collections": [
+                {"data_collection": name, "event_count": count}
+                for name, count in transaction.data_collections.items()
+            ]
+            if end
+            else None,
+        }
+        key = _dumps({"id": transaction.id})
+        return Record(self.transaction_topic, key, _dumps(value))
+
+    def commit(self, commit: Commit, out: list[Record], *, partial: bool = False) -> None:
+        """At the end of a source transaction, its END record (with metadata on).
+
+        ``partial``: the commit only cuts a huge transaction; the transaction goes on.
+        A transaction without any change event (all filtered out) has neither BEGIN nor END.
+        """
+        if self.transaction_topic is None or partial:
+            return
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            if commit.ts_ms:
+                transaction.ts_ms = commit.ts_ms
+            out.append(self._boundary("END", transaction))
+
+    def transaction_state(self) -> dict[str, Any] | None:
+        """The open transaction's counters, to store with a position that cuts it."""
+        transaction = self._transaction
+        if transaction is None:
+            return None
+        return {
+            "id": transaction.id,
+            "ts_ms": transaction.ts_ms,
+            "total_order": transaction.total_order,
+            "data_collections": dict(transaction.data_collections),
+        }
+
+    def restore_transaction(self, state: dict[str, Any] | None) -> None:
+        """Continue a transaction cut by a stored position (no second BEGIN for it)."""
+        if state is None or self.transaction_topic is None:
+            self._transaction = None
+            return
+        self._transaction = _OpenTransaction(
+            str(state["id"]),
+            int(state.get("ts_ms") or 0),
+            int(state.get("total_order") or 0),
+            {str(k): int(v) for k, v in (state.get("data_collections") or {}).items()},
+        )

@@ -1,9 +1,16 @@
 """Source -> envelope -> sink, with the ack rule.
 
-The one place that decides order: events are encoded and handed to the sink in the
-order the source yields them; a position is acknowledged to the source only after the
-sink has durably stored every record up to it (the ack rule). Between the stages sit
-bounded queues, so memory stays bounded whatever the size of a transaction.
+The one place that decides order. Three tasks joined by bounded queues (so memory stays
+bounded whatever the size of a transaction):
+
+- the reader encodes what the source yields, in order, and cuts it into segments: the
+  records up to a commit (whole transactions, or a safe cut of a huge one) with the
+  offset to resume after them, or, inside a huge transaction, records without one;
+- the writer hands segments to the sink, joining those already waiting into one write
+  (one Kafka transaction with exactly-once delivery) up to ``max_batch_events``: the
+  slower Kafka answers, the larger the transactions, while the reader keeps encoding;
+- the acker waits for each write to be stored (committed) and only then acknowledges
+  its position to the source (the ack rule).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 from cdcd.envelope import EnvelopeEncoder, Record
 from cdcd.events import Commit
+from cdcd.offsets import StoredOffset, inside_transaction
 from cdcd.positions import Position
 from cdcd.sinks.base import Delivery, Sink
 from cdcd.sources.base import Source
@@ -28,6 +36,17 @@ class PipelineStats:
     transactions: int = 0
     acked_position: Position | None = None
     started_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class _Segment:
+    records: list[Record]
+    offset: StoredOffset | None  # where to resume after these records; None: mid-transaction
+
+
+_SEGMENTS_AHEAD = 2
+_END = _Segment([], None)  # the reader stopped: write what is queued, then stop
+_Delivered = tuple[Delivery, StoredOffset | None]
 
 
 class Pipeline:
@@ -49,8 +68,10 @@ class Pipeline:
         self.log = log
         self.max_batch_events = max_batch_events
         self.stats = PipelineStats()
-        # (delivery, position to ack once delivered or None): bounded, hence backpressure.
-        self._deliveries: asyncio.Queue[tuple[Delivery, Position | None] | None] = asyncio.Queue(
+        # Two segments ahead of the writer: enough to encode the next write while Kafka
+        # commits the last one; more would only hold memory.
+        self._segments: asyncio.Queue[_Segment] = asyncio.Queue(maxsize=_SEGMENTS_AHEAD)
+        self._deliveries: asyncio.Queue[_Delivered | None] = asyncio.Queue(
             maxsize=max_in_flight_batches
         )
         self._stopping = asyncio.Event()
@@ -59,70 +80,104 @@ class Pipeline:
         """Ask the pipeline to drain and return (safe to call from a signal handler)."""
         self._stopping.set()
 
-    async def run(self, resume: Position | None = None) -> PipelineStats:
-        """Stream until ``stop()``; then drain: wait for Kafka, ack the last position."""
-        acker = asyncio.create_task(self._ack_loop(), name="cdcd-acker")
+    async def run(self, resume: StoredOffset | None = None) -> PipelineStats:
+        """Stream from ``resume`` until ``stop()``; then drain what was read whole and
+        acknowledge it."""
+        if resume is not None:
+            self.encoder.restore_transaction(resume.transaction)
         reader = asyncio.create_task(self._read_loop(resume), name="cdcd-reader")
+        writer = asyncio.create_task(self._write_loop(), name="cdcd-writer")
+        acker = asyncio.create_task(self._ack_loop(), name="cdcd-acker")
         stopper = asyncio.create_task(self._stopping.wait(), name="cdcd-stop")
+        workers = (reader, writer, acker)
         try:
             done, _ = await asyncio.wait(
-                {acker, reader, stopper}, return_when=asyncio.FIRST_COMPLETED
+                {*workers, stopper}, return_when=asyncio.FIRST_COMPLETED
             )
-            for task in (acker, reader):
+            for task in workers:
                 if task in done and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-            # Stop reading; whatever was read after the last handed-over commit is not
+            # Stop reading; whatever was read after the last handed-over segment is not
             # acknowledged and will be read again on the next start.
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            await self._deliveries.put(None)
+            await self._segments.put(_END)
+            await writer
             await acker
             return self.stats
         finally:
-            for task in (acker, reader, stopper):
+            for task in (*workers, stopper):
                 task.cancel()
-            await asyncio.gather(acker, reader, stopper, return_exceptions=True)
+            await asyncio.gather(*workers, stopper, return_exceptions=True)
 
-    async def _read_loop(self, resume: Position | None) -> None:
-        encode = self.encoder.encode
+    async def _read_loop(self, resume: StoredOffset | None) -> None:
+        encoder = self.encoder
+        encode = encoder.encode
+        put = self._segments.put
         batch: list[Record] = []
-        position: Position | None = None
-        committed = 0  # records in ``batch`` up to the last commit
+        last_commit: Commit | None = None  # the last commit in ``batch``
+        committed = 0  # records in ``batch`` up to it
+        transaction_state: dict[str, Any] | None = None
         stats = self.stats
-        async for chunk in self.source.stream(resume):
+        async for chunk in self.source.stream(resume.position if resume is not None else None):
             now_ns = time.time_ns()
             for item in chunk:
-                if type(item) is not Commit:
-                    encode(item, batch, now_ns)
-                    stats.events += 1
+                if type(item) is Commit:
+                    partial = inside_transaction(item.position)
+                    encoder.commit(item, batch, partial=partial)
+                    last_commit, committed = item, len(batch)
+                    transaction_state = encoder.transaction_state() if partial else None
+                    if not partial:
+                        stats.transactions += 1
                 else:
-                    position = item.position
-                    committed = len(batch)
-                    stats.transactions += 1
-            if position is not None:
-                # Hand over whole transactions with their position; what follows the last
-                # commit waits for its own, so a batch never ends inside a transaction
-                # that it acknowledges.
+                    encode(item, batch, now_ns)  # type: ignore[arg-type]
+                    stats.events += 1
+            if last_commit is not None:
+                # Whole transactions (or safe cuts) with their offset; what follows the
+                # last commit waits for its own, so a segment never ends inside a
+                # transaction that its offset counts as written.
+                offset = StoredOffset(last_commit.position, transaction_state)
                 tail = batch[committed:]
-                await self._hand_over(batch[:committed], position)
-                batch, position, committed = tail, None, 0
+                await put(_Segment(batch[:committed] if tail else batch, offset))
+                batch, last_commit, committed = tail, None, 0
             if len(batch) >= self.max_batch_events:
-                await self._hand_over(batch, None)  # a huge transaction: bounded memory
+                await put(_Segment(batch, None))  # inside a huge transaction: bounded memory
                 batch = []
 
-    async def _hand_over(self, batch: list[Record], position: Position | None) -> None:
-        delivery = await self.sink.write(batch)
-        self.stats.records += len(batch)
-        await self._deliveries.put((delivery, position))
+    async def _write_loop(self) -> None:
+        segments = self._segments
+        limit = self.max_batch_events
+        carried: _Segment | None = None
+        while True:
+            segment = carried if carried is not None else await segments.get()
+            carried = None
+            if segment is _END:
+                await self._deliveries.put(None)
+                return
+            records, offset = segment.records, segment.offset
+            if offset is not None:
+                # Join the segments already waiting (each ends at a commit) into one write.
+                while len(records) < limit and not segments.empty():
+                    following = segments.get_nowait()
+                    if following is _END or following.offset is None:
+                        carried = following
+                        break
+                    if records is segment.records:
+                        records = list(records)
+                    records.extend(following.records)
+                    offset = following.offset
+            delivery = await self.sink.write(records, offset)
+            self.stats.records += len(records)
+            await self._deliveries.put((delivery, offset))
 
     async def _ack_loop(self) -> None:
         while True:
             item = await self._deliveries.get()
             if item is None:
                 return
-            delivery, position = item
+            delivery, offset = item
             await delivery
-            if position is not None:
-                await self.source.ack(position)
-                self.stats.acked_position = position
+            if offset is not None:
+                await self.source.ack(offset.position)
+                self.stats.acked_position = offset.position

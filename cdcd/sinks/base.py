@@ -6,8 +6,11 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from cdcd.envelope import Record
+from cdcd.errors import SinkError
+from cdcd.offsets import StoredOffset
 
-# Completes when every record of one ``write`` is durably stored; raises if any is not.
+# Completes when every record of one ``write`` (and its offset, if any) is durably
+# stored; raises if any is not.
 Delivery = Awaitable[None]
 
 
@@ -15,12 +18,29 @@ class Sink(Protocol):
     async def start(self) -> None:
         """Connect; raise ``SinkError`` saying what to fix when that is impossible."""
 
-    async def write(self, records: list[Record]) -> Delivery:
+    async def read_offset(self) -> StoredOffset | None:
+        """The daemon's last stored offset (None: never stored, or the sink keeps none)."""
+        ...
+
+    async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
         """Hand over records, in order; waits while the sink is full (backpressure).
 
-        Returns a ``Delivery`` that completes once all of them are durably stored.
+        ``offset`` is the resume position after these records, when they end at one (a
+        commit of the source); it is stored with them: in the same Kafka transaction with
+        exactly-once delivery, right after them otherwise. Without an offset, the records
+        are part of a source transaction whose end comes in a later ``write``.
+
+        Returns a ``Delivery`` that completes once all of them, and the offset, are
+        durably stored (committed).
         """
         ...
 
     async def close(self) -> None:
         """Flush what was handed over and disconnect."""
+
+
+class SinkUnavailableError(SinkError):
+    """The sink failed in a way that may pass (a Kafka broker restarting, a leader moving).
+
+    While streaming, the daemon then starts over from its last committed offset.
+    """

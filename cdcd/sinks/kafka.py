@@ -1,14 +1,25 @@
-"""Kafka sink on aiokafka: idempotent producer, ``acks=all``, compression, batching.
+"""Kafka sink on aiokafka: transactions (exactly-once) or idempotent batches (at-least-once).
 
+- Exactly-once (the default): records and the offset record of their last position are
+  written in one Kafka transaction (``transactional.id`` ``cdcd-<name>``). Starting the
+  producer fences any older instance and resolves its open transaction; then the last
+  committed offset is read. A fenced producer stops the daemon (``FencedError``).
+  aiokafka commits a transaction even when one of its batches failed, so every batch is
+  awaited first: a transaction is committed only when all of it was accepted.
+- At-least-once: an idempotent producer, ``acks=all``; the offset record is written once
+  the records before it are acknowledged, in write order.
+
+Records go out through aiokafka's batch API (one builder per partition), with the Java
+client's partitioner (murmur2 of the key), so keys land where Debezium would put them.
 Topics are created when first written to (partitions and replication configurable).
-A ``Delivery`` completes only when the broker acknowledged every record of a write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import ssl
+import contextlib
+import itertools
+from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -16,66 +27,94 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFenced,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
 )
+from aiokafka.partitioner import murmur2
 
-from cdcd.config import Config, KafkaSinkConfig
+from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
 from cdcd.envelope import Record
 from cdcd.errors import FencedError, SinkError
-from cdcd.sinks.base import Delivery
+from cdcd.offsets import StoredOffset
+from cdcd.sinks.base import Delivery, SinkUnavailableError
+from cdcd.sinks.kafka_offsets import OffsetsTopic, Presence, client_options, quiet_library_logs
 
-
-def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
-    """Connection options shared by the producer, the admin client and consumers."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": sink.bootstrap_servers,
-        "security_protocol": sink.security_protocol,
-    }
-    if sink.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=sink.ssl_cafile)
-        if sink.ssl_certfile:
-            context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
-        options["ssl_context"] = context
-    if sink.sasl_mechanism:
-        password = sink.sasl_password()
-        options.update(
-            sasl_mechanism=sink.sasl_mechanism,
-            sasl_plain_username=sink.sasl_username,
-            sasl_plain_password=password.get_secret_value() if password else None,
-        )
-    return options
+TRANSACTION_TIMEOUT_MS = 60_000
+COMMIT_TIMEOUT_S = 60.0  # a commit that takes longer is given up and the pipeline restarted
 
 
 def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
-    """A ``SinkError`` that says what went wrong with Kafka in words a user can act on."""
+    """A ``SinkError`` that says what went wrong with Kafka in words a user can act on.
+
+    ``SinkUnavailableError`` when the failure may pass (a broker restarting, a leader
+    moving): the daemon then starts over from its last committed offset.
+    """
+    if isinstance(exc, SinkError):
+        return exc
     if isinstance(exc, ProducerFenced):
         return FencedError(
-            "another cdcd instance with the same name took over the Kafka producer; "
-            "this one stops (two active instances must not share a name)"
+            "the Kafka producer was fenced: another cdcd instance with the same name started "
+            "(two active instances must not share a name), or a Kafka transaction stayed open "
+            f"longer than {TRANSACTION_TIMEOUT_MS // 1000} s; this one stops"
         )
     if isinstance(exc, KafkaConnectionError):
-        return SinkError(
+        return SinkUnavailableError(
             f"cannot reach Kafka at {bootstrap}: no broker answered; check sink.bootstrap_servers"
         )
     if isinstance(exc, TopicAuthorizationFailedError):
         return SinkError(f"Kafka refused access to a topic: grant WRITE/CREATE on it ({exc})")
+    if isinstance(exc, TimeoutError | KafkaTimeoutError):
+        return SinkUnavailableError(f"Kafka at {bootstrap} did not answer in time")
+    if isinstance(exc, KafkaError) and getattr(exc, "retriable", False):
+        return SinkUnavailableError(f"Kafka error: {exc.__class__.__name__}: {exc}")
     return SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}")
 
 
+def _done() -> asyncio.Future[None]:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
 class KafkaSink:
-    def __init__(self, sink: KafkaSinkConfig, *, client_id: str, log: Any = None) -> None:
+    def __init__(
+        self,
+        sink: KafkaSinkConfig,
+        offsets: OffsetsConfig,
+        *,
+        name: str,
+        source_kind: str,
+        exactly_once: bool = True,
+        log: Any = None,
+    ) -> None:
         self.config = sink
-        self.client_id = client_id
+        self.client_id = f"cdcd-{name}"
+        self.exactly_once = exactly_once
         self.log = log
+        self.offsets = OffsetsTopic(
+            client_options(sink), sink, offsets, name=name, source_kind=source_kind
+        )
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._presence: Presence | None = None
         self._topics: set[str] = set()
+        self._partitions: dict[str, list[int]] = {}
+        self._round_robin = itertools.count()
+        self._in_transaction = False
+        self._unacknowledged: list[asyncio.Future[Any]] = []  # batches of the open transaction
+        self._previous: asyncio.Future[None] | None = None  # the last write's delivery
 
     async def start(self) -> None:
-        options = client_options(self.config)
+        options = self.offsets.options
         compression = None if self.config.compression == "none" else self.config.compression
+        transactional: dict[str, Any] = {}
+        if self.exactly_once:
+            transactional = {
+                "transactional_id": self.offsets.transactional_id,
+                "transaction_timeout_ms": TRANSACTION_TIMEOUT_MS,
+            }
         self._producer = AIOKafkaProducer(
             **options,
             client_id=self.client_id,
@@ -85,36 +124,48 @@ class KafkaSink:
             linger_ms=self.config.linger_ms,
             max_batch_size=self.config.max_batch_bytes,
             max_request_size=self.config.max_request_bytes,
+            **transactional,
         )
         self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
-        # aiokafka logs each failed bootstrap attempt itself; the error raised here says it all.
-        library_log = logging.getLogger("aiokafka")
-        level = library_log.level
-        library_log.setLevel(logging.CRITICAL)
+        with quiet_library_logs():
+            try:
+                # For a transactional producer, start() registers the transactional id:
+                # an older instance is fenced and its open transaction aborted here.
+                await asyncio.wait_for(self._producer.start(), timeout=30)
+                await asyncio.wait_for(self._admin.start(), timeout=30)
+                self._topics = set(await self._admin.list_topics())
+                brokers = len(self._producer.client.cluster.brokers())
+                await self.offsets.ensure(self._admin, brokers)
+                self._presence = Presence(self.offsets, client_id=self.client_id, log=self.log)
+                await asyncio.wait_for(self._presence.start(), timeout=30)
+            except TimeoutError:
+                await self.close()
+                raise SinkUnavailableError(
+                    f"cannot reach Kafka at {self.config.bootstrap_servers} within 30 s: "
+                    "check sink.bootstrap_servers"
+                ) from None
+            except KafkaError as exc:
+                await self.close()
+                raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+            except SinkError:
+                await self.close()
+                raise
+
+    async def read_offset(self) -> StoredOffset | None:
         try:
-            await asyncio.wait_for(self._producer.start(), timeout=30)
-            await asyncio.wait_for(self._admin.start(), timeout=30)
-            self._topics = set(await self._admin.list_topics())
-        except TimeoutError:
-            await self.close()
-            raise SinkError(
-                f"cannot reach Kafka at {self.config.bootstrap_servers} within 30 s: "
-                "check sink.bootstrap_servers"
-            ) from None
+            return await self.offsets.read()
         except KafkaError as exc:
-            await self.close()
             raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
-        finally:
-            library_log.setLevel(level)
+
+    # -- writing ---------------------------------------------------------------------
 
     async def _ensure_topics(self, topics: set[str]) -> None:
         missing = topics - self._topics
         if not missing:
             return
-        assert self._admin is not None
+        assert self._admin is not None and self._producer is not None
         replication = self.config.replication_factor
         if replication is None:
-            assert self._producer is not None
             replication = min(3, len(self._producer.client.cluster.brokers()) or 1)
         new = [NewTopic(name, self.config.partitions, replication) for name in sorted(missing)]
         try:
@@ -128,43 +179,186 @@ class KafkaSink:
                 raise SinkError(f"cannot create Kafka topic {name!r}: error code {code}")
         if self.log is not None:
             self.log.info("topics created", topics=sorted(missing))
-        # A new topic's leader is elected asynchronously: make the producer see it.
-        assert self._producer is not None
-        for name in missing:
-            await self._producer.client._wait_on_metadata(name)
         self._topics |= missing
 
-    async def write(self, records: list[Record]) -> Delivery:
-        assert self._producer is not None
-        await self._ensure_topics({record.topic for record in records})
-        send = self._producer.send
-        futures = []
-        try:
-            for record in records:
-                futures.append(await send(record.topic, record.value, key=record.key))
-        except KafkaError as exc:
-            raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
-        return self._delivered(futures)
+    async def _partitions_of(self, topic: str) -> list[int]:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            assert self._producer is not None
+            # A new topic's leader is elected asynchronously: wait until the producer sees it.
+            found = await self._producer.client._wait_on_metadata(topic)
+            partitions = self._partitions[topic] = sorted(found)
+        return partitions
 
-    async def _delivered(self, futures: list[asyncio.Future[Any]]) -> None:
+    async def _send(self, records: list[Record]) -> list[asyncio.Future[Any]]:
+        """Hand ``records`` to the producer, one batch per partition at a time."""
+        producer = self._producer
+        assert producer is not None
+        builders: dict[tuple[str, int], Any] = {}
+        futures: list[asyncio.Future[Any]] = []
+        partitions_of: dict[str, list[int]] = {}
+        for record in records:
+            topic = record.topic
+            partitions = partitions_of.get(topic)
+            if partitions is None:
+                partitions = partitions_of[topic] = await self._partitions_of(topic)
+            if len(partitions) == 1:
+                partition = partitions[0]
+            elif record.key is None:
+                partition = partitions[next(self._round_robin) % len(partitions)]
+            else:  # the Java client's DefaultPartitioner: murmur2 of the key bytes
+                partition = partitions[(murmur2(record.key) & 0x7FFFFFFF) % len(partitions)]
+            builder = builders.get((topic, partition))
+            if builder is None:
+                builder = builders[(topic, partition)] = producer.create_batch()
+            if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                futures.append(await producer.send_batch(builder, topic, partition=partition))
+                builder = builders[(topic, partition)] = producer.create_batch()
+                if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                    raise SinkError(
+                        f"a record for {topic!r} is larger than sink.max_batch_bytes "
+                        f"({self.config.max_batch_bytes}); raise it"
+                    )
+        for (topic, partition), builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return futures
+
+    async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
+        assert self._producer is not None
         try:
-            for future in futures:
-                await future
+            if self.exactly_once:
+                return await self._write_transactional(records, offset)
+            return await self._write_idempotent(records, offset)
         except KafkaError as exc:
             raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+        except AssertionError:
+            # aiokafka's transaction manager refuses a transition after a fatal error.
+            raise self._transaction_failure() from None
+
+    async def _write_transactional(
+        self, records: list[Record], offset: StoredOffset | None
+    ) -> Delivery:
+        producer = self._producer
+        assert producer is not None
+        if self._previous is not None:
+            # One transaction at a time: the next begins once the last one committed.
+            previous, self._previous = self._previous, None
+            await previous
+        if records:
+            await self._ensure_topics({record.topic for record in records})
+        if not self._in_transaction:
+            await producer.begin_transaction()
+            self._in_transaction = True
+        self._unacknowledged += await self._send(records)
+        if offset is None:
+            return _done()  # the source transaction goes on; it commits with a later write
+        self._unacknowledged.append(
+            await producer.send(self.offsets.topic, offset.to_json(), key=self.offsets.key)
+        )
+        batches, self._unacknowledged = self._unacknowledged, []
+        self._in_transaction = False
+        delivery = self._previous = asyncio.ensure_future(self._commit(batches))
+        return delivery
+
+    async def _commit(self, batches: list[asyncio.Future[Any]]) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            for batch in batches:
+                await batch
+            await asyncio.wait_for(producer.commit_transaction(), COMMIT_TIMEOUT_S)
+        except KafkaError as exc:
+            raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+        except TimeoutError:
+            raise SinkUnavailableError(
+                f"Kafka at {self.config.bootstrap_servers} did not commit a transaction "
+                f"within {COMMIT_TIMEOUT_S:.0f} s"
+            ) from None
+        except AssertionError:
+            raise self._transaction_failure() from None
+
+    def _transaction_failure(self) -> SinkError:
+        manager = getattr(self._producer, "_txn_manager", None)
+        waiter = manager.wait_for_transaction_end() if manager is not None else None
+        if waiter is not None and waiter.done() and waiter.exception() is not None:
+            return explain_kafka_error(waiter.exception(), self.config.bootstrap_servers)
+        return SinkError("the Kafka producer is in a failed state")
+
+    async def _write_idempotent(
+        self, records: list[Record], offset: StoredOffset | None
+    ) -> Delivery:
+        if records:
+            await self._ensure_topics({record.topic for record in records})
+        batches = await self._send(records)
+        delivery = self._previous = asyncio.ensure_future(
+            self._deliver(batches, offset, self._previous)
+        )
+        return delivery
+
+    async def _deliver(
+        self,
+        batches: list[asyncio.Future[Any]],
+        offset: StoredOffset | None,
+        previous: Awaitable[None] | None,
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        try:
+            if previous is not None:
+                await previous  # offset records in write order: never an older one last
+            for batch in batches:
+                await batch
+            if offset is not None:
+                stored = await producer.send(
+                    self.offsets.topic, offset.to_json(), key=self.offsets.key
+                )
+                await stored
+        except KafkaError as exc:
+            raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+
+    # -- closing ---------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Flush and disconnect; after a failure, give up what Kafka did not take in 10 s.
+
+        An open transaction left behind is aborted by the next producer with this
+        transactional id (or by Kafka after the transaction timeout).
+        """
+        if self._presence is not None:
+            presence, self._presence = self._presence, None
+            await presence.stop()
+        if self._previous is not None and not self._previous.done():
+            self._previous.cancel()
         if self._producer is not None:
             producer, self._producer = self._producer, None
+            if self._in_transaction:
+                # Cut short inside a source transaction: abort now, so read_committed
+                # consumers are not held up until the transaction times out.
+                self._in_transaction = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.abort_transaction(), 5)
             try:
-                await producer.stop()  # flushes pending batches first
-            except KafkaError as exc:
-                raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+                await asyncio.wait_for(producer.stop(), 10)  # flushes pending batches first
+            except (TimeoutError, KafkaError, AssertionError):
+                sender = getattr(producer, "_sender", None)
+                task = getattr(sender, "sender_task", None)
+                if task is not None:
+                    task.cancel()
+                with contextlib.suppress(Exception):
+                    await producer.client.close()
         if self._admin is not None:
             admin, self._admin = self._admin, None
-            await admin.close()
+            with contextlib.suppress(Exception):
+                await admin.close()
 
 
 def build(config: Config, log: Any = None, **_: Any) -> KafkaSink:
     assert isinstance(config.sink, KafkaSinkConfig)
-    return KafkaSink(config.sink, client_id=f"cdcd-{config.name}", log=log)
+    return KafkaSink(
+        config.sink,
+        config.offsets,
+        name=config.name,
+        source_kind=config.source.kind,
+        exactly_once=config.delivery == "exactly-once",
+        log=log,
+    )

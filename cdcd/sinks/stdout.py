@@ -12,6 +12,7 @@ from typing import IO, Any
 import orjson
 
 from cdcd.envelope import Record
+from cdcd.offsets import StoredOffset
 from cdcd.sinks.base import Delivery
 
 
@@ -26,7 +27,10 @@ class StdoutSink:
     async def start(self) -> None:
         return None
 
-    async def write(self, records: list[Record]) -> Delivery:
+    async def read_offset(self) -> StoredOffset | None:
+        return None  # standard output keeps no offsets: the source's own bookkeeping rules
+
+    async def write(self, records: list[Record], offset: StoredOffset | None = None) -> Delivery:
         parts = []
         for record in records:
             parts.append(b'{"topic":')

@@ -12,4 +12,9 @@ __all__ = ["PostgresSource", "build"]
 
 def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
     assert isinstance(config.source, PostgresSourceConfig)
-    return PostgresSource(config.source, name=config.name, log=log)
+    return PostgresSource(
+        config.source,
+        name=config.name,
+        log=log,
+        split_after_events=config.transactions.split_after_events,
+    )

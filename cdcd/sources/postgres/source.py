@@ -38,6 +38,7 @@ _XLOG_HEADER = struct.Struct(">QQQ")  # after the 'w': start LSN, end LSN, serve
 _KEEPALIVE = struct.Struct(">QQB")  # after the 'k': server WAL end, clock, reply requested
 _STATUS = struct.Struct(">cQQQqB")
 _CHUNK_ITEMS = 2000  # items handed to the pipeline at once, whatever the transaction size
+SLOT_BUSY_WAIT_S = 15.0
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 
 
@@ -79,9 +80,17 @@ class PostgresSource:
 
     connector = "postgresql"
 
-    def __init__(self, config: PostgresSourceConfig, *, name: str, log: Any = None) -> None:
+    def __init__(
+        self,
+        config: PostgresSourceConfig,
+        *,
+        name: str,
+        log: Any = None,
+        split_after_events: int = 20_000,
+    ) -> None:
         self.config = config
         self.log = log
+        self.split_after_events = split_after_events
         self.slot = config.slot_name or default_object_name(name)
         self.publication = config.publication_name or default_object_name(name)
         for key, value in (("slot_name", self.slot), ("publication_name", self.publication)):
@@ -103,7 +112,10 @@ class PostgresSource:
         self._last_commit_lsn_text = "null"  # as Debezium's source.sequence writes it
         self._in_transaction = False
         self._xid = 0
+        self._txid = ""  # the transaction's id in transaction metadata: "<xid>:<commit LSN>"
         self._commit_ts_us = 0
+        self._tx_events = 0  # change events of the open transaction so far
+        self._skip = 0  # events of the first transaction already in Kafka (a cut position)
 
     # -- connections ---------------------------------------------------------------
 
@@ -219,24 +231,20 @@ class PostgresSource:
             raise SourceError(f"cannot resume a PostgreSQL stream from a {resume.kind} position")
         self._meta = await self._connect()
         self._repl = await self._connect(replication=True)
-        start = resume.commit_lsn if resume is not None else 0
-        self._acked_lsn = max(self._acked_lsn, start)
-        command = (
-            f"START_REPLICATION SLOT {self.slot} LOGICAL {lsn_to_str(start)} "
-            f"(proto_version '1', publication_names '{self.publication}', messages 'true')"
-        )
-        try:
-            await self._repl.execute(command)
-        except psycopg.Error as exc:
-            message = exc.diag.message_primary or str(exc)
-            if "is active for PID" in message:
-                raise SourceError(
-                    f"replication slot {self.slot!r} is in use: {message}; "
-                    "is another cdcd running with the same name?"
-                ) from None
-            raise SourceError(f"cannot start replication from slot {self.slot!r}: {message}") from None
+        confirmed = await self._slot_confirmed_lsn()
+        start = self._start_lsn(resume, confirmed)
+        self._last_commit_lsn = start  # the next transaction's predecessor, for cut positions
+        self._last_commit_lsn_text = f'"{start}"'
+        self._acked_lsn = max(self._acked_lsn, start, confirmed)
+        await self._start_replication(start)
         if self.log is not None:
-            self.log.info("streaming", slot=self.slot, publication=self.publication, start=lsn_to_str(start))
+            self.log.info(
+                "streaming",
+                slot=self.slot,
+                publication=self.publication,
+                start=lsn_to_str(start),
+                skip_events=self._skip,
+            )
         feedback = asyncio.create_task(self._feedback_loop(), name="cdcd-pg-feedback")
         try:
             async for chunk in self._read():
@@ -245,6 +253,77 @@ class PostgresSource:
             feedback.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feedback
+
+    async def _slot_confirmed_lsn(self) -> int:
+        assert self._meta is not None
+        cur = await self._meta.execute(
+            "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
+            (self.slot,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise SourceError(
+                f"replication slot {self.slot!r} does not exist; let cdcd create it "
+                "(source.create_slot = true) or create it: SELECT "
+                f"pg_create_logical_replication_slot('{self.slot}', 'pgoutput')"
+            )
+        return int(row[0] or 0)
+
+    def _start_lsn(self, resume: PgPosition | None, confirmed: int) -> int:
+        """Where to start: the stored offset, else the slot's confirmed position.
+
+        PostgreSQL sends every transaction whose commit record starts at or after the
+        requested LSN, but never from before the slot's confirmed position: a slot behind
+        the stored offset (Kafka committed, the server not yet told) is fast-forwarded by
+        asking for the offset's LSN; a slot ahead of it (idle WAL confirmed on keepalives)
+        starts where it is, which loses nothing.
+        """
+        self._skip = 0
+        if resume is None:
+            return confirmed
+        self._skip = resume.index
+        if self.log is not None:
+            if resume.commit_lsn > confirmed:
+                self.log.info(
+                    "fast-forwarding the slot past what Kafka already holds",
+                    slot=self.slot,
+                    slot_confirmed=lsn_to_str(confirmed),
+                    stored_offset=str(resume),
+                )
+            elif resume.commit_lsn < confirmed:
+                self.log.info(
+                    "the slot is ahead of the stored offset (WAL without changes for us)",
+                    slot=self.slot,
+                    slot_confirmed=lsn_to_str(confirmed),
+                    stored_offset=str(resume),
+                )
+        return resume.commit_lsn
+
+    async def _start_replication(self, start: int) -> None:
+        assert self._repl is not None
+        command = (
+            f"START_REPLICATION SLOT {self.slot} LOGICAL {lsn_to_str(start)} "
+            f"(proto_version '1', publication_names '{self.publication}', messages 'true')"
+        )
+        # A daemon killed a moment ago may still hold the slot until its walsender notices.
+        deadline = time.monotonic() + SLOT_BUSY_WAIT_S
+        while True:
+            try:
+                await self._repl.execute(command)
+                return
+            except psycopg.Error as exc:
+                message = exc.diag.message_primary or str(exc)
+                if "is active for PID" in message:
+                    if time.monotonic() < deadline:
+                        await asyncio.sleep(0.5)
+                        continue
+                    raise SourceError(
+                        f"replication slot {self.slot!r} is in use: {message}; "
+                        "is another cdcd running with the same name?"
+                    ) from None
+                raise SourceError(
+                    f"cannot start replication from slot {self.slot!r}: {message}"
+                ) from None
 
     async def _read(self) -> AsyncIterator[list[SourceItem]]:
         assert self._repl is not None
@@ -341,7 +420,8 @@ class PostgresSource:
             table = self._tables[msg.relation_oid]
             if table.included:
                 after = table.row(msg.new)
-                items.append(self._event(OP_CREATE, table, lsn, table.key(after), None, after))
+                event = self._event(OP_CREATE, table, lsn, table.key(after), None, after)
+                self._emit(event, items)
         elif kind is pgoutput.Update:
             table = self._tables[msg.relation_oid]
             if table.included:
@@ -350,14 +430,29 @@ class PostgresSource:
             table = self._tables[msg.relation_oid]
             if table.included:
                 before = table.row(msg.old)
-                items.append(self._event(OP_DELETE, table, lsn, table.key(before), before, None))
+                event = self._event(OP_DELETE, table, lsn, table.key(before), before, None)
+                self._emit(event, items)
         elif kind is pgoutput.Begin:
             self._in_transaction = True
             self._xid = msg.xid
+            self._txid = f"{msg.xid}:{msg.final_lsn}"
             self._commit_ts_us = msg.commit_ts_us
+            self._tx_events = 0
         elif kind is pgoutput.Commit:
+            if self._skip:
+                raise SourceError(
+                    f"the stored offset says {self._skip + self._tx_events} events of the "
+                    f"transaction after {lsn_to_str(self._last_commit_lsn)} are in Kafka, but "
+                    f"PostgreSQL re-sent one with {self._tx_events} (transaction {self._txid}); "
+                    "was source.tables changed? Set the offset past it: cdcd offsets set"
+                )
             items.append(
-                Commit(PgPosition(msg.end_lsn), txid=str(self._xid), ts_ms=msg.commit_ts_us // 1000)
+                Commit(
+                    PgPosition(msg.end_lsn),
+                    txid=self._txid,
+                    ts_ms=msg.commit_ts_us // 1000,
+                    event_count=self._tx_events,
+                )
             )
             self._in_transaction = False
             self._last_commit_lsn = msg.end_lsn
@@ -366,7 +461,7 @@ class PostgresSource:
             for oid in msg.relation_oids:
                 table = self._tables[oid]
                 if table.included:
-                    items.append(self._event(OP_TRUNCATE, table, lsn, None, None, None))
+                    self._emit(self._event(OP_TRUNCATE, table, lsn, None, None, None), items)
         elif kind is pgoutput.TypeMsg:
             self._type_names[msg.oid] = f"{msg.namespace}.{msg.name}"
         # Origin and logical decoding messages carry no row change.
@@ -384,10 +479,10 @@ class PostgresSource:
         if old_key is not None and old_key != key:
             # Like Debezium: a primary-key change is a delete of the old key (and its
             # tombstone) followed by a create of the new one.
-            items.append(self._event(OP_DELETE, table, lsn, old_key, before, None))
-            items.append(self._event(OP_CREATE, table, lsn, key, None, after))
+            self._emit(self._event(OP_DELETE, table, lsn, old_key, before, None), items)
+            self._emit(self._event(OP_CREATE, table, lsn, key, None, after), items)
         else:
-            items.append(self._event(OP_UPDATE, table, lsn, key, before, after))
+            self._emit(self._event(OP_UPDATE, table, lsn, key, before, after), items)
 
     def _event(
         self,
@@ -398,9 +493,30 @@ class PostgresSource:
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> ChangeEvent:
-        return ChangeEvent(
-            op, table.namespace, table.name, key, before, after, self._source_block(table, lsn), str(self._xid)
-        )
+        source = self._source_block(table, lsn)
+        return ChangeEvent(op, table.namespace, table.name, key, before, after, source, self._txid)
+
+    def _emit(self, event: ChangeEvent, items: list[SourceItem]) -> None:
+        """Yield ``event`` unless Kafka has it; cut a huge transaction at safe points.
+
+        Any point between two events is safe: the cut position (previous commit's end,
+        events written so far) lets a restart skip exactly those events when PostgreSQL
+        sends the transaction again.
+        """
+        self._tx_events += 1
+        if self._skip:
+            self._skip -= 1
+            return
+        items.append(event)
+        if self._tx_events % self.split_after_events == 0:
+            items.append(
+                Commit(
+                    PgPosition(self._last_commit_lsn, self._tx_events),
+                    txid=self._txid,
+                    ts_ms=self._commit_ts_us // 1000,
+                    event_count=self._tx_events,
+                )
+            )
 
     # -- acknowledgements ------------------------------------------------------------
 
@@ -436,6 +552,34 @@ class PostgresSource:
         while True:
             await asyncio.sleep(self.config.status_interval_s)
             self._send_status(force=True)
+
+    async def earliest_position(self) -> PgPosition:
+        """The slot's confirmed position: a logical slot cannot go further back."""
+        conn = await self._connect()
+        try:
+            cur = await conn.execute(
+                "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
+                (self.slot,),
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] is None:  # no slot yet: it will start at the current end
+                cur = await conn.execute("SELECT pg_current_wal_lsn() - '0/0'")
+                row = await cur.fetchone()
+            assert row is not None
+            return PgPosition(int(row[0]))
+        finally:
+            await conn.close()
+
+    async def latest_position(self) -> PgPosition:
+        """The current end of the WAL: every transaction committed so far lies before it."""
+        conn = await self._connect()
+        try:
+            cur = await conn.execute("SELECT pg_current_wal_lsn() - '0/0'")
+            row = await cur.fetchone()
+            assert row is not None
+            return PgPosition(int(row[0]))
+        finally:
+            await conn.close()
 
     @property
     def acked_position(self) -> PgPosition:

@@ -1,0 +1,390 @@
+"""The offsets topic in Kafka, and the sign that a daemon is running.
+
+- The topic is compacted (``cleanup.policy=compact``), created when missing, refused when
+  it exists without compaction (it would forget offsets).
+- Reading takes the partitions' high watermarks first and then reads, read_committed, up
+  to them: another daemon's open transaction on a shared partition delays the read, it
+  never hides this daemon's last committed offset.
+- A running daemon is a member of the consumer group ``cdcd-<name>`` (it subscribes to
+  the offsets topic and pauses it: membership, no consumption). That works across hosts:
+  ``cdcd offsets`` asks the group coordinator, wherever the daemon runs. A daemon killed
+  with SIGKILL stays a member until its session times out (10 s).
+- ``cdcd offsets set/reset`` write through a transactional producer with the daemon's
+  own ``transactional.id``: a daemon started meanwhile is fenced, never left running on a
+  position read before the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
+from cdcd.errors import SinkError
+from cdcd.offsets import StoredOffset, offset_key
+
+SESSION_TIMEOUT_S = 10
+READ_TIMEOUT_S = 90  # longer than a transaction may stay open (60 s), so reads wait it out
+
+
+def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
+    """Connection options shared by the producer, the admin client and consumers."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": sink.bootstrap_servers,
+        "security_protocol": sink.security_protocol,
+    }
+    if sink.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=sink.ssl_cafile)
+        if sink.ssl_certfile:
+            context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
+        options["ssl_context"] = context
+    if sink.sasl_mechanism:
+        password = sink.sasl_password()
+        options.update(
+            sasl_mechanism=sink.sasl_mechanism,
+            sasl_plain_username=sink.sasl_username,
+            sasl_plain_password=password.get_secret_value() if password else None,
+        )
+    return options
+
+
+def transactional_id(name: str) -> str:
+    """The ``transactional.id`` of daemon ``name``: one writer per name, zombies fenced."""
+    return f"cdcd-{name}"
+
+
+def group_id(name: str) -> str:
+    """The consumer group a running daemon ``name`` is a member of."""
+    return f"cdcd-{name}"
+
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """aiokafka logs each failed attempt itself; cdcd's own error says it all."""
+    library_log = logging.getLogger("aiokafka")
+    level = library_log.level
+    library_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        library_log.setLevel(level)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    client_id: str
+    host: str
+
+    def __str__(self) -> str:
+        return f"{self.client_id} on {self.host.lstrip('/')}"
+
+
+class OffsetsTopic:
+    """One daemon's view of the offsets topic: its key, its group, its transactional id."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        sink: KafkaSinkConfig,
+        offsets: OffsetsConfig,
+        *,
+        name: str,
+        source_kind: str,
+    ) -> None:
+        self.options = options
+        self.sink = sink
+        self.config = offsets
+        self.topic = offsets.topic
+        self.name = name
+        self.key = offset_key(name, source_kind)
+        self.group_id = group_id(name)
+        self.transactional_id = transactional_id(name)
+
+    # -- the topic -------------------------------------------------------------------
+
+    async def ensure(self, admin: AIOKafkaAdminClient, brokers: int) -> None:
+        """Create the compacted topic when missing; refuse one that is not compacted."""
+        topics = set(await admin.list_topics())
+        if self.topic not in topics:
+            replication = self.config.replication_factor or min(3, brokers or 1)
+            new = NewTopic(
+                self.topic,
+                self.config.partitions,
+                replication,
+                topic_configs={"cleanup.policy": "compact"},
+            )
+            try:
+                response = await admin.create_topics([new])
+            except TopicAlreadyExistsError:
+                response = None
+            for name, code, *_ in getattr(response, "topic_errors", ()):
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise SinkError(
+                        f"cannot create the offsets topic {name!r}: error code {code}; "
+                        "grant CREATE on it or create it with cleanup.policy=compact"
+                    )
+            return
+        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic)
+        described = await admin.describe_configs([resource])
+        policy = None
+        for response in described:
+            for _code, _msg, _type, _name, entries in response.resources:
+                for entry in entries:
+                    if entry[0] == "cleanup.policy":
+                        policy = entry[1]
+        if policy is not None and "compact" not in policy:
+            raise SinkError(
+                f"the offsets topic {self.topic!r} has cleanup.policy={policy}: it would "
+                "delete offsets; set it to compact (kafka-configs.sh --alter --entity-type "
+                f"topics --entity-name {self.topic} --add-config cleanup.policy=compact) "
+                "or name another topic in offsets.topic"
+            )
+
+    async def read(self, timeout: float = READ_TIMEOUT_S) -> StoredOffset | None:
+        """The last committed offset of this daemon, or None (also when no topic yet)."""
+        high = await self._high_watermarks()
+        if not high or not any(high.values()):
+            return None
+        consumer = AIOKafkaConsumer(
+            **self.options,
+            client_id=f"{self.transactional_id}-offsets",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        found: bytes | None = None
+        try:
+            partitions = list(high)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            deadline = time.monotonic() + timeout
+            while True:
+                pending = [tp for tp in partitions if await consumer.position(tp) < high[tp]]
+                if not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise SinkError(
+                        f"cannot read the offsets topic {self.topic!r} to its end within "
+                        f"{timeout:.0f} s: a Kafka transaction on it stays open"
+                    )
+                batches = await consumer.getmany(*pending, timeout_ms=500, max_records=10_000)
+                for records in batches.values():
+                    for record in records:
+                        if record.key == self.key:
+                            found = record.value
+        finally:
+            await consumer.stop()
+        if found is None:  # never written, or a tombstone (offsets deleted)
+            return None
+        try:
+            return StoredOffset.from_json(found)
+        except ValueError as exc:
+            raise SinkError(f"the offsets topic {self.topic!r} holds a bad record: {exc}") from None
+
+    async def _high_watermarks(self) -> dict[TopicPartition, int]:
+        consumer = AIOKafkaConsumer(
+            **self.options,
+            client_id=f"{self.transactional_id}-offsets",
+            isolation_level="read_uncommitted",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(self.topic)
+            if not found:
+                return {}
+            partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
+            return dict(await consumer.end_offsets(partitions))
+        finally:
+            await consumer.stop()
+
+    async def write(self, offset: StoredOffset | None) -> None:
+        """Store ``offset`` (None: delete it) as the daemon would: transactionally, fencing it."""
+        producer = AIOKafkaProducer(
+            **self.options,
+            client_id=f"{self.transactional_id}-cli",
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+        )
+        await producer.start()
+        try:
+            async with producer.transaction():
+                value = offset.to_json() if offset is not None else None
+                await producer.send(self.topic, value, key=self.key)
+        finally:
+            await producer.stop()
+
+    # -- is the daemon running? --------------------------------------------------------
+
+    async def members(self, admin: AIOKafkaAdminClient) -> list[Member]:
+        """The members of the daemon's group: one when it runs, none when it does not."""
+        responses = await admin.describe_consumer_groups([self.group_id])
+        members = []
+        for response in responses:
+            for group in response.groups:
+                error_code, _group, state, *_rest = group
+                group_members = group[5]
+                if error_code != 0 or state in ("Dead", "Empty"):
+                    continue
+                for member in group_members:
+                    # v0-v3: member_id, client_id, client_host, ...; v4+ adds group_instance_id
+                    first = 1 if len(member) == 5 else 2
+                    client_id, host = member[first], member[first + 1]
+                    members.append(Member(client_id, host))
+        return members
+
+
+class _PauseOnAssign(ConsumerRebalanceListener):
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self.consumer.pause(*assigned)
+
+
+class Presence:
+    """Membership of the daemon's consumer group for as long as it streams."""
+
+    def __init__(self, offsets: OffsetsTopic, *, client_id: str, log: Any = None) -> None:
+        self.offsets = offsets
+        self.client_id = client_id
+        self.log = log
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = self._consumer = AIOKafkaConsumer(
+            **self.offsets.options,
+            client_id=self.client_id,
+            group_id=self.offsets.group_id,
+            enable_auto_commit=False,
+            session_timeout_ms=SESSION_TIMEOUT_S * 1000,
+            heartbeat_interval_ms=3000,
+        )
+        await consumer.start()
+        consumer.subscribe([self.offsets.topic], listener=_PauseOnAssign(consumer))
+        self._task = asyncio.create_task(self._poll(consumer), name="cdcd-presence")
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        # aiokafka leaves the group when the application stops polling (max_poll_interval).
+        while True:
+            try:
+                await consumer.getmany(timeout_ms=1000)
+            except KafkaError as exc:
+                if self.log is not None:
+                    self.log.warning("consumer group membership interrupted", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 10)  # leaves the group at once
+
+
+# -- for `cdcd offsets` ----------------------------------------------------------------
+
+
+class DaemonRunningError(SinkError):
+    """The daemon runs: its offsets must not be changed under it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetsStatus:
+    topic: str
+    key: bytes
+    group_id: str
+    members: list[Member]
+    offset: StoredOffset | None
+
+
+def _offsets_topic(config: Config) -> OffsetsTopic:
+    if not isinstance(config.sink, KafkaSinkConfig):
+        raise SinkError(
+            f"offsets are kept in Kafka, but sink.kind is {config.sink.kind!r}: "
+            "with that sink the source's own bookkeeping (the replication slot) decides"
+        )
+    return OffsetsTopic(
+        client_options(config.sink),
+        config.sink,
+        config.offsets,
+        name=config.name,
+        source_kind=config.source.kind,
+    )
+
+
+async def _admin(offsets: OffsetsTopic) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**offsets.options, client_id=f"{offsets.transactional_id}-cli")
+    try:
+        await asyncio.wait_for(admin.start(), 30)
+    except (TimeoutError, KafkaError):
+        with contextlib.suppress(Exception):
+            await admin.close()
+        raise SinkError(
+            f"cannot reach Kafka at {offsets.sink.bootstrap_servers}: check sink.bootstrap_servers"
+        ) from None
+    return admin
+
+
+async def offsets_status(config: Config) -> OffsetsStatus:
+    """The stored offset of the daemon ``config`` describes, and whether it runs."""
+    offsets = _offsets_topic(config)
+    with quiet_library_logs():
+        admin = await _admin(offsets)
+        try:
+            members = await offsets.members(admin)
+            stored = await offsets.read()
+        except KafkaError as exc:
+            raise SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}") from None
+        finally:
+            await admin.close()
+    return OffsetsStatus(offsets.topic, offsets.key, offsets.group_id, members, stored)
+
+
+def refuse_if_running(config: Config, members: list[Member]) -> None:
+    if members:
+        raise DaemonRunningError(
+            f"cdcd {config.name!r} is running ({', '.join(map(str, members))}, a member of "
+            f"consumer group {group_id(config.name)}): stop it first (systemctl stop "
+            f"cdcd@{config.name}); a daemon killed a moment ago stays a member for "
+            f"{SESSION_TIMEOUT_S} s"
+        )
+
+
+async def store_offset(config: Config, offset: StoredOffset | None) -> None:
+    """Write ``offset`` for the daemon (None deletes it), unless the daemon runs."""
+    offsets = _offsets_topic(config)
+    with quiet_library_logs():
+        admin = await _admin(offsets)
+        try:
+            refuse_if_running(config, await offsets.members(admin))
+            brokers = len((await admin.describe_cluster())["brokers"])
+            await offsets.ensure(admin, brokers)
+            await offsets.write(offset)
+        except KafkaError as exc:
+            raise SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}") from None
+        finally:
+            await admin.close()
