@@ -125,6 +125,25 @@ RECORDED = [
         dt.timedelta(days=-1, seconds=41103, microseconds=789012),
         -45296789012,
     ),  # -12:34:56.789012, yielded as -45296.210988 s
+    # ... and for every fsp (recorded from a second table, TIME(1) to TIME(6))
+    (column(TIME2, fsp=1), dt.timedelta(days=-1, seconds=86398, microseconds=100000), -1100000),
+    (column(TIME2, fsp=1), dt.timedelta(days=-1, seconds=86399, microseconds=900000), -900000),
+    (
+        column(TIME2, fsp=2),
+        dt.timedelta(days=-35, seconds=3601, microseconds=990000),
+        -3020398990000,
+    ),  # -838:59:58.99
+    (column(TIME2, fsp=2), dt.timedelta(days=-1, seconds=86399, microseconds=10000), -10000),
+    (column(TIME2, fsp=4), dt.timedelta(days=-1, seconds=82676, microseconds=100), -3723000100),
+    (column(TIME2, fsp=4), dt.timedelta(days=-1, seconds=86399, microseconds=999900), -999900),
+    (column(TIME2, fsp=5), dt.timedelta(days=-1, seconds=86399, microseconds=10), -10),
+    (
+        column(TIME2, fsp=5),
+        dt.timedelta(days=-1, seconds=50399, microseconds=500000),
+        -36000500000,
+    ),  # -10:00:00.5
+    (column(TIME2, fsp=6), dt.timedelta(days=-1, seconds=86340, microseconds=999999), -59999999),
+    (column(TIME2, fsp=6), dt.timedelta(days=-1, seconds=86399, microseconds=500000), -500000),
     # DATETIME(0-3): Timestamp (ms); DATETIME(4-6): MicroTimestamp (µs); the wall clock as UTC
     (column(DATETIME2, fsp=0), dt.datetime(2024, 2, 29, 23, 59, 59), 1709251199000),
     (column(DATETIME2, fsp=3), dt.datetime(1969, 12, 31, 23, 59, 59, 999000), -1),
