@@ -115,8 +115,9 @@ def _encoder(column: Any, geometry_type: int | None, options: EncodingOptions) -
         if not column.unsigned:
             return _identity
         if options.bigint_unsigned_mode == "precise":
-            # SpecialValueDecimal(precision 20, scale 0) -> like any DECIMAL
-            return lambda value: _decimal_value(Decimal(value), 0, options)
+            # SpecialValueDecimal.builder(DecimalMode.PRECISE, 20, 0): Decimal bytes whatever
+            # decimal.handling.mode says
+            return lambda value: _base64(_unscaled_bytes(Decimal(value), 0))
         # 'long': the binlog client hands Debezium a Java long, so 2^63.. wraps negative
         # (BinlogValueConverters.converter: BIGINT UNSIGNED + LONG -> convertBigInt).
         return _unsigned_bigint_as_long
@@ -347,11 +348,10 @@ def _fallback(column: Any, geometry_type: int | None, options: EncodingOptions) 
         return False if column.bits == 1 else ""
     if column_type in (_FLOAT, _DOUBLE):
         return 0.0
-    if column_type == _NEWDECIMAL or (column_type == _LONGLONG and column.unsigned):
-        if column_type == _NEWDECIMAL or options.bigint_unsigned_mode == "precise":
-            scale = column.decimals if column_type == _NEWDECIMAL else 0
-            return _decimal_value(Decimal(0).scaleb(-scale), scale, options)
-        return 0
+    if column_type == _NEWDECIMAL:
+        return _decimal_value(Decimal(0).scaleb(-column.decimals), column.decimals, options)
+    if column_type == _LONGLONG and column.unsigned and options.bigint_unsigned_mode == "precise":
+        return _base64(b"\x00")
     if column_type in (_ENUM, _SET, _JSON):
         return "{}" if column_type == _JSON else ""
     if column_type in _STRINGS:

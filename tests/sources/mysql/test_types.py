@@ -433,6 +433,10 @@ def test_bigint_unsigned_precise_mode() -> None:
     assert convert(col, 18446744073709551615, options=precise) == "AP//////////"
     # the value in a Debezium user's report of precise mode (blog.csdn.net/.../133176664)
     assert convert(col, 11111111111111111111, options=precise) == "AJoymK+1rHHH"
+    # a Decimal schema of its own: decimal.handling.mode does not apply
+    both = EncodingOptions(bigint_unsigned_mode="precise", decimal_mode="string")
+    assert convert(col, 11111111111111111111, options=both) == "AJoymK+1rHHH"
+    assert convert(col, None, optional=False, options=both) == "AA=="
 
 
 def test_decimal_string_and_double_modes() -> None:
