@@ -26,6 +26,21 @@ test: venv
 	scripts/testenv up
 	rc=0; $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; scripts/testenv down; exit $$rc
 
+# Benchmarks (benchmarks/README.md): cdcd, Debezium and the C tools on the same backlog.
+# Starts the test servers if they are not running (and leaves them running); BENCH_ARGS
+# passes options to benchmarks/run.py. Results: benchmarks/results/latest.json.
+.PHONY: bench bench-quick
+BENCH_ARGS ?=
+bench: venv
+	$(VENV)/bin/pip install -q -r benchmarks/requirements.txt
+	scripts/testenv env >/dev/null 2>&1 || scripts/testenv up >/dev/null
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+bench-quick: venv
+	$(VENV)/bin/pip install -q -r benchmarks/requirements.txt
+	scripts/testenv env >/dev/null 2>&1 || scripts/testenv up >/dev/null
+	$(PY) benchmarks/run.py --quick $(BENCH_ARGS)
+
 lint: venv
 	$(VENV)/bin/ruff check cdcd tests scripts benchmarks
 	$(VENV)/bin/mypy cdcd

@@ -1,0 +1,155 @@
+"""Kafka side of the harness: topics stamped by the broker, end offsets, record counts.
+
+Every topic a reader writes to is created by the harness beforehand with
+``message.timestamp.type=LogAppendTime``: each record then carries the broker's clock at
+the moment it was appended, whoever produced it. Throughput is measured from those
+stamps (first to last row event), latency from commit time to that stamp. The broker,
+the databases and the harness share one machine and one clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+_OP = b'"op":"'
+
+
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    """One partition, replication 1, stamped with the broker's append time."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdcd-bench-admin")
+    await admin.start()
+    try:
+        topics = [
+            NewTopic(name, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"})
+            for name in names
+        ]
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(topics)
+    finally:
+        await admin.close()
+    for name in names:  # a new topic's leader is elected asynchronously
+        await wait_for_topic_metadata(bootstrap, name)
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete the topics whose names start with ``prefix`` (the harness's own)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdcd-bench-admin")
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            with contextlib.suppress(UnknownTopicOrPartitionError):
+                await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+@dataclass
+class TopicStats:
+    """What a topic holds, read with ``read_committed``."""
+
+    values: int = 0
+    tombstones: int = 0
+    ops: Counter[str] = field(default_factory=Counter)
+    first_ts_ms: int | None = None  # LogAppendTime of the first row event
+    last_ts_ms: int | None = None
+    timestamp_type: int | None = None  # 1: LogAppendTime
+    ids: dict[int, int] | None = None  # key id -> append time, when asked for
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "records": self.values + self.tombstones,
+            "row_events": self.values,
+            "tombstones": self.tombstones,
+            "ops": dict(self.ops),
+            "first_event_ts_ms": self.first_ts_ms,
+            "last_event_ts_ms": self.last_ts_ms,
+            "log_append_time": self.timestamp_type == 1,
+        }
+
+
+class TopicReader:
+    """Follows one single-partition topic: its end offset, and its records read so far."""
+
+    def __init__(self, bootstrap: str, topic: str, *, keep_ids: bool = False) -> None:
+        self.topic = topic
+        self.partition = TopicPartition(topic, 0)
+        self.stats = TopicStats(ids={} if keep_ids else None)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="cdcd-bench-reader",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign([self.partition])
+        await self._consumer.seek_to_beginning(self.partition)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def end_offset(self) -> int:
+        offsets = await self._consumer.end_offsets([self.partition])
+        return int(offsets[self.partition])
+
+    async def catch_up(self) -> TopicStats:
+        """Read every record up to the current end of the topic."""
+        end = await self.end_offset()
+        consumer = self._consumer
+        stats = self.stats
+        ids = stats.ids
+        ops = stats.ops
+        while await consumer.position(self.partition) < end:
+            batches = await consumer.getmany(self.partition, timeout_ms=1000, max_records=50_000)
+            for record in batches.get(self.partition, ()):
+                value = record.value
+                if stats.timestamp_type is None:
+                    stats.timestamp_type = record.timestamp_type
+                if ids is not None and record.key:
+                    with contextlib.suppress(Exception):
+                        ids[int(orjson.loads(record.key)["id"])] = record.timestamp
+                if value is None:
+                    stats.tombstones += 1
+                    continue
+                stats.values += 1
+                at = value.find(_OP)
+                ops[value[at + 6 : at + 7].decode() if at >= 0 else "?"] += 1
+                ts = record.timestamp
+                if stats.first_ts_ms is None or ts < stats.first_ts_ms:
+                    stats.first_ts_ms = ts
+                if stats.last_ts_ms is None or ts > stats.last_ts_ms:
+                    stats.last_ts_ms = ts
+        return stats
+
+
+async def wait_for_topic_metadata(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
+    """Wait until the topic's partition has a leader that answers offset requests."""
+    reader = TopicReader(bootstrap, topic)
+    await reader.start()
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(reader.end_offset(), 5)
+                return
+            except Exception:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await reader.stop()
