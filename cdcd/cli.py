@@ -231,7 +231,27 @@ def offsets_show(config_path: str) -> None:
         click.echo("          (the daemon starts where the source's own bookkeeping says)")
 
 
-def _change_offset(config_path: str, yes: bool, new_position: Callable[[Config], Any]) -> None:
+async def _source_positions(config: Config, which: str | None) -> tuple[Any, Any]:
+    """(the source's ``which`` position or None, its earliest position or None)."""
+    source = build_source(config)
+    try:
+        if not callable(getattr(source, "earliest_position", None)):
+            if which is not None:
+                raise CdcdError(
+                    f"the {config.source.kind} source cannot tell its {which} position; "
+                    "use cdcd offsets set --position"
+                )
+            return None, None
+        seekable: SeekableSource = source  # type: ignore[assignment]
+        earliest = await seekable.earliest_position()
+        if which == "latest":
+            return await seekable.latest_position(), earliest
+        return earliest if which == "earliest" else None, earliest
+    finally:
+        await source.close()
+
+
+def _change_offset(config_path: str, yes: bool, position_text: str | None, to: str | None) -> None:
     from cdcd.sinks.kafka_offsets import offsets_status, refuse_if_running, store_offset
 
     try:
@@ -239,10 +259,20 @@ def _change_offset(config_path: str, yes: bool, new_position: Callable[[Config],
         setup_logging("warning", config.log.format)
         status = _run_async(lambda: offsets_status(config))
         refuse_if_running(config, status.members)
-        position = new_position(config)
+        which = {"beginning": "earliest", "end": "latest"}.get(to or "", to)
+        found, earliest = _run_async(lambda: _source_positions(config, which))
+        if position_text is not None:
+            try:
+                position = parse_position(position_text, config.source.kind)
+            except ValueError as exc:
+                raise ConfigError(f"--position: {exc}") from None
+        else:
+            position = found
         new = StoredOffset(position)
         click.echo(f"old position: {_describe(status.offset)}")
         click.echo(f"new position: {_describe(new)}")
+        if earliest is not None:
+            click.echo(f"(the oldest position the source still has: {earliest})")
         if not yes and not click.confirm(f"Store the new position for cdcd {config.name!r}?"):
             click.echo("nothing changed")
             sys.exit(1)
@@ -263,14 +293,7 @@ def _change_offset(config_path: str, yes: bool, new_position: Callable[[Config],
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def offsets_set(config_path: str, position_text: str, yes: bool) -> None:
     """Store a position to resume from (the daemon must be stopped)."""
-
-    def parse(config: Config) -> Any:
-        try:
-            return parse_position(position_text, config.source.kind)
-        except ValueError as exc:
-            raise ConfigError(f"--position: {exc}") from None
-
-    _change_offset(config_path, yes, parse)
+    _change_offset(config_path, yes, position_text, None)
 
 
 @offsets.command("reset")
@@ -285,26 +308,7 @@ def offsets_set(config_path: str, position_text: str, yes: bool) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def offsets_reset(config_path: str, to: str, yes: bool) -> None:
     """Store the source's current beginning or end (the daemon must be stopped)."""
-
-    def ask_source(config: Config) -> Any:
-        source = build_source(config)
-        method = "earliest_position" if to in ("earliest", "beginning") else "latest_position"
-        if not callable(getattr(source, method, None)):
-            raise CdcdError(
-                f"the {config.source.kind} source cannot tell its {to} position; "
-                "use cdcd offsets set --position"
-            )
-
-        async def find() -> Any:
-            seekable: SeekableSource = source  # type: ignore[assignment]
-            try:
-                return await getattr(seekable, method)()
-            finally:
-                await source.close()
-
-        return _run_async(find)
-
-    _change_offset(config_path, yes, ask_source)
+    _change_offset(config_path, yes, None, to)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdcd.envelope import EnvelopeEncoder, Record
+from cdcd.errors import SourceError
 from cdcd.events import Commit
 from cdcd.offsets import StoredOffset, inside_transaction
 from cdcd.positions import Position
@@ -120,14 +121,20 @@ class Pipeline:
         committed = 0  # records in ``batch`` up to it
         transaction_state: dict[str, Any] | None = None
         stats = self.stats
+        # A position that cuts a transaction must resume inside that very transaction.
+        expected = _cut_transaction(resume)
         async for chunk in self.source.stream(resume.position if resume is not None else None):
             now_ns = time.time_ns()
+            if expected is not None and _resumed_transaction_checked(expected, chunk):
+                expected = None
             for item in chunk:
                 if type(item) is Commit:
                     partial = inside_transaction(item.position)
                     encoder.commit(item, batch, partial=partial)
                     last_commit, committed = item, len(batch)
-                    transaction_state = encoder.transaction_state() if partial else None
+                    transaction_state = None
+                    if partial:
+                        transaction_state = encoder.transaction_state() or {"id": item.txid}
                     if not partial:
                         stats.transactions += 1
                 else:
@@ -181,3 +188,27 @@ class Pipeline:
             if offset is not None:
                 await self.source.ack(offset.position)
                 self.stats.acked_position = offset.position
+
+
+def _cut_transaction(resume: StoredOffset | None) -> str | None:
+    if resume is None or not inside_transaction(resume.position) or not resume.transaction:
+        return None
+    txid = resume.transaction.get("id")
+    return str(txid) if txid is not None else None
+
+
+def _resumed_transaction_checked(expected: str, chunk: list[Any]) -> bool:
+    """False while no item of ``chunk`` tells which transaction the source resumed in."""
+    for item in chunk:
+        txid = getattr(item, "txid", None)
+        if txid is None:
+            continue
+        if txid != expected:
+            raise SourceError(
+                f"the stored offset cuts transaction {expected}, but the source resumed with "
+                f"transaction {txid}: the rest of {expected} cannot be read again (the source "
+                "has moved past it); store a position at a transaction boundary with "
+                "cdcd offsets set, or cdcd offsets reset"
+            )
+        return True
+    return False

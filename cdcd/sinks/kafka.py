@@ -72,6 +72,23 @@ def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
     return SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}")
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # The first failure of a write is raised; the rest of its batches fail the same way
+    # and must not be reported again as "exception never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+def _quiet_abandoned_futures(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # After a fatal error (a fenced producer) aiokafka fails every future it holds, most of
+    # which nobody awaits; the error itself is already raised as a SinkError.
+    if isinstance(context.get("exception"), KafkaError) and "never retrieved" in str(
+        context.get("message", "")
+    ):
+        return
+    loop.default_exception_handler(context)
+
+
 def _done() -> asyncio.Future[None]:
     future = asyncio.get_running_loop().create_future()
     future.set_result(None)
@@ -127,6 +144,9 @@ class KafkaSink:
             **transactional,
         )
         self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(_quiet_abandoned_futures)
         with quiet_library_logs():
             try:
                 # For a transactional producer, start() registers the transactional id:
@@ -213,6 +233,7 @@ class KafkaSink:
                 builder = builders[(topic, partition)] = producer.create_batch()
             if builder.append(key=record.key, value=record.value, timestamp=None) is None:
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
+                futures[-1].add_done_callback(_retrieved)
                 builder = builders[(topic, partition)] = producer.create_batch()
                 if builder.append(key=record.key, value=record.value, timestamp=None) is None:
                     raise SinkError(
@@ -221,6 +242,7 @@ class KafkaSink:
                     )
         for (topic, partition), builder in builders.items():
             futures.append(await producer.send_batch(builder, topic, partition=partition))
+            futures[-1].add_done_callback(_retrieved)
         return futures
 
     async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
@@ -252,9 +274,9 @@ class KafkaSink:
         self._unacknowledged += await self._send(records)
         if offset is None:
             return _done()  # the source transaction goes on; it commits with a later write
-        self._unacknowledged.append(
-            await producer.send(self.offsets.topic, offset.to_json(), key=self.offsets.key)
-        )
+        stored = await producer.send(self.offsets.topic, offset.to_json(), key=self.offsets.key)
+        stored.add_done_callback(_retrieved)
+        self._unacknowledged.append(stored)
         batches, self._unacknowledged = self._unacknowledged, []
         self._in_transaction = False
         delivery = self._previous = asyncio.ensure_future(self._commit(batches))

@@ -275,8 +275,11 @@ class PostgresSource:
         PostgreSQL sends every transaction whose commit record starts at or after the
         requested LSN, but never from before the slot's confirmed position: a slot behind
         the stored offset (Kafka committed, the server not yet told) is fast-forwarded by
-        asking for the offset's LSN; a slot ahead of it (idle WAL confirmed on keepalives)
-        starts where it is, which loses nothing.
+        asking for the offset's LSN; a slot ahead of it (WAL without changes for us,
+        confirmed on keepalives, never past the commit of a transaction not yet in Kafka)
+        starts where it is, which loses nothing. A position that cuts a transaction
+        resumes in it: PostgreSQL sends it whole again and its first ``index`` events,
+        already in Kafka, are skipped.
         """
         self._skip = 0
         if resume is None:
@@ -292,7 +295,7 @@ class PostgresSource:
                 )
             elif resume.commit_lsn < confirmed:
                 self.log.info(
-                    "the slot is ahead of the stored offset (WAL without changes for us)",
+                    "the slot is ahead of the stored offset (WAL without changes in Kafka)",
                     slot=self.slot,
                     slot_confirmed=lsn_to_str(confirmed),
                     stored_offset=str(resume),
@@ -524,7 +527,8 @@ class PostgresSource:
         # Idle or filtered-out WAL: when everything decoded so far is acknowledged and no
         # transaction is open, nothing before the server's WAL end is ours to deliver;
         # confirming it lets the server recycle WAL instead of keeping it for us.
-        if not self._in_transaction and self._acked_lsn >= self._last_commit_lsn:
+        # Not before a cut transaction is seen again: its position must stay readable.
+        if not self._in_transaction and not self._skip and self._acked_lsn >= self._last_commit_lsn:
             self._acked_lsn = max(self._acked_lsn, wal_end)
 
     async def ack(self, position: Position) -> None:
