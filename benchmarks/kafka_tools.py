@@ -65,6 +65,8 @@ class TopicStats:
     last_ts_ms: int | None = None
     timestamp_type: int | None = None  # 1: LogAppendTime
     ids: dict[int, int] | None = None  # key id -> append time, when asked for
+    # key id -> the envelope's source.ts_us (the database's commit time), when it has one
+    source_ts_us: dict[int, int] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -84,7 +86,7 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str, *, keep_ids: bool = False) -> None:
         self.topic = topic
         self.partition = TopicPartition(topic, 0)
-        self.stats = TopicStats(ids={} if keep_ids else None)
+        self.stats = TopicStats(ids={} if keep_ids else None, source_ts_us={} if keep_ids else None)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id="cdcd-bench-reader",
@@ -113,6 +115,7 @@ class TopicReader:
         consumer = self._consumer
         stats = self.stats
         ids = stats.ids
+        source_ts = stats.source_ts_us
         ops = stats.ops
         while await consumer.position(self.partition) < end:
             batches = await consumer.getmany(self.partition, timeout_ms=1000, max_records=50_000)
@@ -122,7 +125,12 @@ class TopicReader:
                     stats.timestamp_type = record.timestamp_type
                 if ids is not None and record.key:
                     with contextlib.suppress(Exception):
-                        ids[int(orjson.loads(record.key)["id"])] = record.timestamp
+                        row_id = int(orjson.loads(record.key)["id"])
+                        ids[row_id] = record.timestamp
+                        if value is not None and source_ts is not None:
+                            ts_us = orjson.loads(value)["source"].get("ts_us")
+                            if ts_us:
+                                source_ts[row_id] = int(ts_us)
                 if value is None:
                     stats.tombstones += 1
                     continue

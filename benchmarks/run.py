@@ -973,6 +973,8 @@ async def steady_latency(
             steady["commits"][0][2] + int(opts.warmup_seconds * 1e9) if steady["commits"] else 0
         )
         latencies: list[float] = []
+        from_source: list[float] = []  # from the database's own commit stamp, when exact
+        source_ts = stats.source_ts_us or {}
         missing = 0
         for first, count, sent_ns, _done_ns in steady["commits"]:
             if sent_ns < window_start:
@@ -981,8 +983,10 @@ async def steady_latency(
                 ts = stats.ids.get(first + j)
                 if ts is None:
                     missing += 1
-                else:
-                    latencies.append(ts - sent_ns / 1e6)
+                    continue
+                latencies.append(ts - sent_ns / 1e6)
+                if first + j in source_ts:
+                    from_source.append(ts - source_ts[first + j] / 1000)
         latencies.sort()
         result["events"] = len(latencies)
         result["missing"] = missing
@@ -993,6 +997,15 @@ async def steady_latency(
                 max_ms=round(latencies[-1], 1),
                 mean_ms=round(statistics.fmean(latencies), 1),
             )
+        if from_source and bench.name == "postgres":
+            # PostgreSQL stamps commits in microseconds (the binlog: in whole seconds).
+            from_source.sort()
+            result["from_source_ts"] = {
+                "what": "source.ts_us (the server's commit timestamp) to LogAppendTime",
+                "p50_ms": round(_percentile(from_source, 0.50), 1),
+                "p99_ms": round(_percentile(from_source, 0.99), 1),
+                "max_ms": round(from_source[-1], 1),
+            }
         if missing:
             result["error"] = f"{missing} rows of the window never reached Kafka"
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
@@ -1363,6 +1376,12 @@ def report(result: dict[str, Any]) -> str:
             f"cdcd CPU {_fmt(lat.get('reader_cpu_percent'), 0)}% "
             + (f"[{lat['error'][:100]}]" if lat.get("error") else "")
         )
+        fs = lat.get("from_source_ts")
+        if fs:
+            lines.append(
+                f"  {source:9}   (from the server's commit stamp source.ts_us: p50 "
+                f"{_fmt(fs.get('p50_ms'), 1)} ms, p99 {_fmt(fs.get('p99_ms'), 1)} ms)"
+            )
         dl = out.get("debezium_latency")
         if dl:
             lines.append(
