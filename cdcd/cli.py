@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -133,6 +134,7 @@ async def _run(config: Config, log: Any) -> PipelineStats:
                 delivery=config.delivery,
                 offset=str(resume.position) if resume is not None else None,
                 version=__version__,
+                pid=os.getpid(),
             )
             started = True
             stats = await pipeline.run(resume)

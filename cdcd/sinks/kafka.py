@@ -39,7 +39,13 @@ from cdcd.envelope import Record
 from cdcd.errors import FencedError, SinkError
 from cdcd.offsets import StoredOffset
 from cdcd.sinks.base import Delivery, SinkUnavailableError
-from cdcd.sinks.kafka_offsets import OffsetsTopic, Presence, client_options, quiet_library_logs
+from cdcd.sinks.kafka_offsets import (
+    OffsetsTopic,
+    Presence,
+    client_options,
+    quiet_library_logs,
+    rate_limit_library_logs,
+)
 
 TRANSACTION_TIMEOUT_MS = 60_000
 COMMIT_TIMEOUT_S = 60.0  # a commit that takes longer is given up and the pipeline restarted
@@ -144,6 +150,7 @@ class KafkaSink:
             **transactional,
         )
         self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
+        rate_limit_library_logs()
         loop = asyncio.get_running_loop()
         if loop.get_exception_handler() is None:
             loop.set_exception_handler(_quiet_abandoned_futures)

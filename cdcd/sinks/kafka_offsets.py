@@ -81,6 +81,40 @@ def quiet_library_logs() -> Iterator[None]:
         library_log.setLevel(level)
 
 
+class _OncePerInterval(logging.Filter):
+    """Lets each distinct aiokafka message through once per interval.
+
+    While a broker is down aiokafka logs every reconnection attempt (thousands of lines a
+    minute); one of each kind every 30 s says the same.
+    """
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[tuple[str, Any], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval_s) < self.interval_s:
+            return False
+        self._last[key] = now
+        if len(self._last) > 1000:
+            self._last.clear()
+        return True
+
+
+def rate_limit_library_logs() -> None:
+    """Install the once-per-interval filter on aiokafka's loggers (once)."""
+    import sys
+
+    names = ["aiokafka"] + [m for m in list(sys.modules) if m.startswith("aiokafka.")]
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OncePerInterval) for f in logger.filters):
+            logger.addFilter(_OncePerInterval())
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     client_id: str

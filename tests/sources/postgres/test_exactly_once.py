@@ -87,7 +87,9 @@ def test_huge_transaction_is_cut_and_resumed_inside_after_sigkill(pg_case, tmp_p
             f"INSERT INTO {s}.big SELECT g, 'row-' || g FROM generate_series(1, {rows}) g"
         )
         # Cut transactions are committed to Kafka before the source transaction ends.
-        early = consume(pg_case.bootstrap, [pg_case.topic("big")], expect=6001, settle=0, timeout=120)
+        early = consume(
+            pg_case.bootstrap, [pg_case.topic("big")], expect=6001, settle=0, timeout=120
+        )
         d.kill()
         assert 6001 <= len(early) < rows + 1, "the kill came after the whole transaction"
         cut = offset_history(pg_case.bootstrap, pg_case.name)[-1]
@@ -97,7 +99,9 @@ def test_huge_transaction_is_cut_and_resumed_inside_after_sigkill(pg_case, tmp_p
         # confirmed on keepalives), never past the transaction's commit.
         start_again(d)
         assert f'"skip_events":{cut["index"]}' in d.log_text()
-        messages = consume(pg_case.bootstrap, [pg_case.topic("big")], expect=rows + 1, settle=2, timeout=240)
+        messages = consume(
+            pg_case.bootstrap, [pg_case.topic("big")], expect=rows + 1, settle=2, timeout=240
+        )
         assert d.terminate() == 0
     counts = Counter(ids(messages))
     assert len(messages) == rows + 1 and set(counts.values()) == {1}
@@ -157,21 +161,23 @@ def test_a_fenced_daemon_stops_at_once(pg_case, tmp_path):
 def test_transaction_metadata_as_debezium_writes_it(pg_case, tmp_path):
     s = pg_case.schema
     pg_case.execute(
-        f"CREATE TABLE {s}.a (id int PRIMARY KEY, v int)", f"CREATE TABLE {s}.b (id int PRIMARY KEY)"
+        f"CREATE TABLE {s}.a (id int PRIMARY KEY, v int)",
+        f"CREATE TABLE {s}.b (id int PRIMARY KEY)",
     )
     config = pg_case.config(["a", "b"])
     config["transactions"] = {"metadata": True}
     transaction_topic = f"{pg_case.name}.transaction"
     with daemon(tmp_path, config) as d:
-        pg_case.execute(
-            f"INSERT INTO {s}.a VALUES (1, 1), (2, 1)", f"INSERT INTO {s}.b VALUES (1)"
-        )
+        pg_case.execute(f"INSERT INTO {s}.a VALUES (1, 1), (2, 1)", f"INSERT INTO {s}.b VALUES (1)")
         pg_case.execute(f"UPDATE {s}.a SET v = 2 WHERE id = 1")
         changes = consume(pg_case.bootstrap, [pg_case.topic("a"), pg_case.topic("b")], expect=4)
         boundaries = consume(pg_case.bootstrap, [transaction_topic], expect=4)
         assert d.terminate() == 0
     assert [(m.value["status"], m.value["event_count"]) for m in boundaries] == [
-        ("BEGIN", None), ("END", 3), ("BEGIN", None), ("END", 1),
+        ("BEGIN", None),
+        ("END", 3),
+        ("BEGIN", None),
+        ("END", 1),
     ]
     first_id = boundaries[0].value["id"]
     assert boundaries[1].value["id"] == first_id and boundaries[0].key == {"id": first_id}
@@ -245,8 +251,15 @@ def test_offsets_commands_on_a_stopped_daemon_and_refused_on_a_running_one(pg_ca
     target = f"{before['lsn']}"
     declined = _run_with_input(["offsets", "set", "--config", path, "--position", target], "n\n")
     assert declined.returncode == 1 and "nothing changed" in declined.stdout
-    done = run_cli("offsets", "set", "--config", path, "--position", json.dumps(
-        {"kind": "postgres", "lsn": target, "index": 0}), "--yes")
+    done = run_cli(
+        "offsets",
+        "set",
+        "--config",
+        path,
+        "--position",
+        json.dumps({"kind": "postgres", "lsn": target, "index": 0}),
+        "--yes",
+    )
     assert done.returncode == 0, done.stderr
     assert f"old position: {before['lsn']}#0" in done.stdout
     assert f"new position: {target}#0" in done.stdout
@@ -271,6 +284,11 @@ def _run_with_input(args, text):
     from support import ROOT, cdcd_command
 
     return subprocess.run(
-        cdcd_command(*args), input=text, capture_output=True, text=True, timeout=60,
-        env=dict(os.environ), cwd=ROOT,
+        cdcd_command(*args),
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        cwd=ROOT,
     )

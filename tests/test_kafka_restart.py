@@ -1,0 +1,106 @@
+"""The Kafka broker restarted (cleanly, then killed) while changes stream: no change lost,
+none repeated for a read_committed consumer, and the daemon keeps running. The broker is
+a private one (the shared test broker is never restarted)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from offsets_support import Broker, SteadyWriter, check_exactly_once
+from support import consume, daemon, unique_name
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    kafka = Broker(tmp_path_factory.mktemp("kafka"))
+    kafka.format()
+    kafka.start()
+    try:
+        yield kafka
+    finally:
+        kafka.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def table(pg_dsn: str) -> Iterator[str]:
+    name = unique_name("restart")
+    admin = psycopg.connect(pg_dsn, autocommit=True)
+    admin.execute(f"CREATE SCHEMA {name}")
+    admin.execute(f"CREATE TABLE {name}.t (id int PRIMARY KEY, v int NOT NULL)")
+    try:
+        yield name
+    finally:
+        for _ in range(50):
+            row = admin.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                (f"cdcd_{name}",),
+            ).fetchone()
+            if row is not None:
+                break
+            time.sleep(0.2)
+        admin.execute(f"DROP PUBLICATION IF EXISTS cdcd_{name}")
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        admin.close()
+
+
+def test_broker_restarted_during_the_stream(
+    broker: Broker, table: str, pg_dsn: str, tmp_path: Path
+):
+    name = table
+    writer_conn = psycopg.connect(pg_dsn, autocommit=True)
+
+    def write(plan: list[tuple[int, int]]) -> None:
+        with writer_conn.transaction():
+            for key, version in plan:
+                if version == 1:
+                    writer_conn.execute(f"INSERT INTO {name}.t VALUES (%s, 1)", (key,))
+                else:
+                    writer_conn.execute(f"UPDATE {name}.t SET v = %s WHERE id = %s", (version, key))
+
+    config = {
+        "name": name,
+        "source": {"kind": "postgres", "dsn": pg_dsn, "tables": [f"{name}.t"]},
+        "sink": {"kind": "kafka", "bootstrap_servers": broker.bootstrap, "topic_prefix": name},
+        "log": {"level": "info", "format": "json"},
+    }
+    topic = f"{name}.{name}.t"
+    writer = SteadyWriter(write, pause=0.01)
+    with daemon(tmp_path, config) as d:
+        writer.start()
+        try:
+            seen = 0
+            for how in (signal.SIGTERM, signal.SIGKILL):
+                seen += 300
+                early = consume(broker.bootstrap, [topic], expect=seen, settle=0, timeout=120)
+                assert len(early) >= seen
+                broker.stop(how)  # clean shutdown, then a crash
+                time.sleep(3)
+                broker.start()
+                assert d.process.poll() is None, d.log_text()[-3000:]
+                seen = len(
+                    consume(
+                        broker.bootstrap, [topic], expect=len(early) + 300, settle=0, timeout=180
+                    )
+                )
+            time.sleep(2)
+        finally:
+            ledger = writer.finish()
+            writer_conn.close()
+        messages = consume(broker.bootstrap, [topic], expect=ledger.changes, timeout=180, settle=3)
+        assert d.process.poll() is None, "the daemon stopped"
+        assert d.terminate() == 0
+    counts = check_exactly_once(messages, ledger)
+    restarts = d.log_text().count("Kafka unavailable: starting over")
+    print(
+        f"\nbroker restarted twice (SIGTERM, SIGKILL): {counts['changes']} changes, "
+        f"{counts['records']} records read_committed, {counts['duplicates']} duplicates, "
+        f"{counts['missing']} missing; the daemon started over {restarts} time(s)"
+    )
