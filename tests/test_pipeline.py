@@ -111,3 +111,75 @@ async def test_a_failed_delivery_acks_nothing_and_fails_the_run():
     else:
         raise AssertionError("the run did not fail")
     assert source.acked == []
+
+
+def change(i: int, txid: str) -> ChangeEvent:
+    return ChangeEvent("c", "public", "t", {"id": i}, None, {"id": i}, {"lsn": i}, txid)
+
+
+async def test_every_write_ends_at_a_commit_or_inside_a_transaction_with_no_offset():
+    from cdcd.offsets import StoredOffset
+
+    chunks = [
+        [change(1, "7:100"), change(2, "7:100"), Commit(PgPosition(50, 2), txid="7:100")],
+        [change(3, "7:100"), Commit(PgPosition(120), txid="7:100"), change(4, "8:200")],
+        [change(5, "8:200")] * 3,  # a long transaction: written without an offset
+        [Commit(PgPosition(220), txid="8:200")],
+    ]
+    source, sink = ListSource(chunks), GatedSink()
+    sink.release.set()
+    written: list[tuple[int, StoredOffset | None]] = []
+    write = sink.write
+
+    async def spy(records, offset):
+        written.append((len(records), offset))
+        return await write(records, offset)
+
+    sink.write = spy
+    pipeline = Pipeline(
+        source, sink, EnvelopeEncoder("shop", "postgresql"), log=None, max_batch_events=2
+    )
+    run = asyncio.create_task(pipeline.run())
+    await asyncio.wait_for(source.exhausted.wait(), 5)
+    await asyncio.sleep(0.05)
+    pipeline.stop()
+    stats = await asyncio.wait_for(run, 5)
+    assert sum(n for n, _ in written) == 7
+    offsets = [o for _, o in written if o is not None]
+    assert [o.position for o in offsets] == [PgPosition(50, 2), PgPosition(120), PgPosition(220)]
+    assert offsets[0].transaction == {"id": "7:100"}  # a cut: which transaction it cuts
+    assert offsets[1].transaction is None and offsets[2].transaction is None
+    assert None in [o for _, o in written]  # the long transaction went out before its end
+    assert source.acked == [PgPosition(50, 2), PgPosition(120), PgPosition(220)]
+    assert stats.transactions == 2 and stats.acked_position == PgPosition(220)
+
+
+async def test_resuming_a_cut_in_another_transaction_fails_before_writing():
+    from cdcd.errors import SourceError
+    from cdcd.offsets import StoredOffset
+
+    source = ListSource([[change(3, "8:200"), Commit(PgPosition(220), txid="8:200")]])
+    sink = GatedSink()
+    sink.release.set()
+    pipeline = Pipeline(source, sink, EnvelopeEncoder("shop", "postgresql"), log=None)
+    resume = StoredOffset(PgPosition(50, 2), {"id": "7:100"})
+    try:
+        await asyncio.wait_for(pipeline.run(resume), 5)
+    except SourceError as exc:
+        assert "cuts transaction 7:100" in str(exc) and "8:200" in str(exc)
+    else:
+        raise AssertionError("the run did not fail")
+    assert sink.stored == [] and source.acked == []
+
+
+async def test_stop_writes_what_was_read_whole_and_no_more():
+    chunks = [[insert(1), Commit(PgPosition(100)), insert(2)]]  # 2: an open transaction
+    source, sink = ListSource(chunks), GatedSink()
+    sink.release.set()
+    pipeline = Pipeline(source, sink, EnvelopeEncoder("shop", "postgresql"), log=None)
+    run = asyncio.create_task(pipeline.run())
+    await asyncio.wait_for(source.exhausted.wait(), 5)
+    pipeline.stop()
+    await asyncio.wait_for(run, 5)
+    assert [orjson.loads(r.key)["id"] for r in sink.stored] == [1]
+    assert source.acked == [PgPosition(100)]
