@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication import BinLogStreamReader, binlogstream
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -57,6 +57,7 @@ from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.types import RowConverter
 
 _CHUNK_ITEMS = 2000
+_YEAR = 13  # FIELD_TYPE.YEAR
 _QUEUE_CHUNKS = 4  # at most 4 x 2000 items wait for the pipeline
 
 # Event types the library does not decode and that carry no row change: skipping them is
@@ -109,6 +110,22 @@ def ddl_database(statement: str, default_schema: bytes | str | None) -> str:
     if isinstance(default_schema, bytes):
         return default_schema.decode()
     return default_schema or ""
+
+
+_LIBRARY_IS_NUMERIC = TableMapEvent._is_numeric_column
+
+
+def _count_year_as_numeric(year_is_numeric: bool) -> None:
+    """The TABLE_MAP's SIGNEDNESS metadata has a bit per numeric column; MariaDB counts
+    YEAR among them, MySQL 8 does not. python-mysql-replication 1.0.17 always counts it,
+    which shifts every signedness bit after a YEAR column on MySQL (or fails on the
+    table map). Make the library count as the server does (one server per process)."""
+    if year_is_numeric:
+        TableMapEvent._is_numeric_column = staticmethod(_LIBRARY_IS_NUMERIC)
+    else:
+        TableMapEvent._is_numeric_column = staticmethod(
+            lambda column_type: column_type != _YEAR and _LIBRARY_IS_NUMERIC(column_type)
+        )
 
 
 def _full_image(event: Any, full: bytes, update: bool) -> bool:
@@ -381,6 +398,12 @@ class MysqlSource:
         only_schemas = None
         if self.config.tables is not None:
             only_schemas = sorted({name.split(".", 1)[0] for name in self.config.tables})
+        # On a lost connection the library reconnects by itself from its *first* start
+        # position and replays what it already yielded; cdcd must never repeat or skip
+        # silently, so the error is raised instead and the daemon stops (to be restarted
+        # from its stored offset).
+        binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
+        _count_year_as_numeric(flavor == "mariadb")
         self._reader = reader = BinLogStreamReader(
             connection_settings=dict(self._connection),
             server_id=self.server_id,

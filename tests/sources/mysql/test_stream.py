@@ -35,7 +35,7 @@ CREATE TABLE types (
   id INT PRIMARY KEY,
   ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, mi MEDIUMINT, i INT, iu INT UNSIGNED,
   bi BIGINT, biu BIGINT UNSIGNED, biu_small BIGINT UNSIGNED,
-  dec1 DECIMAL(12,2), dec0 DECIMAL(30,0), f FLOAT, d DOUBLE,
+  dec1 DECIMAL(12,2), dec0 DECIMAL(30,0), dec55 DECIMAL(5,5), f FLOAT, d DOUBLE,
   c CHAR(4), vc VARCHAR(20), t TEXT, l1 VARCHAR(20) CHARACTER SET latin1,
   bin BINARY(4), vb VARBINARY(8), bl BLOB,
   day DATE, tm TIME(3), tm_long TIME(6), dtm DATETIME, dtm6 DATETIME(6), ts TIMESTAMP(3) NULL,
@@ -46,7 +46,7 @@ CREATE TABLE types (
 
 TYPES_ROW = (
     "INSERT INTO types VALUES (1, -128, 255, -32768, 8388607, -2147483648, 4294967295, "
-    "-9223372036854775808, 18446744073709551615, 42, -1234.56, 123456789012345678901234567890, "
+    "-9223372036854775808, 18446744073709551615, 42, -1234.56, 123456789012345678901234567890, -0.12345, "
     "1.5, -2.25, 'ab', 'héllo 🎉', 'text', 'café', 'ab', X'00ff', X'000102', '2024-02-29', "
     "'12:34:56.789', '838:59:59.000000', '2024-01-02 03:04:05', '2024-01-02 03:04:05.123456', "
     "'2024-01-02 03:04:05.120', 2024, 'b', 'x,z', b'1', b'101000000001', "
@@ -67,6 +67,7 @@ def expected_types_row(flavor: str) -> dict:
         # bigint.unsigned.handling.mode=long: beyond 2^63 the value wraps, as in Debezium.
         "biu": -1,
         "biu_small": 42,
+        "dec55": unscaled(-12345),
         "dec1": unscaled(-123456),
         "dec0": unscaled(123456789012345678901234567890),
         "f": 1.5,
