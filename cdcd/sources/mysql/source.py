@@ -88,6 +88,10 @@ _UNREADABLE_EVENT_TYPES = {
     0x1A: "an INCIDENT event (the server lost binlog events)",
     0x28: "a compressed transaction (binlog_transaction_compression = ON): set it OFF",
     0xA5: "a compressed MariaDB event (log_bin_compress = ON): set it OFF",
+    **{
+        event_type: "a compressed MariaDB event (log_bin_compress = ON): set it OFF"
+        for event_type in range(0xA6, 0xAC)  # compressed WRITE/UPDATE/DELETE rows, v1 and v2
+    },
 }
 
 
