@@ -218,31 +218,39 @@ class KafkaSink:
         return partitions
 
     async def _send(self, records: list[Record]) -> list[asyncio.Future[Any]]:
-        """Hand ``records`` to the producer, one batch per partition at a time."""
+        """Hand ``records`` to the producer: one batch builder per partition, filled in
+        order and sent when full (aiokafka keeps one batch per partition in flight)."""
         producer = self._producer
         assert producer is not None
         builders: dict[tuple[str, int], Any] = {}
         futures: list[asyncio.Future[Any]] = []
-        partitions_of: dict[str, list[int]] = {}
+        last_topic: str | None = None
+        partitions: list[int] = []
+        append: Any = None
         for record in records:
             topic = record.topic
-            partitions = partitions_of.get(topic)
-            if partitions is None:
-                partitions = partitions_of[topic] = await self._partitions_of(topic)
-            if len(partitions) == 1:
-                partition = partitions[0]
-            elif record.key is None:
-                partition = partitions[next(self._round_robin) % len(partitions)]
-            else:  # the Java client's DefaultPartitioner: murmur2 of the key bytes
-                partition = partitions[(murmur2(record.key) & 0x7FFFFFFF) % len(partitions)]
-            builder = builders.get((topic, partition))
-            if builder is None:
-                builder = builders[(topic, partition)] = producer.create_batch()
-            if builder.append(key=record.key, value=record.value, timestamp=None) is None:
-                futures.append(await producer.send_batch(builder, topic, partition=partition))
+            if topic is not last_topic or len(partitions) > 1:
+                # Consecutive records mostly share a topic of one partition: the fast path.
+                if topic is not last_topic:
+                    partitions = await self._partitions_of(topic)
+                    last_topic = topic
+                if len(partitions) == 1:
+                    partition = partitions[0]
+                elif record.key is None:
+                    partition = partitions[next(self._round_robin) % len(partitions)]
+                else:  # the Java client's DefaultPartitioner: murmur2 of the key bytes
+                    partition = partitions[(murmur2(record.key) & 0x7FFFFFFF) % len(partitions)]
+                builder = builders.get((topic, partition))
+                if builder is None:
+                    builder = builders[(topic, partition)] = producer.create_batch()
+                append = builder.append
+            if append(key=record.key, value=record.value, timestamp=None) is None:
+                full = builders.pop((topic, partition))
+                futures.append(await producer.send_batch(full, topic, partition=partition))
                 futures[-1].add_done_callback(_retrieved)
                 builder = builders[(topic, partition)] = producer.create_batch()
-                if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                append = builder.append
+                if append(key=record.key, value=record.value, timestamp=None) is None:
                     raise SinkError(
                         f"a record for {topic!r} is larger than sink.max_batch_bytes "
                         f"({self.config.max_batch_bytes}); raise it"

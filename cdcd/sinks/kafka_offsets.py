@@ -29,12 +29,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
 from cdcd.errors import SinkError
 from cdcd.offsets import StoredOffset, offset_key
 
 SESSION_TIMEOUT_S = 10
+_NOT_FOUND = object()
 READ_TIMEOUT_S = 90  # longer than a transaction may stay open (60 s), so reads wait it out
 
 
@@ -156,7 +158,13 @@ class OffsetsTopic:
                 self.topic,
                 self.config.partitions,
                 replication,
-                topic_configs={"cleanup.policy": "compact"},
+                # Small segments: compaction only cleans closed ones, and a daemon writes
+                # one record per Kafka transaction.
+                topic_configs={
+                    "cleanup.policy": "compact",
+                    "segment.bytes": str(16 * 1024 * 1024),
+                    "segment.ms": str(3600 * 1000),
+                },
             )
             try:
                 response = await admin.create_topics([new])
@@ -186,9 +194,15 @@ class OffsetsTopic:
             )
 
     async def read(self, timeout: float = READ_TIMEOUT_S) -> StoredOffset | None:
-        """The last committed offset of this daemon, or None (also when no topic yet)."""
-        high = await self._high_watermarks()
-        if not high or not any(high.values()):
+        """The last committed offset of this daemon, or None (also when no topic yet).
+
+        Every Kafka transaction of the daemon ends with its offset record, so the latest
+        one is near the end of the key's partition: that partition is read backwards in
+        growing windows (each read forward up to the end), the others only if the key is
+        not found there (the first start, or partitions added since).
+        """
+        watermarks = await self._watermarks()
+        if not any(high > low for low, high in watermarks.values()):
             return None
         consumer = AIOKafkaConsumer(
             **self.options,
@@ -198,36 +212,53 @@ class OffsetsTopic:
             auto_offset_reset="earliest",
         )
         await consumer.start()
-        found: bytes | None = None
+        deadline = time.monotonic() + timeout
         try:
-            partitions = list(high)
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            deadline = time.monotonic() + timeout
-            while True:
-                pending = [tp for tp in partitions if await consumer.position(tp) < high[tp]]
-                if not pending:
-                    break
-                if time.monotonic() > deadline:
-                    raise SinkError(
-                        f"cannot read the offsets topic {self.topic!r} to its end within "
-                        f"{timeout:.0f} s: a Kafka transaction on it stays open"
-                    )
-                batches = await consumer.getmany(*pending, timeout_ms=500, max_records=10_000)
-                for records in batches.values():
-                    for record in records:
-                        if record.key == self.key:
-                            found = record.value
+            partitions = sorted(watermarks, key=lambda tp: tp.partition)
+            home = partitions[(murmur2(self.key) & 0x7FFFFFFF) % len(partitions)]
+            for tp in [home] + [tp for tp in partitions if tp != home]:
+                low, high = watermarks[tp]
+                window = 1000
+                end = high
+                while end > low:
+                    start = max(low, high - window)
+                    found = await self._last_value(consumer, tp, start, high, deadline)
+                    if found is not _NOT_FOUND:
+                        return self._parse(found)
+                    end, window = start, window * 8
         finally:
             await consumer.stop()
-        if found is None:  # never written, or a tombstone (offsets deleted)
+        return None
+
+    async def _last_value(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int, deadline: float
+    ) -> Any:
+        """The value of the key's last record in [start, end) of ``tp``, or _NOT_FOUND."""
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        found: Any = _NOT_FOUND
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise SinkError(
+                    f"cannot read the offsets topic {self.topic!r} to its end in time: "
+                    "a Kafka transaction on it stays open"
+                )
+            batches = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            for record in batches.get(tp, ()):
+                if record.offset < end and record.key == self.key:
+                    found = record.value
+        return found
+
+    def _parse(self, value: bytes | None) -> StoredOffset | None:
+        if value is None:  # a tombstone: the offset was deleted
             return None
         try:
-            return StoredOffset.from_json(found)
+            return StoredOffset.from_json(value)
         except ValueError as exc:
             raise SinkError(f"the offsets topic {self.topic!r} holds a bad record: {exc}") from None
 
-    async def _high_watermarks(self) -> dict[TopicPartition, int]:
+    async def _watermarks(self) -> dict[TopicPartition, tuple[int, int]]:
+        """(low, high) watermark of each partition; high counts uncommitted records too."""
         consumer = AIOKafkaConsumer(
             **self.options,
             client_id=f"{self.transactional_id}-offsets",
@@ -241,7 +272,9 @@ class OffsetsTopic:
             if not found:
                 return {}
             partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
-            return dict(await consumer.end_offsets(partitions))
+            lows = await consumer.beginning_offsets(partitions)
+            highs = await consumer.end_offsets(partitions)
+            return {tp: (lows[tp], highs[tp]) for tp in partitions}
         finally:
             await consumer.stop()
 

@@ -1,0 +1,88 @@
+"""The Kafka sink against the real broker: partitions as the Java client picks them, order
+per key, offsets committed with the records (exactly-once) or after them (at-least-once)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from offsets_support import offset_history
+from support import consume, unique_name
+
+from cdcd.config import parse_config
+from cdcd.envelope import Record
+from cdcd.offsets import StoredOffset
+from cdcd.positions import PgPosition
+from cdcd.sinks.kafka import build
+
+pytestmark = pytest.mark.integration
+
+# org.apache.kafka.common.utils.UtilsTest#testMurmur2: what the Java client computes.
+JAVA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536}
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_murmur2_is_the_java_clients():
+    from aiokafka.partitioner import murmur2
+
+    for key, expected in JAVA_MURMUR2.items():
+        assert murmur2(key) == expected & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("delivery", ["exactly-once", "at-least-once"])
+def test_records_land_in_the_java_partition_in_order_with_their_offset(kafka_bootstrap, delivery):
+    name = unique_name("sink")
+    config = parse_config(
+        {
+            "name": name,
+            "delivery": delivery,
+            "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+            "sink": {
+                "kind": "kafka",
+                "bootstrap_servers": kafka_bootstrap,
+                "topic_prefix": name,
+                "partitions": 3,
+                "max_batch_bytes": 4096,  # several batches per partition and write
+            },
+        }
+    )
+    topic = f"{name}.s.t"
+    keys = [orjson.dumps({"id": i}) for i in range(40)]
+
+    async def write() -> None:
+        sink = build(config)
+        await sink.start()
+        try:
+            assert await sink.read_offset() is None
+            deliveries = []
+            for round_ in range(5):
+                records = [
+                    Record(topic, key, orjson.dumps({"v": round_, "pad": "x" * 200}))
+                    for key in keys
+                ]
+                deliveries.append(await sink.write(records, StoredOffset(PgPosition(100 + round_))))
+            for delivery in deliveries:
+                await delivery
+            assert await sink.read_offset() == StoredOffset(
+                PgPosition(104), ts_ms=(await sink.read_offset()).ts_ms
+            )
+        finally:
+            await sink.close()
+
+    asyncio.run(write())
+    messages = consume(kafka_bootstrap, [topic], expect=200, settle=1)
+    assert len(messages) == 200
+    by_key: dict[int, list[int]] = {}
+    for m in messages:
+        assert m.partition == java_partition(orjson.dumps(m.key), 3)
+        by_key.setdefault(m.key["id"], []).append(m.value["v"])
+    assert all(v == [0, 1, 2, 3, 4] for v in by_key.values()) and len(by_key) == 40
+    assert {m.partition for m in messages} == {0, 1, 2}
+    history = offset_history(kafka_bootstrap, name)
+    assert [h["lsn"] for h in history] == [f"0/{100 + i:X}" for i in range(5)]
