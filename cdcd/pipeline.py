@@ -108,8 +108,9 @@ class Pipeline:
             await acker
             return self.stats
         finally:
-            for task in (*workers, stopper):
-                task.cancel()
+            for worker in workers:
+                worker.cancel()
+            stopper.cancel()
             await asyncio.gather(*workers, stopper, return_exceptions=True)
 
     async def _read_loop(self, resume: StoredOffset | None) -> None:
