@@ -211,3 +211,60 @@ def test_transaction_of_100k_rows_keeps_memory_bounded(my_case, tmp_path):
     assert [m.key["id"] for m in messages] == list(range(1, rows + 1))
     print(f"\n100k-row transaction ({my_case.flavor}): daemon peak RSS {peak:.0f} MB")
     assert peak < 150, f"peak RSS {peak:.0f} MB: memory is not bounded"
+
+
+def test_sigkill_mid_stream_resumes_from_the_stored_gtid_position(my_case, tmp_path):
+    import threading
+    import time
+    from collections import Counter
+
+    from .conftest import connect
+
+    db, total, per_tx = my_case.database, 20_000, 100
+    my_case.ddl(f"CREATE TABLE {db}.ticks (id INT PRIMARY KEY, v INT)")
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            conn = connect(my_case.url)
+            with conn.cursor() as cursor:
+                for start in range(0, total, per_tx):
+                    cursor.execute("BEGIN")
+                    cursor.execute(
+                        f"INSERT INTO {db}.ticks VALUES "
+                        + ", ".join(f"({i}, {i})" for i in range(start + 1, start + per_tx + 1))
+                    )
+                    cursor.execute("COMMIT")
+                    time.sleep(0.002)
+            conn.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    with daemon(tmp_path, my_case.config(["ticks"])) as d:
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            early = consume(my_case.bootstrap, [my_case.topic("ticks")], expect=3000, settle=0)
+            assert len(early) >= 3000 and not errors, errors
+            d.kill()  # SIGKILL in the middle of the stream
+            time.sleep(0.5)
+            d.start()
+            writer.join(120)
+            messages = consume(
+                my_case.bootstrap, [my_case.topic("ticks")], expect=total, timeout=120, settle=2
+            )
+            assert d.terminate() == 0
+        finally:
+            writer.join()
+    assert not errors, errors
+    restarts = [line for line in d.log_text().splitlines() if '"streaming"' in line]
+    assert len(restarts) == 2 and '"gtid_set":' in restarts[1]
+    counts = Counter(m.key["id"] for m in messages)
+    missing = set(range(1, total + 1)) - set(counts)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(
+        f"\nSIGKILL ({my_case.flavor}): {len(messages)} records for {total} changes, "
+        f"{duplicates} duplicates, {len(missing)} missing"
+    )
+    assert not missing, f"{len(missing)} changes lost, e.g. {sorted(missing)[:5]}"
+    assert duplicates == 0  # exactly-once: the stored offset and the records commit together
