@@ -650,6 +650,7 @@ class MysqlSource:
     ) -> list[ChangeEvent]:
         schema, name = table.schema, table.name
         if before is None:
+            assert after is not None
             return [
                 ChangeEvent(OP_CREATE, schema, name, table.key(after), None, after, source, gtid)
             ]
