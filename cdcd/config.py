@@ -48,6 +48,10 @@ class _SourceCommon(_Strict):
         default=None, description="include list of 'schema.table'; default: all tables"
     )
     exclude_tables: list[str] = Field(default_factory=list)
+    databases: list[str] | None = Field(
+        default=None, description="include list of databases (PostgreSQL: schemas); default: all"
+    )
+    exclude_databases: list[str] = Field(default_factory=list)
 
     @field_validator("tables", "exclude_tables")
     @classmethod
@@ -63,10 +67,25 @@ class _SourceCommon(_Strict):
 
     def includes(self, namespace: str, table: str) -> bool:
         """Whether changes of ``namespace.table`` are captured."""
+        if namespace in self.exclude_databases:
+            return False
+        if self.databases is not None and namespace not in self.databases:
+            return False
         name = f"{namespace}.{table}"
         if name in self.exclude_tables:
             return False
         return self.tables is None or name in self.tables
+
+    def captured_databases(self) -> set[str] | None:
+        """The databases (schemas) whose tables may be captured; None: any."""
+        if self.tables is not None:
+            names = {name.split(".", 1)[0] for name in self.tables}
+            if self.databases is not None:
+                names &= set(self.databases)
+            return names - set(self.exclude_databases)
+        if self.databases is not None:
+            return set(self.databases) - set(self.exclude_databases)
+        return None
 
 
 class PostgresSourceConfig(_SourceCommon):
@@ -99,7 +118,9 @@ class MysqlSourceConfig(_SourceCommon):
         description="where to start when no offset is stored: 'latest' (the binlog's end), "
         "'earliest' (the oldest binlog kept), a GTID set, or 'file:pos'",
     )
-    schema_changes: bool = Field(default=True, description="publish DDL to the <topic_prefix> topic")
+    schema_changes: bool = Field(
+        default=True, description="publish DDL to the <topic_prefix> topic"
+    )
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
 
     @field_validator("dsn")
@@ -150,7 +171,10 @@ class StdoutSinkConfig(_Strict):
     kind: Literal["stdout"]
     topic_prefix: str = "cdcd"
     tombstones_on_delete: bool = True
-    bootstrap_servers: str | None = Field(default=None, description="ignored; allowed so a kafka sink can be switched to stdout by kind alone")
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="ignored; allowed so a kafka sink can be switched to stdout by kind alone",
+    )
 
 
 SinkConfig = Annotated[KafkaSinkConfig | StdoutSinkConfig, Field(discriminator="kind")]
@@ -168,7 +192,9 @@ class PipelineConfig(_Strict):
 
 
 class OffsetsConfig(_Strict):
-    topic: str = Field(default="cdcd-offsets", description="compacted; shared by daemons, keyed by name")
+    topic: str = Field(
+        default="cdcd-offsets", description="compacted; shared by daemons, keyed by name"
+    )
     partitions: int = Field(default=1, ge=1)
     replication_factor: int | None = Field(
         default=None, ge=1, description="default: 3, or the number of brokers if fewer"
@@ -210,7 +236,9 @@ class Config(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError("may hold only letters, digits, '.', '_' and '-', and not start with a sign")
+            raise ValueError(
+                "may hold only letters, digits, '.', '_' and '-', and not start with a sign"
+            )
         return value
 
 

@@ -73,3 +73,22 @@ def test_errors_name_the_key(data, message):
 def test_secrets_are_redacted():
     assert redact_dsn("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert redact_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_database_and_table_include_exclude_lists():
+    def source(**keys):
+        return parse_config(
+            {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://h/", **keys}, "sink": {"kind": "stdout"}}
+        ).source
+
+    everything = source()
+    assert everything.includes("shop", "orders") and everything.captured_databases() is None
+    shop = source(databases=["shop"], exclude_tables=["shop.secrets"])
+    assert shop.includes("shop", "orders") and not shop.includes("crm", "orders")
+    assert not shop.includes("shop", "secrets")
+    assert shop.captured_databases() == {"shop"}
+    not_crm = source(exclude_databases=["crm"])
+    assert not not_crm.includes("crm", "x") and not_crm.includes("shop", "x")
+    listed = source(tables=["shop.orders", "crm.people"], exclude_databases=["crm"])
+    assert listed.captured_databases() == {"shop"}
+    assert listed.includes("shop", "orders") and not listed.includes("crm", "people")

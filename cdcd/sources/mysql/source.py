@@ -399,9 +399,9 @@ class MysqlSource:
     def _read(self, start: _Start, hand_over: Any) -> None:
         assert self.info is not None
         flavor = self.info.flavor
-        only_schemas = None
-        if self.config.tables is not None:
-            only_schemas = sorted({name.split(".", 1)[0] for name in self.config.tables})
+        captured = self.config.captured_databases()
+        # Rows events of other databases are dropped by the library before any decoding.
+        only_schemas = sorted(captured) if captured is not None else None
         # On a lost connection the library reconnects by itself from its *first* start
         # position and replays what it already yielded; cdcd must never repeat or skip
         # silently, so the error is raised instead and the daemon stops (to be restarted
@@ -590,9 +590,15 @@ class MysqlSource:
             hand_over(items)
 
     def _captures_database(self, database: str) -> bool:
-        if self.config.tables is None:
-            return database not in ("mysql", "sys", "performance_schema", "information_schema")
-        return any(name.split(".", 1)[0] == database for name in self.config.tables)
+        captured = self.config.captured_databases()
+        if captured is None:
+            return database not in self.config.exclude_databases and database not in (
+                "mysql",
+                "sys",
+                "performance_schema",
+                "information_schema",
+            )
+        return database in captured
 
     def _table(self, event: Any) -> _Table:
         schema, name = event.schema, event.table
