@@ -261,8 +261,9 @@ def steady(
     """Insert ``rate`` rows per second for ``seconds``, in transactions of ``tx_rows``.
 
     Returns, for each transaction, [first id, rows, send time ns, commit returned ns].
-    Transactions follow a fixed schedule; one that falls behind is sent at once (the
-    achieved rate is reported). PostgreSQL commits with ``synchronous_commit = on``."""
+    Transactions follow a fixed schedule; one that falls behind is sent at once, and the
+    load stops after ``seconds`` whether or not all were sent (the achieved rate is
+    reported). PostgreSQL commits with ``synchronous_commit = on``."""
     executor = _Executor(db, dsn, durable=True)
     interval_ns = int(tx_rows / rate * 1e9)
     count = int(rate * seconds) // tx_rows
@@ -271,9 +272,12 @@ def steady(
     start_ns = time.time_ns()
     behind = 0
     try:
+        end_ns = start_ns + int(seconds * 1e9)
         for k in range(count):
             due = start_ns + k * interval_ns
             now = time.time_ns()
+            if now > end_ns:
+                break
             if now < due:
                 time.sleep((due - now) / 1e9)
             elif now - due > interval_ns:

@@ -3,7 +3,8 @@
 ``self``: samples where the function itself was running (the leaf of the stack);
 ``total``: samples where it was anywhere on the stack. Idle samples (waiting in
 epoll/select) are not recorded by py-spy unless ``--idle`` is given, so the shares are
-shares of the time cdcd spent on a CPU.
+shares of the time cdcd was running, or runnable: on a machine short of CPU, time spent
+waiting for a core counts too, spread like the rest.
 
     python benchmarks/profile_top.py benchmarks/results/profile-postgres.speedscope.json
 """
@@ -60,7 +61,7 @@ def top_entries(path: str | Path, limit: int = 20) -> dict[str, Any]:
 
 
 def format_top(top: dict[str, Any]) -> str:
-    lines = [f"sampled CPU time: {top['sampled_s']} s"]
+    lines = [f"sampled non-idle time: {top['sampled_s']} s"]
     for kind, title in (
         ("self", "self time (the function itself)"),
         ("total", "total time (function and callees)"),

@@ -166,6 +166,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         help="cdcd's delivery key when its config has one (at-least-once, as Debezium; "
         "exactly-once; or 'default' to leave it out)",
     )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        help="seconds without a new record before a reader counts as stalled "
+        "(default 300; --quick: 30)",
+    )
     p.add_argument("--debezium-latency", action="store_true", help="measure Debezium's latency too")
     p.add_argument("--keep-topics", action="store_true", help="keep the run's Kafka topics")
     p.add_argument("--strict", action="store_true", help="exit 2 when a reader failed")
@@ -196,7 +202,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         tx_rows=a.tx_rows,
         delivery=a.delivery,
         startup_timeout=90.0 if a.quick else 240.0,
-        stall_timeout=30.0 if a.quick else 90.0,
+        stall_timeout=a.stall_timeout or (30.0 if a.quick else 300.0),
         debezium_latency=a.debezium_latency,
         keep_topics=a.keep_topics,
         strict=a.strict,
@@ -1408,9 +1414,17 @@ def report(result: dict[str, Any]) -> str:
 # -- main --------------------------------------------------------------------------------
 
 
+def _prune_runs(keep: int = 10) -> None:
+    """Keep the work directories (logs, configs) of the last ``keep`` runs."""
+    runs = sorted((CACHE / "runs").glob("*"))
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 async def main_async(opts: Options) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     opts.work.mkdir(parents=True, exist_ok=True)
+    _prune_runs()
     result: dict[str, Any] = {
         "harness_version": 1,
         "run_id": opts.run_id,
@@ -1483,7 +1497,7 @@ def main(argv: list[str] | None = None) -> int:
     opts.out.write_text(text)
     (RESULTS / f"run-{opts.run_id}.json").write_text(text)
     table = report(result)
-    (RESULTS / "latest.txt").write_text(table)
+    opts.out.with_suffix(".txt").write_text(table)
     print(table)
     log(f"written {opts.out} in {result['duration_s']} s")
     failures = {s: o["errors"] for s, o in result["sources"].items() if o.get("errors")}
