@@ -45,7 +45,7 @@ class _Segment:
     offset: StoredOffset | None  # where to resume after these records; None: mid-transaction
 
 
-_SEGMENTS_AHEAD = 2
+_SEGMENTS_AHEAD = 4
 _END = _Segment([], None)  # the reader stopped: write what is queued, then stop
 _Delivered = tuple[Delivery, StoredOffset | None]
 
@@ -69,7 +69,7 @@ class Pipeline:
         self.log = log
         self.max_batch_events = max_batch_events
         self.stats = PipelineStats()
-        # Two segments ahead of the writer: enough to encode the next write while Kafka
+        # A few segments ahead of the writer: enough to encode the next write while Kafka
         # commits the last one; more would only hold memory.
         self._segments: asyncio.Queue[_Segment] = asyncio.Queue(maxsize=_SEGMENTS_AHEAD)
         self._deliveries: asyncio.Queue[_Delivered | None] = asyncio.Queue(
@@ -157,12 +157,15 @@ class Pipeline:
         segments = self._segments
         limit = self.max_batch_events
         carried: _Segment | None = None
+        ready = getattr(self.sink, "ready", None)
         while True:
             segment = carried if carried is not None else await segments.get()
             carried = None
             if segment is _END:
                 await self._deliveries.put(None)
                 return
+            if ready is not None:
+                await ready()  # e.g. the last Kafka transaction committed: join what came since
             records, offset = segment.records, segment.offset
             if offset is not None:
                 # Join the segments already waiting (each ends at a commit) into one write.

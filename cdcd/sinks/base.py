@@ -39,6 +39,11 @@ class Sink(Protocol):
         """Flush what was handed over and disconnect."""
 
 
+# Optional: ``async def ready(self) -> None`` waits until a write would go out at once (the
+# Kafka sink with exactly-once delivery: until the last transaction committed), so that the
+# pipeline joins into the next write everything that arrived meanwhile.
+
+
 class SinkUnavailableError(SinkError):
     """The sink failed in a way that may pass (a Kafka broker restarting, a leader moving).
 

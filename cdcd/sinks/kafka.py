@@ -268,6 +268,13 @@ class KafkaSink:
             futures[-1].add_done_callback(_retrieved)
         return futures
 
+    async def ready(self) -> None:
+        """Wait until the last Kafka transaction is committed (its failure is raised by
+        the next write and by its own delivery)."""
+        previous = self._previous
+        if self.exactly_once and previous is not None and not previous.done():
+            await asyncio.wait([previous])
+
     async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
         assert self._producer is not None
         try:
