@@ -564,12 +564,18 @@ class MysqlSource:
                                 },
                             )
                         )
-                    tables.clear()  # table ids are re-mapped after DDL
                     commit(event.packet.log_pos, event.timestamp)
                     hand_over(items)
                     items = []
             elif kind is RotateEvent:
                 file = event.next_binlog
+                if event.timestamp != 0:
+                    # A real rotation may follow a server restart, after which table ids
+                    # name other tables: the library forgets its table maps then, and so
+                    # must this cache. Only then: with freeze_schema the library passes
+                    # on a TABLE_MAP only for a table id it does not know, so a table
+                    # forgotten here at any other time would have its rows dropped.
+                    tables.clear()
             elif kind is NotImplementedEvent:
                 event_type = event.packet.event_type
                 if event_type in _HARMLESS_EVENT_TYPES:

@@ -184,6 +184,23 @@ def test_transactions_statements_key_changes_and_ddl(my_case, tmp_path):
     assert ddl[0].value["databaseName"] == my_case.database
 
 
+def test_ddl_elsewhere_does_not_lose_rows(my_case, tmp_path):
+    """Other tables' DDL between two transactions of a captured table (regression: the
+    table map cache was cleared on any DDL while the library, with frozen schemas, sends
+    a table's map only once, so the captured table's next rows were dropped)."""
+    db = my_case.database
+    my_case.ddl(f"CREATE TABLE {db}.kept (id INT PRIMARY KEY)")
+    with daemon(tmp_path, my_case.config(["kept"])) as d:
+        for i in range(1, 6):
+            my_case.execute(f"INSERT INTO {db}.kept VALUES ({i})")
+            my_case.ddl(f"CREATE TABLE {db}.other{i} (id INT PRIMARY KEY)")
+            my_case.ddl(f"CREATE DATABASE {db}_x{i}")
+            my_case.ddl(f"DROP DATABASE {db}_x{i}")
+        messages = consume(my_case.bootstrap, [my_case.topic("kept")], expect=5, timeout=30)
+        assert d.terminate() == 0
+    assert [m.key["id"] for m in messages] == [1, 2, 3, 4, 5]
+
+
 def _peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
