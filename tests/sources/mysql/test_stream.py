@@ -201,6 +201,30 @@ def test_ddl_elsewhere_does_not_lose_rows(my_case, tmp_path):
     assert [m.key["id"] for m in messages] == [1, 2, 3, 4, 5]
 
 
+def test_backlog_read_after_alter_keeps_the_names_it_was_written_with(my_case, tmp_path):
+    db = my_case.database
+    my_case.ddl(f"CREATE TABLE {db}.items (id INT PRIMARY KEY, colour VARCHAR(10))")
+    with my_case.conn.cursor() as cursor:
+        if my_case.flavor == "mariadb":
+            cursor.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+        else:
+            cursor.execute("SELECT @@GLOBAL.gtid_executed")
+        before_writes = cursor.fetchone()[0].replace("\n", "")
+    my_case.execute(f"INSERT INTO {db}.items VALUES (1, 'red')")
+    my_case.ddl(f"ALTER TABLE {db}.items RENAME COLUMN colour TO color")
+    my_case.ddl(f"ALTER TABLE {db}.items ADD COLUMN size INT")
+    my_case.execute(f"INSERT INTO {db}.items VALUES (2, 'blue', 3)")
+    # The daemon starts only now, from a position before all of it: a backlog.
+    config = my_case.config(["items"], initial_position=before_writes)
+    with daemon(tmp_path, config) as d:
+        messages = consume(my_case.bootstrap, [my_case.topic("items")], expect=2)
+        assert d.terminate() == 0
+    assert [m.value["after"] for m in messages] == [
+        {"id": 1, "colour": "red"},  # as written, not as the table is now
+        {"id": 2, "color": "blue", "size": 3},
+    ]
+
+
 def _peak_rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
