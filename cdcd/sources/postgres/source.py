@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from cdcd.config import PostgresSourceConfig, dsn_parts
-from cdcd.errors import SourceError
+from cdcd.errors import DecodeError, SourceError
 from cdcd.events import OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, ChangeEvent, Commit, SourceItem
 from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.sources.base import Problem
@@ -58,15 +58,22 @@ class _Table:
 
     def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, convert, value in zip(self.columns, self.converters, values, strict=True):
-            if value is None:
-                out[name] = None
-            elif value is pgoutput.UNCHANGED_TOAST:
-                out[name] = UNAVAILABLE_VALUE
-            elif type(value) is bytes:
-                out[name] = convert(value.decode())
-            else:
-                out[name] = convert(value)
+        name = ""
+        try:
+            for name, convert, value in zip(self.columns, self.converters, values, strict=True):
+                if value is None:
+                    out[name] = None
+                elif value is pgoutput.UNCHANGED_TOAST:
+                    out[name] = UNAVAILABLE_VALUE
+                elif type(value) is bytes:
+                    out[name] = convert(value.decode())
+                else:
+                    out[name] = convert(value)
+        except ValueError as exc:
+            # Stop rather than skip or mangle a value (the position does not move on).
+            raise DecodeError(
+                f"cannot encode column {self.namespace}.{self.name}.{name}: {exc}"
+            ) from None
         return out
 
     def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
