@@ -1374,14 +1374,15 @@ def report(result: dict[str, Any]) -> str:
     lines.append("latency at a steady rate (commit -> Kafka append), ratios, targets:")
     for source, out in result["sources"].items():
         lat = out.get("latency") or {}
-        lines.append(
-            f"  {source:9} cdcd latency at {_fmt(lat.get('rate'))} ev/s "
-            f"(achieved {_fmt(lat.get('achieved_rate'))}, {_fmt(lat.get('events'))} events): "
-            f"p50 {_fmt(lat.get('p50_ms'), 1)} ms, p99 {_fmt(lat.get('p99_ms'), 1)} ms, "
-            f"max {_fmt(lat.get('max_ms'), 1)} ms; "
-            f"cdcd CPU {_fmt(lat.get('reader_cpu_percent'), 0)}% "
-            + (f"[{lat['error'][:100]}]" if lat.get("error") else "")
-        )
+        if lat:
+            lines.append(
+                f"  {source:9} cdcd latency at {_fmt(lat.get('rate'))} ev/s "
+                f"(achieved {_fmt(lat.get('achieved_rate'))}, {_fmt(lat.get('events'))} events): "
+                f"p50 {_fmt(lat.get('p50_ms'), 1)} ms, p99 {_fmt(lat.get('p99_ms'), 1)} ms, "
+                f"max {_fmt(lat.get('max_ms'), 1)} ms; "
+                f"cdcd CPU {_fmt(lat.get('reader_cpu_percent'), 0)}% "
+                + (f"[{lat['error'][:100]}]" if lat.get("error") else "")
+            )
         fs = lat.get("from_source_ts")
         if fs:
             lines.append(
