@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,23 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for "unreachable" tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -53,7 +71,9 @@ def cdcd_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "cdcd.cli", *args]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run a cdcd command to completion, capturing its output."""
     return subprocess.run(
         cdcd_command(*args),
@@ -93,9 +113,13 @@ class Daemon:
             if self.log_text().count(needle) >= count:
                 return
             if self.process is not None and self.process.poll() is not None:
-                raise AssertionError(f"cdcd exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+                raise AssertionError(
+                    f"cdcd exited with {self.process.returncode}:\n{self.log_text()[-3000:]}"
+                )
             time.sleep(0.05)
-        raise AssertionError(f"no {needle!r} in the daemon's log after {timeout}s:\n{self.log_text()[-3000:]}")
+        raise AssertionError(
+            f"no {needle!r} in the daemon's log after {timeout}s:\n{self.log_text()[-3000:]}"
+        )
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None
@@ -154,7 +178,9 @@ def consume(
     return asyncio.run(_consume(bootstrap, topics, expect, timeout, settle))
 
 
-async def _consume(bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float) -> list[Message]:
+async def _consume(
+    bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float
+) -> list[Message]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
-
-from support import run_cli, unique_name, write_config
+from support import free_port, run_cli, unique_name, write_config
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_one_line_error(result, *needles: str) -> None:
@@ -43,7 +34,9 @@ def pg_config(dsn: str, bootstrap: str = "127.0.0.1:1") -> dict:
 
 
 def test_missing_config_file(tmp_path):
-    assert_one_line_error(run_cli("run", "--config", str(tmp_path / "nope.toml")), "no such configuration file")
+    assert_one_line_error(
+        run_cli("run", "--config", str(tmp_path / "nope.toml")), "no such configuration file"
+    )
 
 
 def test_invalid_toml(tmp_path):
@@ -63,7 +56,9 @@ def test_config_errors_name_the_key(tmp_path):
     )
     result = run_cli("run", "--config", str(path))
     assert_one_line_error(
-        result, "source.dsn: must be a URL like postgresql://", "source.tabels: is not a known key",
+        result,
+        "source.dsn: must be a URL like postgresql://",
+        "source.tabels: is not a known key",
         "sink.bootstrap_servers: is required",
     )
     for command in ("check",):
@@ -75,7 +70,9 @@ def test_missing_password_variable(tmp_path, pg_dsn):
     config["source"]["password_env"] = "CDCD_TEST_NO_SUCH_VARIABLE"
     path = write_config(tmp_path / "c.toml", config)
     assert_one_line_error(
-        run_cli("run", "--config", str(path)), "source.password_env", "CDCD_TEST_NO_SUCH_VARIABLE is not set"
+        run_cli("run", "--config", str(path)),
+        "source.password_env",
+        "CDCD_TEST_NO_SUCH_VARIABLE is not set",
     )
 
 
@@ -83,7 +80,9 @@ def test_unreachable_database(tmp_path, kafka_bootstrap):
     port = free_port()
     config = pg_config(f"postgresql://postgres@127.0.0.1:{port}/db", kafka_bootstrap)
     path = write_config(tmp_path / "c.toml", config)
-    assert_one_line_error(run_cli("run", "--config", str(path)), f"cannot connect to PostgreSQL at 127.0.0.1:{port}")
+    assert_one_line_error(
+        run_cli("run", "--config", str(path)), f"cannot connect to PostgreSQL at 127.0.0.1:{port}"
+    )
     assert_one_line_error(run_cli("check", "--config", str(path)), "cannot connect to PostgreSQL")
 
 
@@ -92,7 +91,9 @@ def test_unreachable_kafka(tmp_path, pg_dsn):
     path = write_config(tmp_path / "c.toml", pg_config(pg_dsn, f"127.0.0.1:{port}"))
     started = time.monotonic()
     assert_one_line_error(
-        run_cli("run", "--config", str(path)), f"cannot reach Kafka at 127.0.0.1:{port}", "sink.bootstrap_servers"
+        run_cli("run", "--config", str(path)),
+        f"cannot reach Kafka at 127.0.0.1:{port}",
+        "sink.bootstrap_servers",
     )
     assert time.monotonic() - started < 45
 
@@ -109,7 +110,13 @@ def replica_pg() -> Iterator[str]:
 
     as_postgres(f"{PG_BIN}/initdb", "-D", f"{datadir}/data", "-U", "postgres", "--auth=trust")
     as_postgres(
-        f"{PG_BIN}/pg_ctl", "-D", f"{datadir}/data", "-l", f"{datadir}/log", "-w", "-o",
+        f"{PG_BIN}/pg_ctl",
+        "-D",
+        f"{datadir}/data",
+        "-l",
+        f"{datadir}/log",
+        "-w",
+        "-o",
         f"-c wal_level=replica -c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={datadir}",
         "start",
     )
@@ -123,7 +130,9 @@ def replica_pg() -> Iterator[str]:
 def test_wal_level_replica_is_refused_with_the_fix(tmp_path, replica_pg, kafka_bootstrap):
     config = pg_config(replica_pg, kafka_bootstrap)
     path = write_config(tmp_path / "c.toml", config)
-    assert_one_line_error(run_cli("run", "--config", str(path)), "wal_level is 'replica'", "wal_level = logical")
+    assert_one_line_error(
+        run_cli("run", "--config", str(path)), "wal_level is 'replica'", "wal_level = logical"
+    )
     result = run_cli("check", "--config", str(path))
     assert result.returncode == 1
     assert "ERROR: wal_level is 'replica'" in result.stdout
@@ -147,8 +156,11 @@ def test_check_passes_on_a_ready_server(tmp_path, pg_dsn, kafka_bootstrap):
             config["source"]["tables"] = [f"public.{name}_nopk", "public.no_such_table"]
             result = run_cli("check", "--config", str(write_config(tmp_path / "bad.toml", config)))
             assert result.returncode == 1
-            assert f"table public.{name}_nopk has no primary key and no replica identity" in result.stdout
-            assert f"REPLICA IDENTITY FULL" in result.stdout
+            assert (
+                f"table public.{name}_nopk has no primary key and no replica identity"
+                in result.stdout
+            )
+            assert "REPLICA IDENTITY FULL" in result.stdout
             assert "public.no_such_table (source.tables) does not exist" in result.stdout
         finally:
             conn.execute(f"DROP TABLE public.{name}, public.{name}_nopk")

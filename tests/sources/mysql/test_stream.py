@@ -6,8 +6,7 @@ import base64
 import datetime as dt
 
 import pytest
-
-from support import consume, daemon
+from support import consume, daemon, peak_rss_mb
 
 pytestmark = pytest.mark.integration
 
@@ -225,14 +224,6 @@ def test_backlog_read_after_alter_keeps_the_names_it_was_written_with(my_case, t
     ]
 
 
-def _peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 def test_transaction_of_100k_rows_keeps_memory_bounded(my_case, tmp_path):
     if my_case.flavor == "mysql":
         pytest.skip("run on MariaDB only, to keep the suite's time down (same code path)")
@@ -247,7 +238,7 @@ def test_transaction_of_100k_rows_keeps_memory_bounded(my_case, tmp_path):
         messages = consume(
             my_case.bootstrap, [my_case.topic("items")], expect=rows, timeout=300, settle=0.2
         )
-        peak = _peak_rss_mb(d.process.pid)
+        peak = peak_rss_mb(d.process.pid)
         assert d.terminate() == 0
     assert [m.key["id"] for m in messages] == list(range(1, rows + 1))
     print(f"\n100k-row transaction ({my_case.flavor}): daemon peak RSS {peak:.0f} MB")

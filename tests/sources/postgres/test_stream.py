@@ -10,8 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-
-from support import consume, daemon
+from support import consume, daemon, peak_rss_mb
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,9 @@ def test_changes_arrive_in_commit_order_with_keys_and_topics(pg_case, tmp_path):
             f"INSERT INTO {s}.customers VALUES (2, 'bob')",
         )
         pg_case.execute(f"UPDATE {s}.customers SET id = 3 WHERE id = 2")
-        messages = consume(pg_case.bootstrap, [pg_case.topic("customers"), pg_case.topic("orders")], expect=10)
+        messages = consume(
+            pg_case.bootstrap, [pg_case.topic("customers"), pg_case.topic("orders")], expect=10
+        )
         assert d.terminate() == 0
 
     customers = by_topic(messages, pg_case.topic("customers"))
@@ -65,7 +66,9 @@ def test_changes_arrive_in_commit_order_with_keys_and_topics(pg_case, tmp_path):
         "amount": base64.b64encode((1250).to_bytes(2, "big", signed=True)).decode(),
         "note": "first",
     }
-    assert orders[2].value["after"]["amount"] == base64.b64encode((1375).to_bytes(2, "big")).decode()
+    assert (
+        orders[2].value["after"]["amount"] == base64.b64encode((1375).to_bytes(2, "big")).decode()
+    )
     assert orders[2].value["before"] is None  # REPLICA IDENTITY DEFAULT: no old row on update
     assert orders[3].value["before"]["id"] == 11  # the key columns of the deleted row
     assert orders[3].value["after"] is None
@@ -82,7 +85,9 @@ def test_changes_arrive_in_commit_order_with_keys_and_topics(pg_case, tmp_path):
     assert first["transaction"] is None
 
     # Commit order across tables: transactions' ids and LSNs rise in the order committed.
-    events = sorted((m.value["source"]["lsn"], m.value["source"]["txId"]) for m in messages if m.value)
+    events = sorted(
+        (m.value["source"]["lsn"], m.value["source"]["txId"]) for m in messages if m.value
+    )
     tx_order = [tx for _, tx in events]
     assert tx_order == sorted(tx_order)
     assert len(set(tx_order)) == 3
@@ -115,22 +120,26 @@ def test_truncate_no_primary_key_nulls_and_toast(pg_case, tmp_path):
     assert docs[0].value["after"] == {"id": 1, "title": None, "body": big, "n": None}
     # An unchanged TOASTed value is not in the WAL: Debezium's placeholder stands for it.
     assert docs[1].value["after"] == {
-        "id": 1, "title": None, "body": "__debezium_unavailable_value", "n": 5,
+        "id": 1,
+        "title": None,
+        "body": "__debezium_unavailable_value",
+        "n": 5,
     }
     truncate = docs[2]
-    assert truncate.key is None and truncate.value["before"] is None and truncate.value["after"] is None
+    assert (
+        truncate.key is None
+        and truncate.value["before"] is None
+        and truncate.value["after"] is None
+    )
 
     logbook = by_topic(messages, pg_case.topic("logbook"))
-    assert [(m.key, m.value["op"]) for m in logbook] == [(None, "c"), (None, "c"), (None, "d"), (None, "t")]
+    assert [(m.key, m.value["op"]) for m in logbook] == [
+        (None, "c"),
+        (None, "c"),
+        (None, "d"),
+        (None, "t"),
+    ]
     assert logbook[2].value["before"] == {"line": "b", "at": 2}  # REPLICA IDENTITY FULL
-
-
-def _peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 def test_transaction_of_100k_rows_keeps_memory_bounded(pg_case, tmp_path):
@@ -142,8 +151,10 @@ def test_transaction_of_100k_rows_keeps_memory_bounded(pg_case, tmp_path):
             f"INSERT INTO {s}.items SELECT g, 'label-' || g || repeat('x', 100), g % 7 "
             f"FROM generate_series(1, {rows}) g"
         )
-        messages = consume(pg_case.bootstrap, [pg_case.topic("items")], expect=rows, timeout=240, settle=0.2)
-        peak = _peak_rss_mb(d.process.pid)
+        messages = consume(
+            pg_case.bootstrap, [pg_case.topic("items")], expect=rows, timeout=240, settle=0.2
+        )
+        peak = peak_rss_mb(d.process.pid)
         assert d.terminate() == 0
     assert len(messages) == rows
     assert [m.key["id"] for m in messages] == list(range(1, rows + 1))
@@ -184,13 +195,17 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
         writer = threading.Thread(target=write)
         writer.start()
         try:
-            early = consume(pg_case.bootstrap, [pg_case.topic("ticks")], expect=3000, timeout=60, settle=0)
+            early = consume(
+                pg_case.bootstrap, [pg_case.topic("ticks")], expect=3000, timeout=60, settle=0
+            )
             assert len(early) >= 3000 and not errors, errors
             d.kill()  # SIGKILL in the middle of the stream
             time.sleep(0.5)
             d.start()
             writer.join(120)
-            messages = consume(pg_case.bootstrap, [pg_case.topic("ticks")], expect=total, timeout=120, settle=2)
+            messages = consume(
+                pg_case.bootstrap, [pg_case.topic("ticks")], expect=total, timeout=120, settle=2
+            )
             assert d.terminate() == 0
         finally:
             stop.set()
@@ -200,5 +215,7 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
     counts = Counter(m.key["id"] for m in messages)
     missing = set(range(1, total + 1)) - set(counts)
     duplicates = sum(n - 1 for n in counts.values())
-    print(f"\nSIGKILL test: {len(messages)} records for {total} changes, {duplicates} duplicates, {len(missing)} missing")
+    print(
+        f"\nSIGKILL test: {len(messages)} records for {total} changes, {duplicates} duplicates, {len(missing)} missing"
+    )
     assert not missing, f"{len(missing)} changes lost, e.g. {sorted(missing)[:5]}"
