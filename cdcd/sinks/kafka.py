@@ -25,12 +25,14 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    GroupAuthorizationFailedError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     ProducerFenced,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
 from aiokafka.partitioner import murmur2
 from aiokafka.producer import sender as aiokafka_sender
@@ -78,6 +80,16 @@ def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
         )
     if isinstance(exc, TopicAuthorizationFailedError):
         return SinkError(f"Kafka refused access to a topic: grant WRITE/CREATE on it ({exc})")
+    if isinstance(exc, TransactionalIdAuthorizationFailed):
+        return SinkError(
+            "Kafka refused the transactional id cdcd-<name>: grant WRITE and DESCRIBE on "
+            "TransactionalId cdcd-<name> (or set delivery = \"at-least-once\")"
+        )
+    if isinstance(exc, GroupAuthorizationFailedError):
+        return SinkError(
+            "Kafka refused the consumer group cdcd-<name> (a running daemon is a member, "
+            "so that cdcd offsets can tell it runs): grant READ on Group cdcd-<name>"
+        )
     if isinstance(exc, TimeoutError | KafkaTimeoutError):
         return SinkUnavailableError(f"Kafka at {bootstrap} did not answer in time")
     if isinstance(exc, KafkaError) and getattr(exc, "retriable", False):
