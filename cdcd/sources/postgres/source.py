@@ -22,7 +22,15 @@ from psycopg import sql
 
 from cdcd.config import PostgresSourceConfig, dsn_parts
 from cdcd.errors import DecodeError, SourceError
-from cdcd.events import OP_CREATE, OP_DELETE, OP_TRUNCATE, OP_UPDATE, ChangeEvent, Commit, SourceItem
+from cdcd.events import (
+    OP_CREATE,
+    OP_DELETE,
+    OP_TRUNCATE,
+    OP_UPDATE,
+    ChangeEvent,
+    Commit,
+    SourceItem,
+)
 from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.sources.base import Problem
 from cdcd.sources.postgres import pgoutput

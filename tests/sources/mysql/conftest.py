@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import pymysql
 import pytest
-
 from support import unique_name
 
 
