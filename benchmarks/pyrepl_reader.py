@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--file", required=True)
     parser.add_argument("--pos", type=int, required=True)
     parser.add_argument("--server-id", type=int, default=5301)
+    parser.add_argument("--max-events", type=int, default=0, help="stop after this many rows")
     args = parser.parse_args()
     url = urlsplit(args.dsn)
     stream = BinLogStreamReader(
@@ -42,6 +43,9 @@ def main() -> None:
         only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
         only_schemas=["bench"],
         only_tables=["orders"],
+        # As cdcd runs it: column names from the binlog's own metadata
+        # (binlog_row_metadata=FULL), no information_schema lookup per table map.
+        freeze_schema=True,
     )
     rows = 0
     first = last = None
@@ -53,6 +57,8 @@ def main() -> None:
             last = time.time()
             if first is None:
                 first = last
+            if args.max_events and rows >= args.max_events:
+                break
     finally:
         stream.close()
     span = (last - first) if first is not None and last is not None else None
