@@ -19,7 +19,7 @@ from cdcd.config import Config, load_config
 from cdcd.envelope import EnvelopeEncoder
 from cdcd.errors import CdcdError, ConfigError
 from cdcd.log import setup_logging
-from cdcd.offsets import SeekableSource, StoredOffset, parse_position
+from cdcd.offsets import PinnableSource, SeekableSource, StoredOffset, parse_position
 from cdcd.pipeline import Pipeline, PipelineStats
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
@@ -127,6 +127,8 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             await sink.start()  # first: no slot is created for a daemon that cannot deliver
             await source.prepare()
             resume = await sink.read_offset()
+            if resume is None:
+                resume = await _pin_start_position(source, sink, log)
             log.info(
                 "started",
                 source=config.source.kind,
@@ -155,6 +157,18 @@ async def _run(config: Config, log: Any) -> PipelineStats:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), pause)
         pause = min(pause * 2, 30.0)
+
+
+async def _pin_start_position(source: Any, sink: Any, log: Any) -> StoredOffset | None:
+    """First start: store where the source starts, before anything can be lost."""
+    start_position = getattr(source, "start_position", None)
+    if not callable(start_position):
+        return None
+    pinnable: PinnableSource = source
+    offset = StoredOffset(await pinnable.start_position())
+    await (await sink.write([], offset))
+    log.info("start position stored", position=str(offset.position))
+    return offset
 
 
 def _add(total: PipelineStats, stats: PipelineStats) -> None:

@@ -73,6 +73,20 @@ class OffsetStore(Protocol):
         ...
 
 
+class PinnableSource(Protocol):
+    """A source that can say where it would start without a stored offset.
+
+    On a first start the core stores that position before streaming: a daemon killed
+    before its first Kafka transaction then resumes there, instead of resolving a moving
+    start point (MySQL's ``initial_position = "latest"``) again and skipping what was
+    written in between.
+    """
+
+    async def start_position(self) -> Position:
+        """Where ``stream(None)`` would start, resolved now."""
+        ...
+
+
 class SeekableSource(Protocol):
     """A source that can say where its stream begins and ends now (``cdcd offsets reset``)."""
 

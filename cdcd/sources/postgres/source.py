@@ -572,6 +572,10 @@ class PostgresSource:
             await asyncio.sleep(self.config.status_interval_s)
             self._send_status(force=True)
 
+    async def start_position(self) -> PgPosition:
+        """Where streaming starts without a stored offset: the slot's confirmed position."""
+        return await self.earliest_position()
+
     async def earliest_position(self) -> PgPosition:
         """The slot's confirmed position: a logical slot cannot go further back."""
         conn = await self._connect()
