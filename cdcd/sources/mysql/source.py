@@ -258,8 +258,11 @@ class MysqlSource:
                     f"the stored position is a {resume.flavor} position but the server is "
                     f"{self.info.flavor}: reset the offsets (cdcd offsets reset)"
                 )
-            if resume.gtid_set is not None and self.info.gtid_enabled:
+            if resume.gtid_set and self.info.gtid_enabled:
                 return _Start(resume.gtid_set, None, None, resume.index)
+            if resume.gtid_set is not None and resume.file:
+                # An empty GTID set: from the beginning of the binlog, by file/pos.
+                return _Start(resume.gtid_set, resume.file, resume.pos, resume.index)
             return _Start(None, resume.file, resume.pos, resume.index)
         initial = self.config.initial_position.strip()
         conn = self._connect()
@@ -268,10 +271,7 @@ class MysqlSource:
                 if initial == "latest":
                     return self._latest(cursor)
                 if initial == "earliest":
-                    cursor.execute("SHOW BINARY LOGS")
-                    first = cursor.fetchone()
-                    empty = "" if self.info.gtid_enabled else None
-                    return _Start(empty, first[0], 4)
+                    return self._earliest(cursor)
         finally:
             conn.close()
         if (
@@ -282,6 +282,15 @@ class MysqlSource:
             file, pos = initial.rsplit(":", 1)
             return _Start(None, file, int(pos))
         return _Start(self._parse_gtid(initial), None, None)
+
+    def _earliest(self, cursor: Any) -> _Start:
+        assert self.info is not None
+        cursor.execute("SHOW BINARY LOGS")
+        first = cursor.fetchone()
+        if first is None:
+            raise SourceError(f"{self._where} has no binary log: is log_bin on?")
+        # From the first file kept, the GTID set grows from empty as transactions come.
+        return _Start("" if self.info.gtid_enabled else None, first[0], 4)
 
     def _parse_gtid(self, text: str) -> str:
         assert self.info is not None
@@ -308,6 +317,41 @@ class MysqlSource:
             cursor.execute("SELECT @@GLOBAL.gtid_binlog_pos")
             return _Start(str(MariadbGtidPosition.parse(cursor.fetchone()[0] or "")), file, pos)
         return _Start(str(MysqlGtidSet.parse(row[4] or "")), file, pos)
+
+    async def start_position(self) -> MysqlPosition:
+        """Where streaming starts without a stored offset (``initial_position``), resolved
+        now, so the core can store it before anything is read: a daemon killed before its
+        first Kafka transaction then resumes there instead of at a later "latest"."""
+        if self.info is None:
+            await self.prepare()
+        start = await asyncio.to_thread(self._start_point, None)
+        return self._position(start)
+
+    async def earliest_position(self) -> MysqlPosition:
+        """The oldest binlog still on the server (``cdcd offsets reset --to earliest``)."""
+        await asyncio.to_thread(self._check_sync)
+        return self._position(await asyncio.to_thread(self._resolve, "earliest"))
+
+    async def latest_position(self) -> MysqlPosition:
+        """After everything committed so far (``cdcd offsets reset --to latest``)."""
+        await asyncio.to_thread(self._check_sync)
+        return self._position(await asyncio.to_thread(self._resolve, "latest"))
+
+    def _resolve(self, where: str) -> _Start:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                if where == "latest":
+                    return self._latest(cursor)
+                return self._earliest(cursor)
+        finally:
+            conn.close()
+
+    def _position(self, start: _Start) -> MysqlPosition:
+        assert self.info is not None
+        return MysqlPosition(
+            self.info.flavor, start.gtid_set, start.file or "", start.pos or 0, start.skip_events
+        )
 
     # -- streaming -------------------------------------------------------------------
 
