@@ -33,7 +33,12 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> Any:
         cache_logger_on_first_use=True,
     )
     # Libraries log through the standard module: keep their warnings, quiet their chatter.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    # aiokafka logs each retry of a group-coordinator lookup as an ERROR, e.g. while a
+    # fresh broker creates __consumer_offsets; a lasting failure surfaces as an exception.
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(logging.CRITICAL)
     return structlog.get_logger("cdcd")
 
 
