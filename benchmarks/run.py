@@ -848,7 +848,15 @@ class MysqlBench:
     def debezium_latency_props(
         self, role: str, start: dict[str, Any], prefix: str, workdir: Path
     ) -> dict[str, str]:
-        return self.debezium_props(role, start, prefix, workdir)
+        # Streaming from "now": no offset to seed; the table's schema comes from a schema
+        # snapshot (no CREATE TABLE ahead in the stream this time).
+        props = self.debezium_props(role, start, prefix, workdir)
+        props.pop("bench.seed.offset.key")
+        props.pop("bench.seed.offset.value")
+        props["snapshot.mode.configuration.based.snapshot.schema"] = "true"
+        # (without an offset, on.schema.error=true makes the connector refuse to start)
+        props["snapshot.mode.configuration.based.snapshot.on.schema.error"] = "false"
+        return props
 
     def cleanup(self) -> None:
         pass
