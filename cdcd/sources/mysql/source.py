@@ -58,6 +58,7 @@ from cdcd.sources.mysql.types import RowConverter
 
 _CHUNK_ITEMS = 2000
 _YEAR = 13  # FIELD_TYPE.YEAR
+_FILE_POS = re.compile(r"^[^:\s]+\.\d+:\d+$")
 _QUEUE_CHUNKS = 4  # at most 4 x 2000 items wait for the pipeline
 
 # Event types the library does not decode and that carry no row change: skipping them is
@@ -274,11 +275,7 @@ class MysqlSource:
                     return self._earliest(cursor)
         finally:
             conn.close()
-        if (
-            ":" in initial
-            and initial.rsplit(":", 1)[1].isdigit()
-            and "-" not in initial.split(":")[0]
-        ):
+        if _FILE_POS.match(initial):  # mariadb-bin.000001:4 (GTIDs have no ".")
             file, pos = initial.rsplit(":", 1)
             return _Start(None, file, int(pos))
         return _Start(self._parse_gtid(initial), None, None)
