@@ -86,3 +86,27 @@ def test_records_land_in_the_java_partition_in_order_with_their_offset(kafka_boo
     assert {m.partition for m in messages} == {0, 1, 2}
     history = offset_history(kafka_bootstrap, name)
     assert [h["lsn"] for h in history] == [f"0/{100 + i:X}" for i in range(5)]
+
+
+def test_kafka_errors_that_may_pass_start_over_and_the_others_stop():
+    from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
+
+    from cdcd.errors import FencedError, SinkError
+    from cdcd.sinks.base import SinkUnavailableError
+    from cdcd.sinks.kafka import explain_kafka_error
+
+    def sender_died() -> KafkaError:
+        try:
+            try:
+                raise KafkaConnectionError("Connection at 127.0.0.1:9092 closed")
+            except KafkaConnectionError as exc:
+                raise KafkaError("Unexpected error during batch delivery") from exc
+        except KafkaError as exc:
+            return exc
+
+    assert isinstance(explain_kafka_error(sender_died(), "b:9092"), SinkUnavailableError)
+    assert isinstance(explain_kafka_error(KafkaConnectionError(), "b:9092"), SinkUnavailableError)
+    fenced = explain_kafka_error(ProducerFenced(), "b:9092")
+    assert isinstance(fenced, FencedError) and "fenced" in str(fenced)
+    other = explain_kafka_error(KafkaError("corrupt"), "b:9092")
+    assert isinstance(other, SinkError) and not isinstance(other, SinkUnavailableError)

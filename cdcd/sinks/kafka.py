@@ -92,9 +92,23 @@ def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
         )
     if isinstance(exc, TimeoutError | KafkaTimeoutError):
         return SinkUnavailableError(f"Kafka at {bootstrap} did not answer in time")
-    if isinstance(exc, KafkaError) and getattr(exc, "retriable", False):
+    if isinstance(exc, KafkaError) and _caused_by_unavailability(exc):
+        # e.g. aiokafka's sender task dies on a coordinator lookup while the broker is
+        # down: the producer is lost, a new one (after starting over) will do.
         return SinkUnavailableError(f"Kafka error: {exc.__class__.__name__}: {exc}")
     return SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}")
+
+
+def _caused_by_unavailability(exc: BaseException) -> bool:
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        if isinstance(cause, KafkaConnectionError | KafkaTimeoutError | TimeoutError | OSError):
+            return True
+        if isinstance(cause, KafkaError) and getattr(cause, "retriable", False):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
