@@ -152,6 +152,7 @@ async def _run(config: Config, log: Any) -> PipelineStats:
                 pause_s=pause,
             )
         finally:
+            log.debug("closing", source=config.source.kind, sink=config.sink.kind)
             await source.close()
             await sink.close()
         with contextlib.suppress(TimeoutError):

@@ -62,12 +62,14 @@ class Pipeline:
         log: Any,
         max_batch_events: int = 5000,
         max_in_flight_batches: int = 8,
+        drain_timeout_s: float = 20.0,
     ) -> None:
         self.source = source
         self.sink = sink
         self.encoder = encoder
         self.log = log
         self.max_batch_events = max_batch_events
+        self.drain_timeout_s = drain_timeout_s
         self.stats = PipelineStats()
         # A few segments ahead of the writer: enough to encode the next write while Kafka
         # commits the last one; more would only hold memory.
@@ -103,15 +105,27 @@ class Pipeline:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            await self._segments.put(_END)
-            await writer
-            await acker
+            try:
+                await asyncio.wait_for(self._drain(writer, acker), self.drain_timeout_s)
+            except TimeoutError:
+                # Kafka does not answer: what is not committed is simply read again on
+                # the next start (nothing was acknowledged for it).
+                if self.log is not None:
+                    self.log.warning(
+                        "stopped without waiting longer for Kafka to commit the last batch",
+                        waited_s=self.drain_timeout_s,
+                    )
             return self.stats
         finally:
             for worker in workers:
                 worker.cancel()
             stopper.cancel()
             await asyncio.gather(*workers, stopper, return_exceptions=True)
+
+    async def _drain(self, writer: asyncio.Task[None], acker: asyncio.Task[None]) -> None:
+        await self._segments.put(_END)
+        await writer
+        await acker
 
     async def _read_loop(self, resume: StoredOffset | None) -> None:
         encoder = self.encoder

@@ -183,3 +183,15 @@ async def test_stop_writes_what_was_read_whole_and_no_more():
     await asyncio.wait_for(run, 5)
     assert [orjson.loads(r.key)["id"] for r in sink.stored] == [1]
     assert source.acked == [PgPosition(100)]
+
+
+async def test_stop_gives_up_on_a_sink_that_never_commits():
+    source, sink = ListSource([[insert(1), Commit(PgPosition(100))]]), GatedSink()  # never released
+    pipeline = Pipeline(
+        source, sink, EnvelopeEncoder("shop", "postgresql"), log=None, drain_timeout_s=0.2
+    )
+    run = asyncio.create_task(pipeline.run())
+    await asyncio.wait_for(source.exhausted.wait(), 5)
+    pipeline.stop()
+    stats = await asyncio.wait_for(run, 5)  # returns: the batch is read again next time
+    assert stats.acked_position is None and source.acked == []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -402,9 +403,11 @@ class KafkaSink:
         An open transaction left behind is aborted by the next producer with this
         transactional id (or by Kafka after the transaction timeout).
         """
+        started = time.monotonic()
         if self._presence is not None:
             presence, self._presence = self._presence, None
             await presence.stop()
+        left_group = time.monotonic()
         if self._previous is not None and not self._previous.done():
             self._previous.cancel()
         if self._producer is not None:
@@ -424,10 +427,18 @@ class KafkaSink:
                     task.cancel()
                 with contextlib.suppress(Exception):
                     await producer.client.close()
+        stopped_producer = time.monotonic()
         if self._admin is not None:
             admin, self._admin = self._admin, None
             with contextlib.suppress(Exception):
-                await admin.close()
+                await asyncio.wait_for(admin.close(), 5)
+        if self.log is not None:
+            self.log.debug(
+                "sink closed",
+                leave_group_s=round(left_group - started, 3),
+                producer_s=round(stopped_producer - left_group, 3),
+                total_s=round(time.monotonic() - started, 3),
+            )
 
 
 def build(config: Config, log: Any = None, **_: Any) -> KafkaSink:
