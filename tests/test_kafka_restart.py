@@ -96,7 +96,8 @@ def test_broker_restarted_during_the_stream(
             writer_conn.close()
         messages = consume(broker.bootstrap, [topic], expect=ledger.changes, timeout=180, settle=3)
         assert d.process.poll() is None, "the daemon stopped"
-        assert d.terminate() == 0
+        # The drain waits at most 20 s for Kafka, closing at most ~25 s more.
+        assert d.terminate(timeout=90) == 0
     counts = check_exactly_once(messages, ledger)
     restarts = d.log_text().count("Kafka unavailable: starting over")
     print(
