@@ -13,30 +13,16 @@ import asyncio
 import contextlib
 import queue
 import re
-import socket
+import struct
 import threading
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
-from pymysqlreplication import BinLogStreamReader, binlogstream
-from pymysqlreplication.event import (
-    GtidEvent,
-    HeartbeatLogEvent,
-    MariadbGtidEvent,
-    NotImplementedEvent,
-    QueryEvent,
-    RotateEvent,
-    XidEvent,
-)
-from pymysqlreplication.row_event import (
-    DeleteRowsEvent,
-    TableMapEvent,
-    UpdateRowsEvent,
-    WriteRowsEvent,
-)
+from pymysqlreplication.row_event import TableMapEvent
 
 from cdcd.config import MysqlSourceConfig, dsn_parts
 from cdcd.errors import DecodeError, SourceError
@@ -51,6 +37,7 @@ from cdcd.events import (
 )
 from cdcd.positions import MysqlPosition, Position
 from cdcd.sources.base import Problem
+from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
@@ -60,6 +47,7 @@ _CHUNK_ITEMS = 2000
 _YEAR = 13  # FIELD_TYPE.YEAR
 _FILE_POS = re.compile(r"^[^:\s]+\.\d+:\d+$")
 _QUEUE_CHUNKS = 4  # at most 4 x 2000 items wait for the pipeline
+_ROWS_EVENTS = bl.WRITE_ROWS | bl.UPDATE_ROWS | bl.DELETE_ROWS
 
 # Event types the library does not decode and that carry no row change: skipping them is
 # safe. Any other undecoded event (compressed transactions, compressed MariaDB events,
@@ -78,6 +66,9 @@ _HARMLESS_EVENT_TYPES = frozenset(
         0x23,  # PREVIOUS_GTIDS
         0x24,  # TRANSACTION_CONTEXT (group replication)
         0x25,  # VIEW_CHANGE (group replication)
+        # XA_PREPARE: the rows of an XA transaction come before it, between XA START and
+        # XA END; they are emitted when its XA COMMIT (a query event) is read.
+        0x26,
         0x29,  # HEARTBEAT_V2
         0xA0,  # MARIADB_ANNOTATE_ROWS
         0xA1,  # MARIADB_BINLOG_CHECKPOINT
@@ -133,13 +124,6 @@ def _count_year_as_numeric(year_is_numeric: bool) -> None:
         )
 
 
-def _full_image(event: Any, full: bytes, update: bool) -> bool:
-    """Whether every column is in the event's row images (binlog_row_image=FULL)."""
-    if event.columns_present_bitmap != full:
-        return False
-    return not update or event.columns_present_bitmap2 == full
-
-
 def derive_server_id(name: str) -> int:
     """A replica server id derived from the daemon's name (stable across restarts)."""
     return 100_000 + zlib.crc32(name.encode()) % 4_000_000_000
@@ -154,6 +138,8 @@ class _Table:
     key_columns: tuple[str, ...] = ()
     decoder: RowImageDecoder | None = None  # the fast path; None: the library decodes
     full_bitmap: bytes = b""  # columns-present bitmap of a FULL row image
+    map_body: bytes = b""  # the TABLE_MAP event's bytes after its header
+    library_table: Any = None  # python-mysql-replication's Table, for its row decoding
 
     def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
         if not self.key_columns:
@@ -204,7 +190,8 @@ class MysqlSource:
         self._where = f"{self._connection['host']}:{self._connection['port']}"
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
-        self._reader: BinLogStreamReader | None = None
+        self._binlog: bl.BinlogStream | None = None
+        self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
         self._thread: threading.Thread | None = None
         self.acked: MysqlPosition | None = None
 
@@ -439,54 +426,29 @@ class MysqlSource:
 
     def _read(self, start: _Start, hand_over: Any) -> None:
         assert self.info is not None
-        flavor = self.info.flavor
-        captured = self.config.captured_databases()
-        # Rows events of other databases are dropped by the library before any decoding.
-        only_schemas = sorted(captured) if captured is not None else None
-        # On a lost connection the library reconnects by itself from its *first* start
-        # position and replays what it already yielded; cdcd must never repeat or skip
-        # silently, so the error is raised instead and the daemon stops (to be restarted
-        # from its stored offset).
-        binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
-        _count_year_as_numeric(flavor == "mariadb")
-        self._reader = reader = BinLogStreamReader(
-            connection_settings=dict(self._connection),
+        _count_year_as_numeric(self.info.flavor == "mariadb")
+        by_gtid = bool(start.gtid_set)
+        self._binlog = binlog = bl.BinlogStream(
+            dict(self._connection),
             server_id=self.server_id,
-            blocking=True,
-            resume_stream=True,
-            auto_position=start.gtid_set if start.gtid_set else None,
-            log_file=start.file if not start.gtid_set else None,
-            log_pos=start.pos if not start.gtid_set else None,
-            only_events=[
-                GtidEvent,
-                MariadbGtidEvent,
-                QueryEvent,
-                XidEvent,
-                RotateEvent,
-                TableMapEvent,
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-                HeartbeatLogEvent,
-                NotImplementedEvent,
-            ],
-            filter_non_implemented_events=False,
-            only_schemas=only_schemas,
-            is_mariadb=flavor == "mariadb",
-            slave_heartbeat=self.config.heartbeat_interval_s,
-            freeze_schema=True,
-            enable_logging=False,
+            flavor=self.info.flavor,
+            gtid_set=start.gtid_set if by_gtid else None,
+            file=None if by_gtid else start.file,
+            pos=None if by_gtid else start.pos,
+            heartbeat_s=self.config.heartbeat_interval_s,
         )
         try:
-            self.consume(reader, start, hand_over)
+            binlog.open()
+            self.checksum = binlog.checksum
+            self.consume(binlog.packets(), start, hand_over)
         finally:
-            with contextlib.suppress(Exception):
-                reader.close()
+            binlog.close()
 
-    def consume(self, events: Iterable[Any], start: _Start, hand_over: Any) -> None:
-        """Turn library binlog events into items, handed over in chunks.
+    def consume(self, packets: Iterable[bytes], start: _Start, hand_over: Any) -> None:
+        """Turn binlog event packets into items, handed over in chunks.
 
-        Separate from the connection so that recorded binlog bytes can be fed through it.
+        Separate from the connection so that binlog bytes built by tests can be fed in.
+        A packet is the dump protocol's payload: the OK byte, the event header, the event.
         """
         assert self.info is not None
         flavor = self.info.flavor
@@ -506,6 +468,10 @@ class MysqlSource:
         skip = start.skip_events
         tx_events = 0
         connector = self.connector
+        crc = 4 if self.checksum else 0
+        unpack_header = bl.HEADER.unpack_from
+        sids: dict[bytes, str] = {}
+        stop = self._stop
 
         def commit(next_pos: int, ts: int) -> None:
             nonlocal gtids, in_transaction, tx_events, skip
@@ -521,13 +487,20 @@ class MysqlSource:
             items.append(Commit(position, txid=gtid, ts_ms=ts * 1000, event_count=tx_events))
             in_transaction, tx_events, skip = False, 0, 0
 
-        for event in events:
-            kind = type(event)
-            if kind is WriteRowsEvent or kind is UpdateRowsEvent or kind is DeleteRowsEvent:
-                table = tables.get(event.table_id)
-                if table is None or not table.included:
+        for packet in packets:
+            kind = packet[5]
+            if kind in _ROWS_EVENTS:
+                table_id = int.from_bytes(packet[20:26], "little")
+                table = tables.get(table_id)
+                if table is None:
+                    ts, _, _, size, log_pos, _ = unpack_header(packet, 1)
+                    raise DecodeError(
+                        f"a rows event at {file}:{log_pos - size} names table id {table_id}, "
+                        "which no TABLE_MAP event described; cdcd stops rather than skip it"
+                    )
+                if not table.included:
                     continue
-                ts = event.timestamp
+                ts, _, server_id, size, log_pos, _ = unpack_header(packet, 1)
                 source = {
                     "connector": connector,
                     "ts_ms": ts * 1000,
@@ -537,15 +510,15 @@ class MysqlSource:
                     "db": table.schema,
                     "sequence": None,
                     "table": table.name,
-                    "server_id": event.packet.server_id,
+                    "server_id": server_id,
                     "gtid": gtid,
                     "file": file,
-                    "pos": event.packet.log_pos - event.packet.event_size,
+                    "pos": log_pos - size,
                     "row": 0,
                     "thread": thread,
                     "query": None,
                 }
-                images = self._row_images(kind, table, event)
+                images = self._row_images(kind, table, packet, 1 + size - crc)
                 for row_index, (before, after) in enumerate(images):
                     row_source = source if row_index == 0 else {**source, "row": row_index}
                     for change in self._changes(table, before, after, row_source, gtid):
@@ -556,34 +529,54 @@ class MysqlSource:
                 if len(items) >= _CHUNK_ITEMS:
                     hand_over(items)
                     items = []
-            elif kind is TableMapEvent:
-                tables[event.table_id] = self._table(event)
-            elif kind is XidEvent:
-                commit(event.packet.log_pos, event.timestamp)
+            elif kind == bl.TABLE_MAP:
+                table_id = int.from_bytes(packet[20:26], "little")
+                size = int.from_bytes(packet[10:14], "little")
+                body = packet[20 : 1 + size - crc]
+                known = tables.get(table_id)
+                if known is None or known.map_body != body:
+                    # A table id names one table until the server reuses it (after a
+                    # restart or an ALTER): the map's bytes, not only its id, decide.
+                    tables[table_id] = self._table(packet, body)
+            elif kind == bl.XID:
+                ts, _, _, _, log_pos, _ = unpack_header(packet, 1)
+                commit(log_pos, ts)
                 hand_over(items)
                 items = []
-            elif kind is GtidEvent:
-                gtid = event.gtid
+            elif kind == bl.GTID:
+                sid = packet[21:37]
+                text = sids.get(sid)
+                if text is None:
+                    text = sids[sid] = str(uuid.UUID(bytes=sid))
+                gtid = f"{text}:{int.from_bytes(packet[37:45], 'little')}"
                 thread = None
-            elif kind is MariadbGtidEvent:
-                gtid = event.gtid
+            elif kind == bl.MARIADB_GTID:
+                seq, domain, flags = struct.unpack_from("<QIB", packet, 20)
+                server_id = int.from_bytes(packet[6:10], "little")
+                gtid = f"{domain}-{server_id}-{seq}"
                 thread = None
                 # MariaDB writes no BEGIN: the GTID event opens a transaction unless it
                 # is flagged standalone (a DDL statement, committed by itself).
-                in_transaction = not (event.flags & 1)
-            elif kind is QueryEvent:
-                statement = event.query.strip()
+                in_transaction = not (flags & 1)
+            elif kind == bl.QUERY:
+                ts, _, server_id, size, log_pos, _ = unpack_header(packet, 1)
+                proxy_id, _, db_length, _, status_length = struct.unpack_from("<IIBHH", packet, 20)
+                at = 33 + status_length
+                schema = packet[at : at + db_length].decode("utf-8", "replace")
+                statement = (
+                    packet[at + db_length + 1 : 1 + size - crc].decode("utf-8", "replace").strip()
+                )
                 upper = statement[:16].upper()
                 if upper == "BEGIN" or upper.startswith("XA START"):
                     in_transaction = True
-                    thread = event.slave_proxy_id
+                    thread = proxy_id
                 elif upper in ("COMMIT", "ROLLBACK") or upper.startswith("XA COMMIT"):
-                    commit(event.packet.log_pos, event.timestamp)
+                    commit(log_pos, ts)
                     hand_over(items)
                     items = []
                 elif not in_transaction:
                     # DDL: committed by itself; row events after it have the new shape.
-                    database = ddl_database(statement, event.schema)
+                    database = ddl_database(statement, schema)
                     if self.config.schema_changes and self._captures_database(database):
                         items.append(
                             SchemaChange(
@@ -591,47 +584,38 @@ class MysqlSource:
                                 statement,
                                 {
                                     "connector": connector,
-                                    "ts_ms": event.timestamp * 1000,
+                                    "ts_ms": ts * 1000,
                                     "snapshot": "false",
                                     "db": database,
                                     "table": None,
-                                    "server_id": event.packet.server_id,
+                                    "server_id": server_id,
                                     "gtid": gtid,
                                     "file": file,
-                                    "pos": event.packet.log_pos - event.packet.event_size,
+                                    "pos": log_pos - size,
                                     "row": 0,
-                                    "thread": event.slave_proxy_id,
+                                    "thread": proxy_id,
                                     "query": None,
                                 },
                             )
                         )
-                    commit(event.packet.log_pos, event.timestamp)
+                    commit(log_pos, ts)
                     hand_over(items)
                     items = []
-            elif kind is RotateEvent:
-                file = event.next_binlog
-                if event.timestamp != 0:
-                    # A real rotation may follow a server restart, after which table ids
-                    # name other tables: the library forgets its table maps then, and so
-                    # must this cache. Only then: with freeze_schema the library passes
-                    # on a TABLE_MAP only for a table id it does not know, so a table
-                    # forgotten here at any other time would have its rows dropped.
-                    tables.clear()
-            elif kind is NotImplementedEvent:
-                event_type = event.packet.event_type
-                if event_type in _HARMLESS_EVENT_TYPES:
-                    continue
-                what = _UNREADABLE_EVENT_TYPES.get(
-                    event_type, f"an event of unknown type 0x{event_type:02x}"
-                )
+            elif kind == bl.ROTATE:
+                size = int.from_bytes(packet[10:14], "little")
+                file = packet[28 : 1 + size - crc].decode()
+            elif kind == bl.HEARTBEAT or kind == bl.HEARTBEAT_V2:
+                if items:
+                    hand_over(items)
+                    items = []
+            elif kind not in _HARMLESS_EVENT_TYPES:
+                _, _, _, size, log_pos, _ = unpack_header(packet, 1)
+                what = _UNREADABLE_EVENT_TYPES.get(kind, f"an event of unknown type 0x{kind:02x}")
                 raise DecodeError(
-                    f"the binlog holds {what} at {file}:{event.packet.log_pos - event.packet.event_size}; "
+                    f"the binlog holds {what} at {file}:{log_pos - size}; "
                     "cdcd stops rather than skip it"
                 )
-            elif kind is HeartbeatLogEvent and items:
-                hand_over(items)
-                items = []
-            if self._stop.is_set():
+            if stop.is_set():
                 raise _Stopped
         if items:
             hand_over(items)
@@ -647,16 +631,19 @@ class MysqlSource:
             )
         return database in captured
 
-    def _table(self, event: Any) -> _Table:
-        schema, name = event.schema, event.table
+    def _table(self, packet: bytes, body: bytes) -> _Table:
+        _, schema, name = bl.table_map_names(packet)
         if not self.config.includes(schema, name):
-            return _Table(schema, name, included=False)
+            return _Table(schema, name, included=False, map_body=body)
+        assert self.info is not None
+        event = bl.library_event(
+            packet, flavor=self.info.flavor, version=self.version, checksum=self.checksum
+        )
         try:
             convert = RowConverter.from_table_map(event)
         except ValueError as exc:
             raise SourceError(f"table {schema}.{name}: {exc}") from None
         key_columns = tuple(c.name for c in event.columns if getattr(c, "is_primary", False))
-        assert self.info is not None
         try:
             decoder: RowImageDecoder | None = RowImageDecoder(event, self.info.flavor)
         except UnsupportedColumn as exc:
@@ -665,25 +652,37 @@ class MysqlSource:
                 self.log.info("slow row decoding", table=f"{schema}.{name}", reason=str(exc))
         count = len(event.columns)
         full = ((1 << count) - 1).to_bytes((count + 7) // 8, "little")
-        return _Table(schema, name, True, convert, key_columns, decoder, full)
+        return _Table(
+            schema, name, True, convert, key_columns, decoder, full, body, event.get_table()
+        )
 
-    @staticmethod
-    def _row_images(kind: type, table: _Table, event: Any) -> list[tuple[Any, Any]]:
+    def _row_images(
+        self, kind: int, table: _Table, packet: bytes, end: int
+    ) -> list[tuple[Any, Any]]:
         """(before, after) of every row of a rows event, values encoded as Debezium's."""
         decoder = table.decoder
-        if decoder is not None and _full_image(event, table.full_bitmap, kind is UpdateRowsEvent):
-            packet = event.packet
-            body = packet.read(event.event_size - packet.read_bytes)
-            if kind is WriteRowsEvent:
+        present, present_after, body = bl.rows_body(packet, kind, end)
+        if decoder is not None and present == table.full_bitmap == present_after:
+            if kind in bl.WRITE_ROWS:
                 return [(None, after) for after in decoder.images(body)]
-            if kind is DeleteRowsEvent:
+            if kind in bl.DELETE_ROWS:
                 return [(before, None) for before in decoder.images(body)]
             return decoder.image_pairs(body)
+        # A column type the fast decoder does not handle, or a partial row image: the
+        # library decodes the event.
+        assert self.info is not None and table.convert is not None
+        table_id = int.from_bytes(packet[20:26], "little")
+        event = bl.library_event(
+            packet,
+            flavor=self.info.flavor,
+            version=self.version,
+            checksum=self.checksum,
+            table_map={table_id: table.library_table},
+        )
         convert = table.convert
-        assert convert is not None
-        if kind is WriteRowsEvent:
+        if kind in bl.WRITE_ROWS:
             return [(None, convert(row["values"], row.get("none_sources"))) for row in event.rows]
-        if kind is DeleteRowsEvent:
+        if kind in bl.DELETE_ROWS:
             return [(convert(row["values"], row.get("none_sources")), None) for row in event.rows]
         return [
             (
@@ -726,17 +725,19 @@ class MysqlSource:
         assert isinstance(position, MysqlPosition)
         self.acked = position
 
+    @property
+    def version(self) -> tuple[int, ...]:
+        """The server's version as numbers (10.11.6-MariaDB-0+deb12u1: (10, 11, 6))."""
+        assert self.info is not None
+        match = re.match(r"(\d+)\.(\d+)\.(\d+)", self.info.version)
+        return tuple(int(part) for part in match.groups()) if match else (0, 0, 0)
+
     async def close(self) -> None:
         self._stop.set()
-        reader = self._reader
-        if reader is not None:
-            # The reader thread blocks in recv(): shutting the socket down wakes it at once.
-            connection = getattr(reader, "_stream_connection", None)
-            sock = getattr(connection, "_sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        binlog = self._binlog
+        if binlog is not None:
+            binlog.close()  # the reader thread blocks in recv(): this wakes it at once
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
-        if self.log is not None and self._reader is not None:
+        if self.log is not None and binlog is not None:
             self.log.info("source closed", position=str(self.acked) if self.acked else None)
