@@ -24,6 +24,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka import codec as aiokafka_codec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
@@ -37,6 +38,12 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 from aiokafka.producer import sender as aiokafka_sender
+from aiokafka.record import default_records as aiokafka_default_records
+
+try:
+    from aiokafka.record._crecords import default_records as aiokafka_c_records
+except ImportError:  # aiokafka built without its C extensions
+    aiokafka_c_records = None  # type: ignore[assignment]
 
 from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
 from cdcd.envelope import Record
@@ -58,6 +65,21 @@ TRANSACTION_TIMEOUT_MS = 60_000
 _CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
 if hasattr(aiokafka_sender, "BACKOFF_OVERRIDE"):
     aiokafka_sender.BACKOFF_OVERRIDE = _CONCURRENT_TRANSACTIONS_BACKOFF_S
+
+# lz4 as the Java client does it at its default level: its fast compressor. aiokafka asks
+# cramjam for level 9, which is LZ4 HC: ten times slower for about the same size (measured
+# on envelopes: 3.6 ms against 0.3 ms per MB, 27.1 against 26.7 kB out). The record batch
+# builders (the C one and the Python one) look lz4_encode up in their module at each batch.
+LZ4_LEVEL = 1
+
+
+def _lz4_fast(payload: Any, level: int = LZ4_LEVEL) -> bytes:
+    return aiokafka_codec.lz4_encode(payload, level)
+
+
+for _module in (aiokafka_default_records, aiokafka_c_records):
+    if _module is not None and hasattr(_module, "lz4_encode"):
+        _module.lz4_encode = _lz4_fast
 COMMIT_TIMEOUT_S = 60.0  # a commit that takes longer is given up and the pipeline restarted
 
 
@@ -84,7 +106,7 @@ def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
     if isinstance(exc, TransactionalIdAuthorizationFailed):
         return SinkError(
             "Kafka refused the transactional id cdcd-<name>: grant WRITE and DESCRIBE on "
-            "TransactionalId cdcd-<name> (or set delivery = \"at-least-once\")"
+            'TransactionalId cdcd-<name> (or set delivery = "at-least-once")'
         )
     if isinstance(exc, GroupAuthorizationFailedError):
         return SinkError(
