@@ -122,6 +122,11 @@ class MysqlSourceConfig(_SourceCommon):
         default=True, description="publish DDL to the <topic_prefix> topic"
     )
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    reader: Literal["process", "thread"] = Field(
+        default="process",
+        description="where the binlog is read and decoded: a worker process (uses a second "
+        "core) or a thread of the daemon",
+    )
 
     @field_validator("dsn")
     @classmethod

@@ -39,6 +39,19 @@ class ChangeEvent:
     source: dict[str, Any]
     txid: str | None = None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by value, cheaply (a source may decode in a worker process).
+        return ChangeEvent, (
+            self.op,
+            self.namespace,
+            self.table,
+            self.key,
+            self.before,
+            self.after,
+            self.source,
+            self.txid,
+        )
+
 
 @dataclass(slots=True)
 class SchemaChange:

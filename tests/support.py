@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -31,12 +32,24 @@ def free_port() -> int:
 
 
 def peak_rss_mb(pid: int) -> float:
-    """A process's peak resident memory (VmHWM), in MB."""
+    """Peak resident memory (VmHWM) of a process and its live children (a daemon's
+    binlog reader process), summed, in MB: an upper bound of what they held at once."""
+    total = 0.0
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for pid {pid}")
+                total += int(line.split()[1]) / 1024
+                break
+        else:
+            raise AssertionError(f"no VmHWM for pid {pid}")
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():  # children of every thread
+        with contextlib.suppress(OSError):
+            children.update(int(c) for c in (task / "children").read_text().split())
+    for child in children:
+        with contextlib.suppress(OSError, AssertionError):
+            total += peak_rss_mb(child)
+    return total
 
 
 def unique_name(prefix: str = "t") -> str:

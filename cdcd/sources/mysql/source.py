@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pickle
 import queue
 import re
 import struct
+import subprocess
+import sys
 import threading
 import uuid
 import zlib
@@ -191,6 +195,7 @@ class MysqlSource:
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
         self._binlog: bl.BinlogStream | None = None
+        self._process: Any = None  # the reader process (source.reader = "process")
         self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
         self._thread: threading.Thread | None = None
         self.acked: MysqlPosition | None = None
@@ -398,7 +403,10 @@ class MysqlSource:
             raise _Stopped
 
         try:
-            self._read(start, hand_over)
+            if self.config.reader == "process":
+                self._relay(start, hand_over)
+            else:
+                self._read(start, hand_over)
         except _Stopped:
             pass
         except (SourceError, DecodeError) as exc:
@@ -412,6 +420,58 @@ class MysqlSource:
             if not self._stop.is_set():
                 with contextlib.suppress(_Stopped):
                     hand_over(SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}"))
+
+    def _relay(self, start: _Start, hand_over: Any) -> None:
+        """Read the binlog in a worker process (``cdcd.sources.mysql.reader``) and hand over
+        what it decodes.
+
+        Decoding rows is most of the work, and the GIL keeps a thread on the daemon's core:
+        a process decodes on the second core while this one encodes and writes to Kafka.
+        The worker only reads (it acknowledges nothing), so stopping it is always safe.
+        """
+        receive, send = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cdcd.sources.mysql.reader", str(send), str(os.getpid())],
+                stdin=subprocess.PIPE,
+                pass_fds=(send,),
+            )
+        finally:
+            os.close(send)
+        self._process = process
+        frames = os.fdopen(receive, "rb", buffering=1 << 20)
+        try:
+            assert process.stdin is not None
+            with process.stdin as setup:
+                setup.write(
+                    pickle.dumps((self.config, self.info, self.connector, self.server_id, start))
+                )
+            read = frames.read
+            while True:
+                header = read(4)
+                data = read(int.from_bytes(header, "little")) if len(header) == 4 else b""
+                if not data:
+                    if self._stop.is_set():
+                        raise _Stopped
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(5)
+                    raise SourceError(
+                        f"the binlog reader process stopped (exit code {process.returncode})"
+                    )
+                message = pickle.loads(data)
+                if isinstance(message, BaseException):
+                    raise message
+                hand_over(message)
+        except BrokenPipeError:
+            raise SourceError(
+                f"the binlog reader process stopped at start (exit code {process.poll()})"
+            ) from None
+        finally:
+            frames.close()
+            if process.poll() is None:
+                process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
 
     def _explain_stream_error(self, exc: pymysql.err.OperationalError) -> SourceError:
         code, message = (exc.args + ("",))[:2]
@@ -737,7 +797,10 @@ class MysqlSource:
         binlog = self._binlog
         if binlog is not None:
             binlog.close()  # the reader thread blocks in recv(): this wakes it at once
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()  # the relay thread then sees the pipe close
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
-        if self.log is not None and binlog is not None:
+        if self.log is not None and (binlog is not None or process is not None):
             self.log.info("source closed", position=str(self.acked) if self.acked else None)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
+import signal
+import time
+from pathlib import Path
 
 import pytest
 from support import consume, daemon, peak_rss_mb
@@ -101,10 +105,11 @@ def expected_types_row(flavor: str) -> dict:
     }
 
 
-def test_every_type_round_trips(my_case, tmp_path):
+@pytest.mark.parametrize("reader", ["process", "thread"])
+def test_every_type_round_trips(my_case, tmp_path, reader):
     my_case.ddl(TYPES_DDL)
     my_case.ddl("SET time_zone = '+00:00'")
-    with daemon(tmp_path, my_case.config(["types"])) as d:
+    with daemon(tmp_path, my_case.config(["types"], reader=reader)) as d:
         my_case.execute(TYPES_ROW)
         [message] = consume(my_case.bootstrap, [my_case.topic("types")], expect=1)
         assert d.terminate() == 0
@@ -300,3 +305,58 @@ def test_sigkill_mid_stream_resumes_from_the_stored_gtid_position(my_case, tmp_p
     )
     assert not missing, f"{len(missing)} changes lost, e.g. {sorted(missing)[:5]}"
     assert duplicates == 0  # exactly-once: the stored offset and the records commit together
+
+
+def _reader_processes(daemon_pid: int, timeout: float = 10) -> list[int]:
+    """The daemon's binlog reader processes, once there is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = _readers_now(daemon_pid)
+        if pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.05)
+
+
+def _readers_now(daemon_pid: int) -> list[int]:
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"cdcd.sources.mysql.reader" in command and str(daemon_pid).encode() in command:
+            pids.append(int(status.parent.name))
+    return pids
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True  # ended; its zombie waits for init to reap it
+        time.sleep(0.05)
+    return False
+
+
+def test_reader_process_ends_with_the_daemon_and_its_death_stops_the_daemon(my_case, tmp_path):
+    """The binlog reader process never outlives the daemon (even one killed with SIGKILL),
+    and a reader process that dies makes the daemon stop with a clear error instead of
+    hanging with its position still."""
+    if my_case.flavor == "mysql":
+        pytest.skip("process handling does not depend on the flavour: MariaDB only")
+    my_case.ddl(f"CREATE TABLE {my_case.database}.t (id INT PRIMARY KEY)")
+    with daemon(tmp_path, my_case.config(["t"])) as d:
+        [reader] = _reader_processes(d.process.pid)
+        os.kill(d.process.pid, signal.SIGKILL)
+        d.process.wait(10)
+        assert _gone(reader, 10), "the reader process outlived a SIGKILLed daemon"
+    with daemon(tmp_path, {**my_case.config(["t"]), "name": my_case.name + "b"}) as d:
+        [reader] = _reader_processes(d.process.pid)
+        os.kill(reader, signal.SIGKILL)
+        assert d.process.wait(30) == 1
+        log = d.log_text()
+        assert "the binlog reader process stopped (exit code -9)" in log, log[-2000:]

@@ -1,0 +1,61 @@
+"""The binlog reader process of ``source.reader = "process"``.
+
+Started by the daemon as ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``: it reads its setup
+(configuration, server facts, where to start) pickled on stdin, then reads and decodes
+the binlog and writes what it decodes to the pipe ``fd``, chunk by chunk, as frames (a
+4-byte little-endian length, then a pickle), and an error as its last frame.
+
+A full pipe blocks the write: the daemon's bounded queue bounds this side too. When the
+daemon goes, this process gets SIGTERM (PR_SET_PDEATHSIG), or the next write fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import signal
+import sys
+from typing import Any
+
+import pymysql
+
+from cdcd.errors import DecodeError, SourceError
+from cdcd.sources.mysql.source import MysqlSource
+
+
+def main(fd: int, daemon_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the daemon decides, and stops it
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != daemon_pid:
+        return  # the daemon went before the death signal was asked for
+    config, info, connector, server_id, start = pickle.load(sys.stdin.buffer)
+    source = MysqlSource(config, name="reader")
+    source.info, source.connector, source.server_id = info, connector, server_id
+    out = os.fdopen(fd, "wb")
+    dumps = pickle.dumps
+
+    def send(message: Any) -> None:
+        data = dumps(message, pickle.HIGHEST_PROTOCOL)
+        out.write(len(data).to_bytes(4, "little"))
+        out.write(data)
+        out.flush()
+
+    try:
+        source._read(start, send)
+    except BrokenPipeError:
+        return
+    except (SourceError, DecodeError) as exc:
+        failure: Exception = exc
+    except pymysql.err.OperationalError as exc:
+        failure = source._explain_stream_error(exc)
+    except Exception as exc:  # a bug or an undecodable event: stop, never skip
+        failure = SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}")
+    with contextlib.suppress(OSError):
+        send(failure)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))
