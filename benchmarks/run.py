@@ -105,6 +105,7 @@ class Options:
     warmup_seconds: float
     tx_rows: int
     delivery: str
+    latency_delivery: str
     startup_timeout: float
     stall_timeout: float
     debezium_latency: bool
@@ -166,6 +167,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "exactly-once; or 'default' to leave it out)",
     )
     p.add_argument(
+        "--latency-delivery",
+        default="exactly-once",
+        help="cdcd's delivery in the latency phase (default exactly-once, the target's)",
+    )
+    p.add_argument(
         "--stall-timeout",
         type=float,
         help="seconds without a new record before a reader counts as stalled "
@@ -200,6 +206,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         else (2.0 if a.quick else 5.0),
         tx_rows=a.tx_rows,
         delivery=a.delivery,
+        latency_delivery=a.latency_delivery,
         startup_timeout=90.0 if a.quick else 240.0,
         stall_timeout=a.stall_timeout or (30.0 if a.quick else 300.0),
         debezium_latency=a.debezium_latency,
@@ -433,12 +440,17 @@ def _cdcd_fields() -> dict[str, set[str]]:
 
 
 def cdcd_config(
-    opts: Options, name: str, source: dict[str, Any], topic_prefix: str
+    opts: Options,
+    name: str,
+    source: dict[str, Any],
+    topic_prefix: str,
+    delivery: str | None = None,
 ) -> dict[str, Any]:
     known = _cdcd_fields()
     config: dict[str, Any] = {"name": name}
-    if opts.delivery != "default" and "delivery" in known["top"]:
-        config["delivery"] = opts.delivery
+    delivery = delivery or opts.delivery
+    if delivery != "default" and "delivery" in known["top"]:
+        config["delivery"] = delivery
     kind = source["kind"]
     config["source"] = {k: v for k, v in source.items() if k in known[kind] or k in ("kind", "dsn")}
     config["sink"] = {
@@ -1207,7 +1219,7 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     # Latency at a steady rate.
     if "latency" not in opts.skip and "cdcd" not in opts.skip:
         log(
-            f"{name}: cdcd latency at {opts.steady_rate:.0f} events/s "
+            f"{name}: cdcd ({opts.latency_delivery}) latency at {opts.steady_rate:.0f} events/s "
             f"for {opts.steady_seconds:.0f} s ..."
         )
         try:
@@ -1220,6 +1232,7 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
                     f"bench-{name}-{opts.run_id}-latency",
                     bench.cdcd_latency_source("lat", start_lat),
                     prefixes["lat"],
+                    opts.latency_delivery,
                 ),
             )
             out["latency"] = result = await steady_latency(
@@ -1374,7 +1387,8 @@ def report(result: dict[str, Any]) -> str:
         lat = out.get("latency") or {}
         if lat:
             lines.append(
-                f"  {source:9} cdcd latency at {_fmt(lat.get('rate'))} ev/s "
+                f"  {source:9} cdcd ({result['settings'].get('cdcd_latency_delivery', '?')}) "
+                f"latency at {_fmt(lat.get('rate'))} ev/s "
                 f"(achieved {_fmt(lat.get('achieved_rate'))}, {_fmt(lat.get('events'))} events): "
                 f"p50 {_fmt(lat.get('p50_ms'), 1)} ms, p99 {_fmt(lat.get('p99_ms'), 1)} ms, "
                 f"max {_fmt(lat.get('max_ms'), 1)} ms; "
@@ -1442,6 +1456,7 @@ async def main_async(opts: Options) -> dict[str, Any]:
             "cdcd_delivery": opts.delivery
             if "delivery" in _cdcd_fields()["top"]
             else "(no such key)",
+            "cdcd_latency_delivery": opts.latency_delivery,
             "debezium": DEBEZIUM_VERSIONS,
             "producer": PRODUCER,
             "kafka": opts.kafka,
