@@ -106,6 +106,7 @@ class Options:
     tx_rows: int
     delivery: str
     latency_delivery: str
+    big_tx: int
     startup_timeout: float
     stall_timeout: float
     debezium_latency: bool
@@ -152,7 +153,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
     p.add_argument(
         "--skip",
         default=None,
-        help="comma list of: c, pyrepl, cdcd, debezium, profile, latency (default: none)",
+        help="comma list of: c, pyrepl, cdcd, debezium, profile, latency, bigtx (default: none)",
     )
     p.add_argument("--steady-rate", type=float, default=5000.0, help="events/s (default 5000)")
     p.add_argument("--steady-seconds", type=float, help="measured window (default 30; --quick: 6)")
@@ -170,6 +171,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
         "--latency-delivery",
         default="exactly-once",
         help="cdcd's delivery in the latency phase (default exactly-once, the target's)",
+    )
+    p.add_argument(
+        "--big-tx",
+        type=int,
+        help="rows of the single-transaction memory phase (default 1000000; --quick: 0, off)",
     )
     p.add_argument(
         "--stall-timeout",
@@ -207,6 +213,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         tx_rows=a.tx_rows,
         delivery=a.delivery,
         latency_delivery=a.latency_delivery,
+        big_tx=a.big_tx if a.big_tx is not None else (0 if a.quick else 1_000_000),
         startup_timeout=90.0 if a.quick else 240.0,
         stall_timeout=a.stall_timeout or (30.0 if a.quick else 300.0),
         debezium_latency=a.debezium_latency,
@@ -1069,7 +1076,7 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
 
     topic_of = {}
     prefixes = {}
-    for role in ("cdcd", "dbz", "prof", "lat", "dbzlat"):
+    for role in ("cdcd", "dbz", "prof", "lat", "dbzlat", "big"):
         prefixes[role] = f"{opts.topic_root}{name}-{role}"
         topic_of[role] = f"{prefixes[role]}.bench.orders"
     await create_topics(opts.kafka, list(topic_of.values()))
@@ -1245,6 +1252,38 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
                 out["errors"]["latency"] = result["error"]
         except Exception as exc:  # noqa: BLE001
             failed("latency", exc)
+    if opts.big_tx and "bigtx" not in opts.skip and "cdcd" not in opts.skip:
+        big = load.BigTransaction(opts.big_tx)
+        log(f"{name}: one transaction of {big.rows} rows, cdcd ({opts.latency_delivery}) ...")
+        try:
+            start_big = bench.latency_start("big")
+            out["big_transaction_load"] = load.load_big_transaction(
+                "postgres" if name == "postgres" else "mysql",
+                bench.dsn if isinstance(bench, PostgresBench) else bench.url,
+                big,
+            )
+            path = workdir / "cdcd-bigtx.toml"
+            write_toml(
+                path,
+                cdcd_config(
+                    opts,
+                    f"bench-{name}-{opts.run_id}-bigtx",
+                    bench.cdcd_latency_source("big", start_big),
+                    prefixes["big"],
+                    opts.latency_delivery,
+                ),
+            )
+            result = await catch_up(
+                opts,
+                Follow("cdcd", cdcd_argv(path), topic_of["big"], workdir / "cdcd-bigtx.log"),
+                big,  # type: ignore[arg-type]
+            )
+            result["workload"] = big.describe()
+            out["big_transaction"] = result
+            if "error" in result:
+                out["errors"]["big_transaction"] = result["error"]
+        except Exception as exc:  # noqa: BLE001
+            failed("big_transaction", exc)
     if opts.debezium_latency and "debezium" not in opts.skip:
         log(f"{name}: Debezium latency ...")
         try:
@@ -1287,13 +1326,25 @@ def headline(source: str, out: dict[str, Any], opts: Options) -> None:
     dbz = rate("debezium")
     c = rate("c_limit")
     lat = out.get("latency") or {}
-    rss = [v for v in ((readers.get("cdcd") or {}).get("peak_rss_mb"), lat.get("peak_rss_mb")) if v]
+    big = out.get("big_transaction") or {}
+    rss = [
+        v
+        for v in (
+            (readers.get("cdcd") or {}).get("peak_rss_mb"),
+            lat.get("peak_rss_mb"),
+            big.get("peak_rss_mb"),
+        )
+        if v
+    ]
     out.update(
         cdcd_events_per_s=cdcd,
         debezium_events_per_s=dbz,
         c_limit_events_per_s=c,
         p50_latency_ms=lat.get("p50_ms"),
         p99_latency_ms=lat.get("p99_ms"),
+        big_transaction_rows=(big.get("workload") or {}).get("rows"),
+        big_transaction_peak_rss_mb=big.get("peak_rss_mb"),
+        big_transaction_events_per_s=big.get("events_per_s"),
         max_latency_ms=lat.get("max_ms"),
         peak_rss_mb=max(rss) if rss else None,
         cdcd_cpu_s=(readers.get("cdcd") or {}).get("cpu_s"),
@@ -1394,6 +1445,14 @@ def report(result: dict[str, Any]) -> str:
                 f"max {_fmt(lat.get('max_ms'), 1)} ms; "
                 f"cdcd CPU {_fmt(lat.get('reader_cpu_percent'), 0)}% "
                 + (f"[{lat['error'][:100]}]" if lat.get("error") else "")
+            )
+        big = out.get("big_transaction") or {}
+        if big:
+            lines.append(
+                f"  {source:9} cdcd, one transaction of {_fmt((big.get('workload') or {}).get('rows'))} "
+                f"rows: {_fmt(big.get('events_per_s'))} ev/s, peak RSS {_fmt(big.get('peak_rss_mb'), 1)} MB "
+                f"({_fmt(big.get('processes'))} processes)"
+                + (f" [{big['error'][:100]}]" if big.get("error") else "")
             )
         fs = lat.get("from_source_ts")
         if fs:
