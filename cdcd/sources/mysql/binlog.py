@@ -145,26 +145,24 @@ class BinlogStream:
         assert self._sock is not None
         read = self._sock.makefile("rb", buffering=_READ_BUFFER).read
         lost = pymysql.err.OperationalError(2013, "Lost connection to server during query")
+
+        def payload() -> bytes:
+            header = read(4)
+            if len(header) < 4:
+                raise lost
+            length = header[0] | header[1] << 8 | header[2] << 16
+            data = read(length)
+            if len(data) < length:
+                raise lost
+            return data
+
         try:
             while True:
-                header = read(4)
-                if len(header) < 4:
-                    raise lost
-                length = header[0] | header[1] << 8 | header[2] << 16
-                packet = read(length)
-                if len(packet) < length:
-                    raise lost
-                if length == _MAX_PACKET:  # an event of 16 MiB or more: continued
+                packet = payload()
+                if len(packet) == _MAX_PACKET:  # an event of 16 MiB or more: continued
                     parts = [packet]
-                    while length == _MAX_PACKET:
-                        header = read(4)
-                        if len(header) < 4:
-                            raise lost
-                        length = header[0] | header[1] << 8 | header[2] << 16
-                        part = read(length)
-                        if len(part) < length:
-                            raise lost
-                        parts.append(part)
+                    while len(parts[-1]) == _MAX_PACKET:
+                        parts.append(payload())
                     packet = b"".join(parts)
                 first = packet[0]
                 if first == 0:
