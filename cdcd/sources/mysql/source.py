@@ -39,7 +39,7 @@ from pymysqlreplication.row_event import (
 )
 
 from cdcd.config import MysqlSourceConfig, dsn_parts
-from cdcd.errors import DecodeError, SourceError
+from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.events import (
     OP_CREATE,
     OP_DELETE,
@@ -52,8 +52,10 @@ from cdcd.events import (
 from cdcd.positions import MysqlPosition, Position
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
+from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
+from cdcd.sources.mysql.tls import tls_context
 from cdcd.sources.mysql.types import RowConverter
 
 _CHUNK_ITEMS = 2000
@@ -190,17 +192,9 @@ class MysqlSource:
             "user": parts["user"] or "root",
             "password": password.get_secret_value() if password else (parts["password"] or ""),
         }
-        if config.ssl_ca or config.ssl_cert:
-            self._connection["ssl"] = {
-                key: value
-                for key, value in (
-                    ("ca", config.ssl_ca),
-                    ("cert", config.ssl_cert),
-                    ("key", config.ssl_key),
-                )
-                if value
-            }
-            self._connection["ssl_verify_identity"] = config.ssl_verify_identity
+        tls = tls_context(config)
+        if tls is not None:
+            self._connection["ssl"] = tls
         self._where = f"{self._connection['host']}:{self._connection['port']}"
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
@@ -214,13 +208,7 @@ class MysqlSource:
         try:
             return pymysql.connect(**self._connection, connect_timeout=10, autocommit=True)
         except pymysql.err.OperationalError as exc:
-            code, message = (exc.args + ("",))[:2]
-            fix = "check source.dsn"
-            if code == 1045:
-                fix = "check the user and set the password with source.password_env or source.password_file"
-            raise SourceError(
-                f"cannot connect to MySQL/MariaDB at {self._where}: {message}; {fix}"
-            ) from None
+            raise connect_error(exc, self._where, self.config) from None
 
     def _check_sync(self) -> list[Problem]:
         conn = self._connect()
@@ -412,6 +400,8 @@ class MysqlSource:
 
         try:
             self._read(start, hand_over)
+            if not self._stop.is_set():  # the server ended the stream (an EOF packet)
+                hand_over(SourceUnavailableError(f"{self._where} ended the binlog stream"))
         except _Stopped:
             pass
         except (SourceError, DecodeError) as exc:
@@ -427,15 +417,7 @@ class MysqlSource:
                     hand_over(SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}"))
 
     def _explain_stream_error(self, exc: pymysql.err.OperationalError) -> SourceError:
-        code, message = (exc.args + ("",))[:2]
-        if code == 1227 or "REPLICATION SLAVE" in str(message):
-            return SourceError(f"{message}; fix: GRANT REPLICATION SLAVE ON *.* TO <user>")
-        if code in (1236,):
-            return SourceError(
-                f"the server cannot send the binlog from the stored position: {message}; "
-                "the binlog may have been purged: reset the offsets (cdcd offsets reset)"
-            )
-        return SourceError(f"lost the binlog connection to {self._where}: {message}")
+        return stream_error(exc, self._where, self.config)
 
     def _read(self, start: _Start, hand_over: Any) -> None:
         assert self.info is not None
@@ -445,8 +427,8 @@ class MysqlSource:
         only_schemas = sorted(captured) if captured is not None else None
         # On a lost connection the library reconnects by itself from its *first* start
         # position and replays what it already yielded; cdcd must never repeat or skip
-        # silently, so the error is raised instead and the daemon stops (to be restarted
-        # from its stored offset).
+        # silently, so the error is raised instead and the daemon starts over from its
+        # last committed offset.
         binlogstream.MYSQL_EXPECTED_ERROR_CODES = []
         _count_year_as_numeric(flavor == "mariadb")
         self._reader = reader = BinLogStreamReader(
