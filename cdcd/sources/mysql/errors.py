@@ -122,8 +122,9 @@ def stream_error(
         return SourceError(f"{message}; fix: GRANT REPLICATION SLAVE ON *.* TO <user>")
     if code == _BINLOG_UNREADABLE:
         return SourceError(
-            f"the server cannot send the binlog from the stored position: {message}; "
-            "the binlog may have been purged: reset the offsets (cdcd offsets reset)"
+            f"the server cannot send the binlog from the start position: {message}; "
+            "the binlog may have been purged: reset the offsets (cdcd offsets reset), or, "
+            "on a first start, fix source.initial_position"
         )
     if code == _ACCESS_DENIED:
         return connect_error(exc, where, config)

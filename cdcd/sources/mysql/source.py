@@ -252,7 +252,7 @@ class MysqlSource:
             if resume.gtid_set is not None and resume.file:
                 # An empty GTID set: from the beginning of the binlog, by file/pos.
                 return _Start(resume.gtid_set, resume.file, resume.pos, resume.index)
-            return _Start(None, resume.file, resume.pos, resume.index)
+            return self._by_file_pos(resume.file, resume.pos, resume.index)
         initial = self.config.initial_position.strip()
         conn = self._connect()
         try:
@@ -265,8 +265,36 @@ class MysqlSource:
             conn.close()
         if _FILE_POS.match(initial):  # mariadb-bin.000001:4 (GTIDs have no ".")
             file, pos = initial.rsplit(":", 1)
-            return _Start(None, file, int(pos))
+            return self._by_file_pos(file, int(pos))
         return _Start(self._parse_gtid(initial), None, None)
+
+    def _by_file_pos(self, file: str, pos: int, skip_events: int = 0) -> _Start:
+        """Start at a binlog file/pos, checked first, so that a wrong one is refused
+        before it is stored. python-mysql-replication cannot ask MariaDB for a file/pos
+        (it always dumps from the oldest binlog), so there the position is turned into
+        the GTID position that starts at the same place."""
+        assert self.info is not None
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                if self.info.flavor == "mariadb":
+                    cursor.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+                    gtid_position = cursor.fetchone()[0]  # NULL: no event starts there
+                    found = gtid_position is not None
+                else:
+                    cursor.execute("SHOW BINARY LOGS")
+                    found = file in {row[0] for row in cursor.fetchall()}
+        finally:
+            conn.close()
+        if not found:
+            raise SourceError(
+                f"{file}:{pos} is not a position in the binlogs of {self._where} (purged, or "
+                "never one): fix source.initial_position, or reset the offsets "
+                "(cdcd offsets reset)"
+            )
+        if self.info.flavor != "mariadb":
+            return _Start(None, file, pos, skip_events)
+        return _Start(str(MariadbGtidPosition.parse(gtid_position)), file, pos, skip_events)
 
     def _earliest(self, cursor: Any) -> _Start:
         assert self.info is not None
