@@ -35,6 +35,7 @@ class Server:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes]
+    command: list[str]
 
     @property
     def url(self) -> str:
@@ -63,6 +64,16 @@ class Server:
                 return list(cursor.fetchall())
         finally:
             conn.close()
+
+    def restart(self, down_s: float = 0) -> None:
+        """Stop the server (SIGTERM, by its PID), leave it down ``down_s`` seconds, start
+        it again on the same port and data."""
+        _stop(self)
+        time.sleep(down_s)
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir
+        )
+        _wait_until_up(self)
 
     def log_text(self) -> str:
         path = self.workdir / "error.log"
@@ -113,32 +124,29 @@ def mariadb(*options: str, setup: tuple[str, ...] = ()) -> Iterator[Server]:
             check=True,
             capture_output=True,
         )
-        process = subprocess.Popen(
-            [
-                "mariadbd",
-                "--no-defaults",
-                f"--datadir={workdir}/data",
-                "--user=root",
-                f"--port={port}",
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                f"--socket={workdir}/sock",
-                f"--pid-file={workdir}/pid",
-                f"--log-error={workdir}/error.log",
-                "--log-bin=mariadb-bin",
-                "--server-id=11",
-                "--binlog-format=ROW",
-                "--binlog-row-image=FULL",
-                "--binlog-row-metadata=FULL",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-flush-log-at-trx-commit=2",
-                "--sync-binlog=0",
-                *options,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        server = Server("mariadb", port, workdir, process)
+        command = [
+            "mariadbd",
+            "--no-defaults",
+            f"--datadir={workdir}/data",
+            "--user=root",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            f"--socket={workdir}/sock",
+            f"--pid-file={workdir}/pid",
+            f"--log-error={workdir}/error.log",
+            "--log-bin=mariadb-bin",
+            "--server-id=11",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--sync-binlog=0",
+            *options,
+        ]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = Server("mariadb", port, workdir, process, command)
         try:
             # root has no password yet: set one, and let root in over TCP.
             deadline = time.monotonic() + 60
@@ -230,13 +238,11 @@ def mysql8(*options: str) -> Iterator[Server]:
             cwd=workdir,
             timeout=300,
         )
+        command = [str(mysqld), f"--defaults-file={cnf}"]
         process = subprocess.Popen(
-            [str(mysqld), f"--defaults-file={cnf}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=workdir,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir
         )
-        server = Server("mysql", port, workdir, process)
+        server = Server("mysql", port, workdir, process, command)
         try:
             _wait_until_up(server)
             server.sql("RESET MASTER")
