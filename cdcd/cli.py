@@ -8,6 +8,7 @@ import datetime
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ import orjson
 from cdcd import __version__
 from cdcd.config import Config, load_config
 from cdcd.envelope import EnvelopeEncoder
-from cdcd.errors import CdcdError, ConfigError
+from cdcd.errors import CdcdError, ConfigError, SourceUnavailableError
 from cdcd.log import setup_logging
 from cdcd.offsets import PinnableSource, SeekableSource, StoredOffset, parse_position
 from cdcd.pipeline import Pipeline, PipelineStats
@@ -26,6 +27,10 @@ from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import build_source
 
 T = TypeVar("T")
+
+# A pipeline that ran this long before failing was healthy: the next start over waits
+# the shortest pause again.
+_HEALTHY_RUN_S = 60.0
 
 config_option = click.option(
     "--config",
@@ -92,9 +97,10 @@ def _encoder(config: Config, connector: str) -> EnvelopeEncoder:
 
 
 async def _run(config: Config, log: Any) -> PipelineStats:
-    """Stream until stopped. When Kafka fails in a way that may pass (a broker restarting),
-    start over from the last committed offset, with growing pauses; a failure at start-up,
-    a fenced producer or any other error stops the daemon."""
+    """Stream until stopped. When Kafka or the source's connection fails in a way that may
+    pass (a broker restarting, a lost or refused database connection), start over from
+    the last committed offset, with growing pauses; a failure at the first start-up, a
+    fenced producer or any other error stops the daemon."""
     stopping = asyncio.Event()
     pipelines: list[Pipeline] = []
     total = PipelineStats()
@@ -142,12 +148,19 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             stats = await pipeline.run(resume)
             _add(total, stats)
             return total
-        except SinkUnavailableError as exc:
+        except (SinkUnavailableError, SourceUnavailableError) as exc:
             if not started:
                 raise
             _add(total, pipeline.stats)
+            if time.monotonic() - pipeline.stats.started_at > _HEALTHY_RUN_S:
+                pause = 1.0  # it streamed a good while: a new failure, not the same one
+            what = (
+                "Kafka unavailable"
+                if isinstance(exc, SinkUnavailableError)
+                else "source unavailable"
+            )
             log.warning(
-                "Kafka unavailable: starting over from the last committed offset",
+                f"{what}: starting over from the last committed offset",
                 error=str(exc),
                 pause_s=pause,
             )

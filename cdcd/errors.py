@@ -25,3 +25,12 @@ class FencedError(SinkError):
 
 class DecodeError(SourceError):
     """A replication message could not be decoded; the stream stops rather than skip data."""
+
+
+class SourceUnavailableError(SourceError):
+    """The source's connection was lost or refused, which may pass (a server restarting,
+    a killed session, a network cut).
+
+    While streaming, the daemon then starts over from its last committed offset; at the
+    first start it stops, as for any other error.
+    """

@@ -10,9 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,3 +248,64 @@ async def _consume(
     finally:
         await consumer.stop()
     return out
+
+
+class RangeWriter(threading.Thread):
+    """Writes ids 1..``total`` from a thread, ``per_tx`` rows a transaction, at a steady
+    pace: ``write(ranges)`` opens its own connection and commits one transaction for each
+    (first, last) it is given. ``written`` is the last id handed out so far."""
+
+    def __init__(
+        self,
+        write: Callable[[Iterator[tuple[int, int]]], None],
+        total: int,
+        per_tx: int = 100,
+        pause: float = 0.002,
+    ) -> None:
+        super().__init__(daemon=True, name="range-writer")
+        self.write, self.total, self.per_tx, self.pause = write, total, per_tx, pause
+        self.written = 0
+        self.error: BaseException | None = None
+
+    def _ranges(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.total, self.per_tx):
+            last = min(start + self.per_tx, self.total)
+            yield start + 1, last
+            self.written = last
+            time.sleep(self.pause)
+
+    def run(self) -> None:
+        try:
+            self.write(self._ranges())
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+    def wait_for(self, written: int, timeout: float = 60) -> None:
+        """Until at least ``written`` ids are committed."""
+        deadline = time.monotonic() + timeout
+        while self.written < written:
+            if self.error is not None:
+                raise self.error
+            assert time.monotonic() < deadline, f"the writer is stuck at {self.written}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 180) -> None:
+        self.join(timeout)
+        assert not self.is_alive(), "the writer did not finish"
+        if self.error is not None:
+            raise self.error
+
+
+def assert_each_once(messages: list[Message], total: int, label: str) -> Counter[Any]:
+    """Every id 1..``total`` arrived exactly once (keys ``{"id": n}``, tombstones aside)."""
+    counts = Counter(m.key["id"] for m in messages if m.value is not None)
+    missing = set(range(1, total + 1)) - set(counts)
+    duplicates = sum(n - 1 for n in counts.values())
+    print(
+        f"\n{label}: {len(messages)} records for {total} changes, "
+        f"{duplicates} duplicates, {len(missing)} missing"
+    )
+    assert not missing, f"{len(missing)} changes lost, e.g. {sorted(missing)[:5]}"
+    assert duplicates == 0, f"{duplicates} duplicates, e.g. {counts.most_common(3)}"
+    assert set(counts) == set(range(1, total + 1)), "ids that were never written"
+    return counts

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
@@ -63,7 +64,7 @@ _READ_BUFFER = 1 << 18
 
 
 class BinlogStream:
-    """One dump connection: ``open`` it, then iterate ``packets()``; ``close`` from any
+    """One dump connection (made by ``connect``, a pymysql connection): ``open`` it, then iterate ``packets()``; ``close`` from any
     thread wakes a blocked read.
 
     ``gtid_set`` (MySQL GTID set or MariaDB GTID position, as text) starts after those
@@ -73,7 +74,7 @@ class BinlogStream:
 
     def __init__(
         self,
-        connection: dict[str, Any],
+        connect: Callable[[], pymysql.connections.Connection],
         *,
         server_id: int,
         flavor: str,
@@ -82,7 +83,7 @@ class BinlogStream:
         pos: int | None,
         heartbeat_s: float,
     ) -> None:
-        self.connection = connection
+        self.connect = connect
         self.server_id = server_id
         self.flavor = flavor
         self.gtid_set = gtid_set
@@ -94,7 +95,8 @@ class BinlogStream:
         self._sock: socket.socket | None = None
 
     def open(self) -> None:
-        conn = self._conn = pymysql.connect(**self.connection, connect_timeout=10, autocommit=True)
+        """Connect (``connect`` says what to fix when it cannot) and ask for the binlog."""
+        conn = self._conn = self.connect()
         self._sock = conn._sock
         with conn.cursor() as cursor:
             cursor.execute("SHOW GLOBAL VARIABLES LIKE 'binlog_checksum'")

@@ -129,11 +129,13 @@ def _privilege_problems(cursor: Any) -> list[Problem]:
 
 
 def _table_problems(cursor: Any, config: MysqlSourceConfig) -> list[Problem]:
+    # STATISTICS, not TABLE_CONSTRAINTS: MariaDB shows a user with only SELECT on a table
+    # none of its constraints, and every table would seem to lack a primary key.
     cursor.execute(
         "SELECT t.table_schema, t.table_name, "
-        "EXISTS (SELECT 1 FROM information_schema.table_constraints c "
-        "        WHERE c.table_schema = t.table_schema AND c.table_name = t.table_name "
-        "        AND c.constraint_type = 'PRIMARY KEY') "
+        "EXISTS (SELECT 1 FROM information_schema.statistics s "
+        "        WHERE s.table_schema = t.table_schema AND s.table_name = t.table_name "
+        "        AND s.index_name = 'PRIMARY') "
         "FROM information_schema.tables t WHERE t.table_type = 'BASE TABLE'"
     )
     problems = []

@@ -21,7 +21,7 @@ from typing import Any
 
 import pymysql
 
-from cdcd.errors import DecodeError, SourceError
+from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.sources.mysql.source import MysqlSource
 
 
@@ -45,10 +45,13 @@ def main(fd: int, daemon_pid: int) -> None:
 
     try:
         source._read(start, send)
+        failure: Exception = SourceUnavailableError(
+            f"{source._where} ended the binlog stream"  # an EOF packet
+        )
     except BrokenPipeError:
         return
     except (SourceError, DecodeError) as exc:
-        failure: Exception = exc
+        failure = exc
     except pymysql.err.OperationalError as exc:
         failure = source._explain_stream_error(exc)
     except Exception as exc:  # a bug or an undecodable event: stop, never skip

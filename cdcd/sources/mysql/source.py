@@ -29,7 +29,7 @@ import pymysql
 from pymysqlreplication.row_event import TableMapEvent
 
 from cdcd.config import MysqlSourceConfig, dsn_parts
-from cdcd.errors import DecodeError, SourceError
+from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.events import (
     OP_CREATE,
     OP_DELETE,
@@ -43,8 +43,10 @@ from cdcd.positions import MysqlPosition, Position
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
+from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
+from cdcd.sources.mysql.tls import tls_context
 from cdcd.sources.mysql.types import RowConverter
 
 _CHUNK_ITEMS = 2000
@@ -180,17 +182,9 @@ class MysqlSource:
             "user": parts["user"] or "root",
             "password": password.get_secret_value() if password else (parts["password"] or ""),
         }
-        if config.ssl_ca or config.ssl_cert:
-            self._connection["ssl"] = {
-                key: value
-                for key, value in (
-                    ("ca", config.ssl_ca),
-                    ("cert", config.ssl_cert),
-                    ("key", config.ssl_key),
-                )
-                if value
-            }
-            self._connection["ssl_verify_identity"] = config.ssl_verify_identity
+        tls = tls_context(config)
+        if tls is not None:
+            self._connection["ssl"] = tls
         self._where = f"{self._connection['host']}:{self._connection['port']}"
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
@@ -206,13 +200,7 @@ class MysqlSource:
         try:
             return pymysql.connect(**self._connection, connect_timeout=10, autocommit=True)
         except pymysql.err.OperationalError as exc:
-            code, message = (exc.args + ("",))[:2]
-            fix = "check source.dsn"
-            if code == 1045:
-                fix = "check the user and set the password with source.password_env or source.password_file"
-            raise SourceError(
-                f"cannot connect to MySQL/MariaDB at {self._where}: {message}; {fix}"
-            ) from None
+            raise connect_error(exc, self._where, self.config) from None
 
     def _check_sync(self) -> list[Problem]:
         conn = self._connect()
@@ -256,7 +244,7 @@ class MysqlSource:
             if resume.gtid_set is not None and resume.file:
                 # An empty GTID set: from the beginning of the binlog, by file/pos.
                 return _Start(resume.gtid_set, resume.file, resume.pos, resume.index)
-            return _Start(None, resume.file, resume.pos, resume.index)
+            return self._by_file_pos(resume.file, resume.pos, resume.index)
         initial = self.config.initial_position.strip()
         conn = self._connect()
         try:
@@ -269,8 +257,36 @@ class MysqlSource:
             conn.close()
         if _FILE_POS.match(initial):  # mariadb-bin.000001:4 (GTIDs have no ".")
             file, pos = initial.rsplit(":", 1)
-            return _Start(None, file, int(pos))
+            return self._by_file_pos(file, int(pos))
         return _Start(self._parse_gtid(initial), None, None)
+
+    def _by_file_pos(self, file: str, pos: int, skip_events: int = 0) -> _Start:
+        """Start at a binlog file/pos, checked first, so that a wrong one is refused
+        before it is stored. python-mysql-replication cannot ask MariaDB for a file/pos
+        (it always dumps from the oldest binlog), so there the position is turned into
+        the GTID position that starts at the same place."""
+        assert self.info is not None
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                if self.info.flavor == "mariadb":
+                    cursor.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+                    gtid_position = cursor.fetchone()[0]  # NULL: no event starts there
+                    found = gtid_position is not None
+                else:
+                    cursor.execute("SHOW BINARY LOGS")
+                    found = file in {row[0] for row in cursor.fetchall()}
+        finally:
+            conn.close()
+        if not found:
+            raise SourceError(
+                f"{file}:{pos} is not a position in the binlogs of {self._where} (purged, or "
+                "never one): fix source.initial_position, or reset the offsets "
+                "(cdcd offsets reset)"
+            )
+        if self.info.flavor != "mariadb":
+            return _Start(None, file, pos, skip_events)
+        return _Start(str(MariadbGtidPosition.parse(gtid_position)), file, pos, skip_events)
 
     def _earliest(self, cursor: Any) -> _Start:
         assert self.info is not None
@@ -407,6 +423,8 @@ class MysqlSource:
                 self._relay(start, hand_over)
             else:
                 self._read(start, hand_over)
+            if not self._stop.is_set():  # the server ended the stream (an EOF packet)
+                hand_over(SourceUnavailableError(f"{self._where} ended the binlog stream"))
         except _Stopped:
             pass
         except (SourceError, DecodeError) as exc:
@@ -455,7 +473,9 @@ class MysqlSource:
                         raise _Stopped
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.wait(5)
-                    raise SourceError(
+                    # Killed (out of memory, by hand): nothing was acknowledged for what it
+                    # had read, so starting over from the last committed offset is safe.
+                    raise SourceUnavailableError(
                         f"the binlog reader process stopped (exit code {process.returncode})"
                     )
                 message = pickle.loads(data)
@@ -474,22 +494,14 @@ class MysqlSource:
                 process.wait(5)
 
     def _explain_stream_error(self, exc: pymysql.err.OperationalError) -> SourceError:
-        code, message = (exc.args + ("",))[:2]
-        if code == 1227 or "REPLICATION SLAVE" in str(message):
-            return SourceError(f"{message}; fix: GRANT REPLICATION SLAVE ON *.* TO <user>")
-        if code in (1236,):
-            return SourceError(
-                f"the server cannot send the binlog from the stored position: {message}; "
-                "the binlog may have been purged: reset the offsets (cdcd offsets reset)"
-            )
-        return SourceError(f"lost the binlog connection to {self._where}: {message}")
+        return stream_error(exc, self._where, self.config)
 
     def _read(self, start: _Start, hand_over: Any) -> None:
         assert self.info is not None
         _count_year_as_numeric(self.info.flavor == "mariadb")
         by_gtid = bool(start.gtid_set)
         self._binlog = binlog = bl.BinlogStream(
-            dict(self._connection),
+            self._connect,
             server_id=self.server_id,
             flavor=self.info.flavor,
             gtid_set=start.gtid_set if by_gtid else None,

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from cdcd.config import PostgresSourceConfig, dsn_parts
-from cdcd.errors import DecodeError, SourceError
+from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.events import (
     OP_CREATE,
     OP_DELETE,
@@ -48,6 +48,50 @@ _STATUS = struct.Struct(">cQQQqB")
 _CHUNK_ITEMS = 2000  # items handed to the pipeline at once, whatever the transaction size
 SLOT_BUSY_WAIT_S = 15.0
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+
+
+# SQLSTATEs of a connection that was cut, or refused for now: the same request on a new
+# connection may succeed (admin_shutdown: pg_terminate_backend or a fast shutdown;
+# crash_shutdown; cannot_connect_now: starting up; too_many_connections).
+_LOST_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _lost_sqlstate(sqlstate: str | None) -> bool:
+    if not sqlstate:
+        return False
+    return sqlstate in _LOST_SQLSTATES or sqlstate.startswith("08")  # 08: connection exception
+
+
+# What libpq says of a connection that was cut or refused for now (it gives connection
+# errors no SQLSTATE): the server going away, restarting, or full.
+_LOST_SIGNS = (
+    "Connection refused",
+    "server closed the connection",
+    "terminating connection",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "too many clients",
+    "timeout expired",
+    "Connection reset",
+    "No route to host",
+    "Network is unreachable",
+    "SSL connection has been closed unexpectedly",
+    "consuming input failed",
+    "receiving copy data failed",
+    "sending copy data failed",
+    "the connection is lost",
+    "the connection is closed",
+)
+
+
+def connection_lost(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is a lost or refused connection (which may pass), not a refusal
+    that needs a fix (authentication, pg_hba.conf, a missing database or privilege)."""
+    if exc.sqlstate is not None:
+        return _lost_sqlstate(exc.sqlstate)
+    text = str(exc)
+    return any(sign in text for sign in _LOST_SIGNS)
 
 
 def default_object_name(daemon_name: str) -> str:
@@ -150,7 +194,10 @@ class PostgresSource:
         try:
             return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
         except psycopg.OperationalError as exc:
-            raise SourceError(self._explain_connect_error(exc, replication)) from None
+            message = self._explain_connect_error(exc, replication)
+            if connection_lost(exc):
+                raise SourceUnavailableError(message) from None
+            raise SourceError(message) from None
 
     def _explain_connect_error(self, exc: Exception, replication: bool) -> str:
         text = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
@@ -264,9 +311,16 @@ class PostgresSource:
         try:
             async for chunk in self._read():
                 yield chunk
+        except psycopg.OperationalError as exc:
+            # The metadata connection (primary keys of a new relation) or a status update.
+            if connection_lost(exc):
+                raise SourceUnavailableError(
+                    f"lost the connection to PostgreSQL at {self._where}: {exc}"
+                ) from None
+            raise SourceError(f"PostgreSQL at {self._where}: {exc}") from None
         finally:
             feedback.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, psycopg.OperationalError):
                 await feedback
 
     async def _slot_confirmed_lsn(self) -> int:
@@ -353,7 +407,12 @@ class PostgresSource:
         items: list[SourceItem] = []
         try:
             while True:
-                size, data = pgconn.get_copy_data(1)
+                try:
+                    size, data = pgconn.get_copy_data(1)
+                except psycopg.OperationalError as exc:
+                    raise SourceUnavailableError(
+                        f"lost the replication connection to {self._where}: {exc}"
+                    ) from None
                 if size > 0:
                     kind = data[0]
                     if kind == 0x77:  # 'w' XLogData
@@ -381,16 +440,31 @@ class PostgresSource:
                     try:
                         pgconn.consume_input()
                     except psycopg.OperationalError as exc:
-                        raise SourceError(f"lost the replication connection to {self._where}: {exc}") from None
+                        raise SourceUnavailableError(
+                            f"lost the replication connection to {self._where}: {exc}"
+                        ) from None
                     continue
-                error = pgconn.error_message.decode(errors="replace").strip()
-                raise SourceError(
-                    f"PostgreSQL ended the replication stream of slot {self.slot!r}"
-                    + (f": {error}" if error else "")
-                )
+                raise self._stream_ended(pgconn)
         finally:
             with contextlib.suppress(Exception):
                 loop.remove_reader(pgconn.socket)
+
+    def _stream_ended(self, pgconn: Any) -> SourceError:
+        """The server ended the COPY: a terminated backend or a server shutting down may
+        pass (the daemon starts over); any other reason stops it."""
+        error = pgconn.error_message.decode(errors="replace").strip()
+        sqlstate = None
+        with contextlib.suppress(Exception):
+            result = pgconn.get_result()  # the reason comes with the COPY's result
+            if result is not None:
+                sqlstate = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+                error = error or result.error_message.decode(errors="replace").strip()
+        message = f"PostgreSQL ended the replication stream of slot {self.slot!r}" + (
+            f": {error}" if error else ""
+        )
+        if pgconn.status == pq.ConnStatus.BAD or _lost_sqlstate(sqlstate):
+            return SourceUnavailableError(message)
+        return SourceError(message)
 
     async def _on_relation(self, rel: pgoutput.Relation) -> None:
         included = self.config.includes(rel.namespace, rel.name)
@@ -562,8 +636,13 @@ class PostgresSource:
         lsn = self._acked_lsn
         clock = time.time_ns() // 1000 - _PG_EPOCH_US
         pgconn = self._repl.pgconn
-        pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, clock, 0))
-        pgconn.flush()
+        try:
+            pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, clock, 0))
+            pgconn.flush()
+        except psycopg.OperationalError as exc:
+            raise SourceUnavailableError(
+                f"lost the replication connection to {self._where}: {exc}"
+            ) from None
         self._sent_lsn = lsn
         self._last_status = time.monotonic()
 

@@ -7,10 +7,9 @@ import random
 import string
 import threading
 import time
-from collections import Counter
 
 import pytest
-from support import consume, daemon, peak_rss_mb
+from support import assert_each_once, consume, daemon, peak_rss_mb
 
 pytestmark = pytest.mark.integration
 
@@ -212,10 +211,4 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
             writer.join()
 
     assert not errors, errors
-    counts = Counter(m.key["id"] for m in messages)
-    missing = set(range(1, total + 1)) - set(counts)
-    duplicates = sum(n - 1 for n in counts.values())
-    print(
-        f"\nSIGKILL test: {len(messages)} records for {total} changes, {duplicates} duplicates, {len(missing)} missing"
-    )
-    assert not missing, f"{len(missing)} changes lost, e.g. {sorted(missing)[:5]}"
+    assert_each_once(messages, total, "SIGKILL test")
