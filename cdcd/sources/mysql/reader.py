@@ -2,8 +2,8 @@
 
 Started by the daemon as ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``: it reads its setup
 (configuration, server facts, where to start) pickled on stdin, then reads and decodes
-the binlog and writes what it decodes to the pipe ``fd``, chunk by chunk, as frames (a
-4-byte little-endian length, then a pickle), and an error as its last frame.
+the binlog and writes what it decodes to the pipe ``fd``, chunk by chunk, as frames
+(``frames``), and an error as its last frame.
 
 A full pipe blocks the write: the daemon's bounded queue bounds this side too. When the
 daemon goes, this process gets SIGTERM (PR_SET_PDEATHSIG), or the next write fails.
@@ -22,6 +22,7 @@ from typing import Any
 import pymysql
 
 from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
+from cdcd.sources.mysql import frames
 from cdcd.sources.mysql.source import MysqlSource
 
 
@@ -35,12 +36,9 @@ def main(fd: int, daemon_pid: int) -> None:
     source = MysqlSource(config, name="reader")
     source.info, source.connector, source.server_id = info, connector, server_id
     out = os.fdopen(fd, "wb")
-    dumps = pickle.dumps
 
     def send(message: Any) -> None:
-        data = dumps(message, pickle.HIGHEST_PROTOCOL)
-        out.write(len(data).to_bytes(4, "little"))
-        out.write(data)
+        out.write(frames.encode(message))
         out.flush()
 
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import pickle
 import queue
@@ -42,6 +43,7 @@ from cdcd.events import (
 from cdcd.positions import MysqlPosition, Position
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
+from cdcd.sources.mysql import frames
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
@@ -189,7 +191,7 @@ class MysqlSource:
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
         self._binlog: bl.BinlogStream | None = None
-        self._process: Any = None  # the reader process (source.reader = "process")
+        self._process: asyncio.subprocess.Process | None = None  # source.reader = "process"
         self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
         self._thread: threading.Thread | None = None
         self.acked: MysqlPosition | None = None
@@ -374,10 +376,14 @@ class MysqlSource:
                 file=start.file,
                 pos=start.pos,
             )
+        self._stop.clear()
+        if self.config.reader == "process":
+            async for decoded in self._stream_from_process(start):
+                yield decoded
+            return
         loop = asyncio.get_running_loop()
         chunks: queue.Queue[list[SourceItem] | BaseException] = queue.Queue(maxsize=_QUEUE_CHUNKS)
         wake = asyncio.Event()
-        self._stop.clear()
         self._thread = threading.Thread(
             target=self._read_thread,
             args=(start, chunks, loop, wake),
@@ -419,10 +425,7 @@ class MysqlSource:
             raise _Stopped
 
         try:
-            if self.config.reader == "process":
-                self._relay(start, hand_over)
-            else:
-                self._read(start, hand_over)
+            self._read(start, hand_over)
             if not self._stop.is_set():  # the server ended the stream (an EOF packet)
                 hand_over(SourceUnavailableError(f"{self._where} ended the binlog stream"))
         except _Stopped:
@@ -439,59 +442,70 @@ class MysqlSource:
                 with contextlib.suppress(_Stopped):
                     hand_over(SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}"))
 
-    def _relay(self, start: _Start, hand_over: Any) -> None:
-        """Read the binlog in a worker process (``cdcd.sources.mysql.reader``) and hand over
+    async def _stream_from_process(self, start: _Start) -> AsyncIterator[list[SourceItem]]:
+        """Read the binlog in a worker process (``cdcd.sources.mysql.reader``) and yield
         what it decodes.
 
         Decoding rows is most of the work, and the GIL keeps a thread on the daemon's core:
         a process decodes on the second core while this one encodes and writes to Kafka.
-        The worker only reads (it acknowledges nothing), so stopping it is always safe.
+        Its frames are read by the event loop itself (a thread here would wait for the GIL
+        at every read of the pipe, and add that to every event's latency). The worker only
+        reads (it acknowledges nothing), so stopping it is always safe.
         """
+        loop = asyncio.get_running_loop()
         receive, send = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(send, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer, larger reads
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "cdcd.sources.mysql.reader", str(send), str(os.getpid())],
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "cdcd.sources.mysql.reader",
+                str(send),
+                str(os.getpid()),
                 stdin=subprocess.PIPE,
                 pass_fds=(send,),
             )
         finally:
             os.close(send)
         self._process = process
-        frames = os.fdopen(receive, "rb", buffering=1 << 20)
+        pipe = asyncio.StreamReader(limit=1 << 20)  # reading pauses beyond 2 MiB waiting
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(pipe), os.fdopen(receive, "rb", buffering=0)
+        )
         try:
             assert process.stdin is not None
-            with process.stdin as setup:
-                setup.write(
-                    pickle.dumps((self.config, self.info, self.connector, self.server_id, start))
-                )
-            read = frames.read
+            process.stdin.write(
+                pickle.dumps((self.config, self.info, self.connector, self.server_id, start))
+            )
+            with contextlib.suppress(ConnectionError):
+                await process.stdin.drain()
+            process.stdin.close()
             while True:
-                header = read(4)
-                data = read(int.from_bytes(header, "little")) if len(header) == 4 else b""
-                if not data:
+                try:
+                    header = await pipe.readexactly(4)
+                    data = await pipe.readexactly(int.from_bytes(header, "little"))
+                except asyncio.IncompleteReadError:
                     if self._stop.is_set():
-                        raise _Stopped
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        process.wait(5)
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(process.wait(), 5)
                     # Killed (out of memory, by hand): nothing was acknowledged for what it
                     # had read, so starting over from the last committed offset is safe.
                     raise SourceUnavailableError(
                         f"the binlog reader process stopped (exit code {process.returncode})"
-                    )
-                message = pickle.loads(data)
+                    ) from None
+                message = frames.decode(data)
                 if isinstance(message, BaseException):
                     raise message
-                hand_over(message)
-        except BrokenPipeError:
-            raise SourceError(
-                f"the binlog reader process stopped at start (exit code {process.poll()})"
-            ) from None
+                yield message
         finally:
-            frames.close()
-            if process.poll() is None:
-                process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
+            transport.close()
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 5)
 
     def _explain_stream_error(self, exc: pymysql.err.OperationalError) -> SourceError:
         return stream_error(exc, self._where, self.config)
@@ -810,8 +824,9 @@ class MysqlSource:
         if binlog is not None:
             binlog.close()  # the reader thread blocks in recv(): this wakes it at once
         process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()  # the relay thread then sees the pipe close
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()  # the stream then sees the pipe close
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
         if self.log is not None and (binlog is not None or process is not None):
