@@ -296,6 +296,27 @@ class RangeWriter(threading.Thread):
             raise self.error
 
 
+def mysql_ticks_writer(
+    connect: Callable[[], Any], table: str, total: int, per_tx: int = 100, pause: float = 0.002
+) -> RangeWriter:
+    """A ``RangeWriter`` inserting ``(id, id)`` rows into a MySQL/MariaDB ``table`` through
+    connections made by ``connect``."""
+
+    def write(ranges: Iterator[tuple[int, int]]) -> None:
+        conn = connect()
+        with conn.cursor() as cursor:
+            for first, last in ranges:
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    f"INSERT INTO {table} VALUES "
+                    + ", ".join(f"({i}, {i})" for i in range(first, last + 1))
+                )
+                cursor.execute("COMMIT")
+        conn.close()
+
+    return RangeWriter(write, total, per_tx, pause)
+
+
 def assert_each_once(messages: list[Message], total: int, label: str) -> Counter[Any]:
     """Every id 1..``total`` arrived exactly once (keys ``{"id": n}``, tombstones aside)."""
     counts = Counter(m.key["id"] for m in messages if m.value is not None)

@@ -1,4 +1,4 @@
-"""MySQL/MariaDB source: the binlog, read with python-mysql-replication in a worker thread."""
+"""MySQL/MariaDB source: the binlog, read and decoded in a worker process (or thread)."""
 
 from __future__ import annotations
 
@@ -12,4 +12,9 @@ __all__ = ["MysqlSource", "build"]
 
 def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
     assert isinstance(config.source, MysqlSourceConfig)
-    return MysqlSource(config.source, name=config.name, log=log)
+    return MysqlSource(
+        config.source,
+        name=config.name,
+        log=log,
+        split_after_events=config.transactions.split_after_events,
+    )

@@ -70,7 +70,6 @@ _HARMLESS_EVENT_TYPES = frozenset(
         0x1B,  # HEARTBEAT
         0x1C,  # IGNORABLE
         0x1D,  # ROWS_QUERY
-        0x22,  # ANONYMOUS_GTID (MySQL without GTIDs: a transaction starts)
         0x23,  # PREVIOUS_GTIDS
         0x24,  # TRANSACTION_CONTEXT (group replication)
         0x25,  # VIEW_CHANGE (group replication)
@@ -172,9 +171,20 @@ class MysqlSource:
 
     connector = "mysql"
 
-    def __init__(self, config: MysqlSourceConfig, *, name: str, log: Any = None) -> None:
+    def __init__(
+        self,
+        config: MysqlSourceConfig,
+        *,
+        name: str,
+        log: Any = None,
+        split_after_events: int = 20_000,
+    ) -> None:
         self.config = config
         self.log = log
+        # A larger transaction is cut (a Commit inside it, with the count of its events
+        # written): Kafka transactions stay short, memory bounded, and a restart resumes
+        # inside it.
+        self.split_after_events = split_after_events
         self.server_id = config.server_id or derive_server_id(name)
         parts = dsn_parts(config.dsn)
         password = config.password()
@@ -375,6 +385,7 @@ class MysqlSource:
                 gtid_set=start.gtid_set,
                 file=start.file,
                 pos=start.pos,
+                skip_events=start.skip_events,
             )
         self._stop.clear()
         if self.config.reader == "process":
@@ -555,12 +566,14 @@ class MysqlSource:
         tx_events = 0
         connector = self.connector
         crc = 4 if self.checksum else 0
+        split = self.split_after_events
+        tx_start: int | None = None  # where the open transaction's first event starts
         unpack_header = bl.HEADER.unpack_from
         sids: dict[bytes, str] = {}
         stop = self._stop
 
         def commit(next_pos: int, ts: int) -> None:
-            nonlocal gtids, in_transaction, tx_events, skip
+            nonlocal gtids, in_transaction, tx_events, skip, tx_start
             if gtid is not None and gtids is not None:
                 gtids = (
                     gtids.advance_gtid(gtid)
@@ -572,6 +585,7 @@ class MysqlSource:
             )
             items.append(Commit(position, txid=gtid, ts_ms=ts * 1000, event_count=tx_events))
             in_transaction, tx_events, skip = False, 0, 0
+            tx_start = None
 
         for packet in packets:
             kind = packet[5]
@@ -612,6 +626,18 @@ class MysqlSource:
                         if skip >= tx_events:
                             continue  # already in Kafka before a restart
                         items.append(change)
+                        if tx_events % split == 0 and tx_start is not None:
+                            # Resume at the transaction's start, its first events skipped.
+                            cut = MysqlPosition(
+                                flavor,
+                                str(gtids) if gtids is not None else None,
+                                file,
+                                tx_start,
+                                tx_events,
+                            )
+                            items.append(
+                                Commit(cut, txid=gtid, ts_ms=ts * 1000, event_count=tx_events)
+                            )
                 if len(items) >= _CHUNK_ITEMS:
                     hand_over(items)
                     items = []
@@ -630,15 +656,22 @@ class MysqlSource:
                 hand_over(items)
                 items = []
             elif kind == bl.GTID:
+                tx_start = int.from_bytes(packet[14:18], "little") - int.from_bytes(
+                    packet[10:14], "little"
+                )
                 sid = packet[21:37]
                 text = sids.get(sid)
                 if text is None:
                     text = sids[sid] = str(uuid.UUID(bytes=sid))
                 gtid = f"{text}:{int.from_bytes(packet[37:45], 'little')}"
                 thread = None
-            elif kind == bl.MARIADB_GTID:
+            elif kind == bl.MARIADB_GTID or kind == bl.ANONYMOUS_GTID:
+                _, _, server_id, size, log_pos, _ = unpack_header(packet, 1)
+                tx_start = log_pos - size
+                if kind == bl.ANONYMOUS_GTID:  # MySQL without GTIDs: a transaction starts
+                    gtid, thread = None, None
+                    continue
                 seq, domain, flags = struct.unpack_from("<QIB", packet, 20)
-                server_id = int.from_bytes(packet[6:10], "little")
                 gtid = f"{domain}-{server_id}-{seq}"
                 thread = None
                 # MariaDB writes no BEGIN: the GTID event opens a transaction unless it
@@ -656,6 +689,8 @@ class MysqlSource:
                 if upper == "BEGIN" or upper.startswith("XA START"):
                     in_transaction = True
                     thread = proxy_id
+                    if tx_start is None:
+                        tx_start = log_pos - size
                 elif upper in ("COMMIT", "ROLLBACK") or upper.startswith("XA COMMIT"):
                     commit(log_pos, ts)
                     hand_over(items)

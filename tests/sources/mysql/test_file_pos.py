@@ -16,7 +16,15 @@ from typing import Any
 import pymysql
 import pytest
 from offsets_support import offset_history
-from support import RangeWriter, assert_each_once, consume, daemon, run_cli, unique_name
+from support import (
+    RangeWriter,
+    assert_each_once,
+    consume,
+    daemon,
+    mysql_ticks_writer,
+    run_cli,
+    unique_name,
+)
 from throwaway import Server, mysql8
 
 pytestmark = pytest.mark.integration
@@ -51,19 +59,7 @@ def config(server: Server, name: str, bootstrap: str, tables: list[str]) -> dict
 def ticks_writer(
     server: Server, table: str, total: int, per_tx: int = 100, pause: float = 0.002
 ) -> RangeWriter:
-    def write(ranges: Iterator[tuple[int, int]]) -> None:
-        conn = connect(server)
-        with conn.cursor() as cursor:
-            for first, last in ranges:
-                cursor.execute("BEGIN")
-                cursor.execute(
-                    f"INSERT INTO {table} VALUES "
-                    + ", ".join(f"({i}, {i})" for i in range(first, last + 1))
-                )
-                cursor.execute("COMMIT")
-        conn.close()
-
-    return RangeWriter(write, total, per_tx, pause)
+    return mysql_ticks_writer(lambda: connect(server), table, total, per_tx, pause)
 
 
 def event_at(server: Server, file: str, pos: int) -> str | None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import RangeWriter, assert_each_once, consume, daemon, unique_name
+from support import assert_each_once, consume, daemon, mysql_ticks_writer, unique_name
 from throwaway import mariadb
 
 from .conftest import connect
@@ -62,19 +62,9 @@ def test_killed_binlog_session_reconnects_in_process(my_case, own_user, tmp_path
     db, total, user = my_case.database, 20_000, own_user
     my_case.ddl(f"CREATE TABLE {db}.ticks (id INT PRIMARY KEY, v INT)")
 
-    def write(ranges: Iterator[tuple[int, int]]) -> None:
-        conn = connect(my_case.url)
-        with conn.cursor() as cursor:
-            for first, last in ranges:
-                cursor.execute("BEGIN")
-                cursor.execute(
-                    f"INSERT INTO {db}.ticks VALUES "
-                    + ", ".join(f"({i}, {i})" for i in range(first, last + 1))
-                )
-                cursor.execute("COMMIT")
-        conn.close()
-
-    writer = RangeWriter(write, total, per_tx=50, pause=0.01)
+    writer = mysql_ticks_writer(
+        lambda: connect(my_case.url), f"{db}.ticks", total, per_tx=50, pause=0.01
+    )
     topic = my_case.topic("ticks")
     killed = []
     with daemon(tmp_path, own_config(my_case, user, ["ticks"])) as d:

@@ -397,3 +397,33 @@ def test_an_event_of_more_than_16_mib_is_read_whole(my_case, tmp_path):
     body = records[0]["value"]["after"]["body"]
     assert len(body) == size // 2 * 2 and body[:4] == "abab"
     assert records[1]["value"]["after"]["body"] == "small"
+
+
+def test_sigkill_inside_a_huge_transaction_resumes_inside_it(my_case, tmp_path):
+    """A transaction larger than transactions.split_after_events goes to Kafka in several
+    Kafka transactions, each with a position inside it (its start and the count of its
+    events written); killed in the middle, the daemon reads it again from its start and
+    skips exactly what it had written."""
+    db, rows, split = my_case.database, 300_000, 10_000  # ~8 s of streaming: the kill lands inside
+    my_case.ddl(f"CREATE TABLE {db}.bulk (id INT PRIMARY KEY, label VARCHAR(40))")
+    depth = "max_recursive_iterations" if my_case.flavor == "mariadb" else "cte_max_recursion_depth"
+    my_case.ddl(f"SET SESSION {depth} = 1000000")
+    config = {**my_case.config(["bulk"]), "transactions": {"split_after_events": split}}
+    with daemon(tmp_path, config) as d:
+        my_case.execute(
+            f"INSERT INTO {db}.bulk WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+            f"FROM seq WHERE n < {rows}) SELECT n, CONCAT('row ', n) FROM seq"
+        )
+        early = consume(my_case.bootstrap, [my_case.topic("bulk")], expect=2000, settle=0)
+        d.kill()
+        assert len(early) >= 2000, len(early)
+        d.start()
+        messages = consume(
+            my_case.bootstrap, [my_case.topic("bulk")], expect=rows, timeout=180, settle=2
+        )
+        assert d.terminate() == 0
+    starts = [orjson.loads(line) for line in d.log_text().splitlines() if '"streaming"' in line]
+    assert [start["skip_events"] for start in starts][0] == 0
+    assert starts[1]["skip_events"] > 0 and starts[1]["skip_events"] % split == 0, starts
+    assert_each_once(messages, rows, f"SIGKILL inside a transaction ({my_case.flavor})")
+    assert len(early) < rows, "the kill came after the whole transaction was written"
