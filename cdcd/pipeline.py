@@ -45,7 +45,7 @@ class _Segment:
     offset: StoredOffset | None  # where to resume after these records; None: mid-transaction
 
 
-_SEGMENTS_AHEAD = 4
+_SEGMENTS_AHEAD = 2
 _END = _Segment([], None)  # the reader stopped: write what is queued, then stop
 _Delivered = tuple[Delivery, StoredOffset | None]
 

@@ -210,6 +210,10 @@ class OffsetsTopic:
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Small fetches: a first start reads the whole topic (the key is nowhere), and
+            # the daemon's memory must not grow with the topic's size.
+            fetch_max_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024,
         )
         await consumer.start()
         deadline = time.monotonic() + timeout
@@ -243,7 +247,7 @@ class OffsetsTopic:
                     f"cannot read the offsets topic {self.topic!r} to its end in time: "
                     "a Kafka transaction on it stays open"
                 )
-            batches = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+            batches = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
             for record in batches.get(tp, ()):
                 if record.offset < end and record.key == self.key:
                     found = record.value
