@@ -1,12 +1,13 @@
 """The binlog reader process of ``source.reader = "process"``.
 
-Started by the daemon as ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``: it reads its setup
-(configuration, server facts, where to start) pickled on stdin, then reads and decodes
-the binlog and writes what it decodes to the pipe ``fd``, chunk by chunk, as frames
-(``frames``), and an error as its last frame.
+Started by the daemon as ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``: it
+reads its setup (configuration, server facts, where to cut huge transactions, where to
+start) pickled on stdin, then reads and decodes the binlog and writes what it decodes to
+the pipe ``fd``, chunk by chunk, as frames (``frames``), and an error as its last frame.
 
-A full pipe blocks the write: the daemon's bounded queue bounds this side too. When the
-daemon goes, this process gets SIGTERM (PR_SET_PDEATHSIG), or the next write fails.
+A full pipe blocks the write, and the daemon stops reading the pipe while its own buffer
+is full: memory stays bounded on both sides. When the daemon goes, this process gets
+SIGTERM (PR_SET_PDEATHSIG), or the next write fails.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def main(fd: int, daemon_pid: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != daemon_pid:
         return  # the daemon went before the death signal was asked for
-    config, info, connector, server_id, start = pickle.load(sys.stdin.buffer)
-    source = MysqlSource(config, name="reader")
+    config, info, connector, server_id, split_after_events, start = pickle.load(sys.stdin.buffer)
+    source = MysqlSource(config, name="reader", split_after_events=split_after_events)
     source.info, source.connector, source.server_id = info, connector, server_id
     out = os.fdopen(fd, "wb")
 

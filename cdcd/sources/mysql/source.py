@@ -487,7 +487,16 @@ class MysqlSource:
         try:
             assert process.stdin is not None
             process.stdin.write(
-                pickle.dumps((self.config, self.info, self.connector, self.server_id, start))
+                pickle.dumps(
+                    (
+                        self.config,
+                        self.info,
+                        self.connector,
+                        self.server_id,
+                        self.split_after_events,
+                        start,
+                    )
+                )
             )
             with contextlib.suppress(ConnectionError):
                 await process.stdin.drain()
