@@ -65,8 +65,8 @@ _READ_BUFFER = 1 << 18
 
 
 class BinlogStream:
-    """One dump connection (made by ``connect``, a pymysql connection): ``open`` it, then iterate ``packets()``; ``close`` from any
-    thread wakes a blocked read.
+    """One dump connection (made by ``connect``, a pymysql connection): ``open`` it, then
+    iterate ``packets()``; ``close`` from any thread wakes a blocked read.
 
     ``gtid_set`` (MySQL GTID set or MariaDB GTID position, as text) starts after those
     transactions; otherwise ``file``/``pos`` (MariaDB: an empty ``gtid_set`` with a file
@@ -208,16 +208,20 @@ def length_coded(buf: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(buf[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
 
 
-def table_map_names(packet: bytes) -> tuple[int, str, str]:
-    """Table id, database and table of a TABLE_MAP event, without decoding the rest."""
-    table_id = int.from_bytes(packet[BODY_AT : BODY_AT + 6], "little")
+def table_id(packet: bytes) -> int:
+    """The table id of a TABLE_MAP or rows event."""
+    return int.from_bytes(packet[BODY_AT : BODY_AT + 6], "little")
+
+
+def table_map_names(packet: bytes) -> tuple[str, str]:
+    """Database and table of a TABLE_MAP event, without decoding the rest."""
     pos = BODY_AT + 8  # table id, flags
     schema_length = packet[pos]
     schema = packet[pos + 1 : pos + 1 + schema_length].decode()
     pos += 1 + schema_length + 1
     table_length = packet[pos]
     table = packet[pos + 1 : pos + 1 + table_length].decode()
-    return table_id, schema, table
+    return schema, table
 
 
 def rows_body(packet: bytes, event_type: int, end: int) -> tuple[bytes, bytes, bytes]:

@@ -20,11 +20,8 @@ import signal
 import sys
 from typing import Any
 
-import pymysql
-
-from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.sources.mysql import frames
-from cdcd.sources.mysql.source import MysqlSource
+from cdcd.sources.mysql.source import MysqlSource, _Stopped
 
 
 def main(fd: int, daemon_pid: int) -> None:
@@ -39,24 +36,14 @@ def main(fd: int, daemon_pid: int) -> None:
     out = os.fdopen(fd, "wb")
 
     def send(message: Any) -> None:
-        out.write(frames.encode(message))
-        out.flush()
+        try:
+            out.write(frames.encode(message))
+            out.flush()
+        except BrokenPipeError:
+            raise _Stopped from None  # the daemon is gone
 
-    try:
-        source._read(start, send)
-        failure: Exception = SourceUnavailableError(
-            f"{source._where} ended the binlog stream"  # an EOF packet
-        )
-    except BrokenPipeError:
-        return
-    except (SourceError, DecodeError) as exc:
-        failure = exc
-    except pymysql.err.OperationalError as exc:
-        failure = source._explain_stream_error(exc)
-    except Exception as exc:  # a bug or an undecodable event: stop, never skip
-        failure = SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}")
-    with contextlib.suppress(OSError):
-        send(failure)
+    with contextlib.suppress(_Stopped, OSError):
+        send(source._read_to_end(start, send))
 
 
 if __name__ == "__main__":

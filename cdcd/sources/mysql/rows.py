@@ -388,12 +388,10 @@ class RowImageDecoder:
             raise UnsupportedColumn("columns without names")
         self.names: tuple[str, ...] = tuple(column.name for column in columns)
         self.readers: tuple[Reader, ...] = tuple(readers)
-        self.null_bytes = (len(columns) + 7) // 8
-
+        # One row image starting at ``pos``: the row and where the next image starts.
         self.image: Callable[[bytes, int], tuple[dict[str, Any], int]] = _compile_image(
             self.names, self.readers
         )
-        """One row image starting at ``pos``: the row and where the next image starts."""
 
     def images(self, buf: bytes) -> list[dict[str, Any]]:
         """Every row image of a write or delete rows event body."""

@@ -435,23 +435,23 @@ class MysqlSource:
                 return
             raise _Stopped
 
+        with contextlib.suppress(_Stopped):
+            hand_over(self._read_to_end(start, hand_over))
+
+    def _read_to_end(self, start: _Start, hand_over: Any) -> Exception:
+        """Read until the stream ends, and return the error that says why and what to fix
+        (``_Stopped``, raised by ``hand_over`` when nobody takes the items, passes through)."""
         try:
             self._read(start, hand_over)
-            if not self._stop.is_set():  # the server ended the stream (an EOF packet)
-                hand_over(SourceUnavailableError(f"{self._where} ended the binlog stream"))
+            return SourceUnavailableError(f"{self._where} ended the binlog stream")  # EOF
         except _Stopped:
-            pass
-        except (SourceError, DecodeError) as exc:
-            with contextlib.suppress(_Stopped):
-                hand_over(exc)
+            raise
+        except SourceError as exc:  # DecodeError too
+            return exc
         except pymysql.err.OperationalError as exc:
-            if not self._stop.is_set():
-                with contextlib.suppress(_Stopped):
-                    hand_over(self._explain_stream_error(exc))
+            return self._explain_stream_error(exc)
         except Exception as exc:  # a bug or an undecodable event: stop, never skip
-            if not self._stop.is_set():
-                with contextlib.suppress(_Stopped):
-                    hand_over(SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}"))
+            return SourceError(f"binlog reader failed: {exc.__class__.__name__}: {exc}")
 
     async def _stream_from_process(self, start: _Start) -> AsyncIterator[list[SourceItem]]:
         """Read the binlog in a worker process (``cdcd.sources.mysql.reader``) and yield
@@ -582,7 +582,8 @@ class MysqlSource:
         stop = self._stop
 
         def commit(next_pos: int, ts: int) -> None:
-            nonlocal gtids, in_transaction, tx_events, skip, tx_start
+            """The transaction's Commit, and everything so far handed over."""
+            nonlocal gtids, in_transaction, tx_events, skip, tx_start, items
             if gtid is not None and gtids is not None:
                 gtids = (
                     gtids.advance_gtid(gtid)
@@ -595,11 +596,13 @@ class MysqlSource:
             items.append(Commit(position, txid=gtid, ts_ms=ts * 1000, event_count=tx_events))
             in_transaction, tx_events, skip = False, 0, 0
             tx_start = None
+            hand_over(items)
+            items = []
 
         for packet in packets:
             kind = packet[5]
             if kind in _ROWS_EVENTS:
-                table_id = int.from_bytes(packet[20:26], "little")
+                table_id = bl.table_id(packet)
                 table = tables.get(table_id)
                 if table is None:
                     ts, _, _, size, log_pos, _ = unpack_header(packet, 1)
@@ -651,9 +654,9 @@ class MysqlSource:
                     hand_over(items)
                     items = []
             elif kind == bl.TABLE_MAP:
-                table_id = int.from_bytes(packet[20:26], "little")
-                size = int.from_bytes(packet[10:14], "little")
-                body = packet[20 : 1 + size - crc]
+                table_id = bl.table_id(packet)
+                _, _, _, size, _, _ = unpack_header(packet, 1)
+                body = packet[bl.BODY_AT : 1 + size - crc]
                 known = tables.get(table_id)
                 if known is None or known.map_body != body:
                     # A table id names one table until the server reuses it (after a
@@ -662,12 +665,9 @@ class MysqlSource:
             elif kind == bl.XID:
                 ts, _, _, _, log_pos, _ = unpack_header(packet, 1)
                 commit(log_pos, ts)
-                hand_over(items)
-                items = []
             elif kind == bl.GTID:
-                tx_start = int.from_bytes(packet[14:18], "little") - int.from_bytes(
-                    packet[10:14], "little"
-                )
+                _, _, _, size, log_pos, _ = unpack_header(packet, 1)
+                tx_start = log_pos - size
                 sid = packet[21:37]
                 text = sids.get(sid)
                 if text is None:
@@ -702,8 +702,6 @@ class MysqlSource:
                         tx_start = log_pos - size
                 elif upper in ("COMMIT", "ROLLBACK") or upper.startswith("XA COMMIT"):
                     commit(log_pos, ts)
-                    hand_over(items)
-                    items = []
                 elif not in_transaction:
                     # DDL: committed by itself; row events after it have the new shape.
                     database = ddl_database(statement, schema)
@@ -729,10 +727,8 @@ class MysqlSource:
                             )
                         )
                     commit(log_pos, ts)
-                    hand_over(items)
-                    items = []
             elif kind == bl.ROTATE:
-                size = int.from_bytes(packet[10:14], "little")
+                _, _, _, size, _, _ = unpack_header(packet, 1)
                 file = packet[28 : 1 + size - crc].decode()
             elif kind == bl.HEARTBEAT or kind == bl.HEARTBEAT_V2:
                 if items:
@@ -762,7 +758,7 @@ class MysqlSource:
         return database in captured
 
     def _table(self, packet: bytes, body: bytes) -> _Table:
-        _, schema, name = bl.table_map_names(packet)
+        schema, name = bl.table_map_names(packet)
         if not self.config.includes(schema, name):
             return _Table(schema, name, included=False, map_body=body)
         assert self.info is not None
@@ -801,7 +797,7 @@ class MysqlSource:
         # A column type the fast decoder does not handle, or a partial row image: the
         # library decodes the event.
         assert self.info is not None and table.convert is not None
-        table_id = int.from_bytes(packet[20:26], "little")
+        table_id = bl.table_id(packet)
         event = bl.library_event(
             packet,
             flavor=self.info.flavor,

@@ -410,9 +410,7 @@ class PostgresSource:
                 try:
                     size, data = pgconn.get_copy_data(1)
                 except psycopg.OperationalError as exc:
-                    raise SourceUnavailableError(
-                        f"lost the replication connection to {self._where}: {exc}"
-                    ) from None
+                    raise self._replication_lost(exc) from None
                 if size > 0:
                     kind = data[0]
                     if kind == 0x77:  # 'w' XLogData
@@ -440,14 +438,15 @@ class PostgresSource:
                     try:
                         pgconn.consume_input()
                     except psycopg.OperationalError as exc:
-                        raise SourceUnavailableError(
-                            f"lost the replication connection to {self._where}: {exc}"
-                        ) from None
+                        raise self._replication_lost(exc) from None
                     continue
                 raise self._stream_ended(pgconn)
         finally:
             with contextlib.suppress(Exception):
                 loop.remove_reader(pgconn.socket)
+
+    def _replication_lost(self, exc: psycopg.OperationalError) -> SourceUnavailableError:
+        return SourceUnavailableError(f"lost the replication connection to {self._where}: {exc}")
 
     def _stream_ended(self, pgconn: Any) -> SourceError:
         """The server ended the COPY: a terminated backend or a server shutting down may
