@@ -16,6 +16,7 @@ bounded whatever the size of a transaction):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,52 @@ class _Segment:
 
 _SEGMENTS_AHEAD = 2
 _END = _Segment([], None)  # the reader stopped: write what is queued, then stop
+
+
+class _Segments:
+    """The segments between the reader and the writer: at most ``ahead`` of them. When
+    they are full, a segment that ends at a commit joins the last waiting one (if that too
+    ends at a commit) while it stays within ``limit`` records, so a writer that is behind
+    takes many small source transactions in one write instead of two or three."""
+
+    def __init__(self, ahead: int, limit: int) -> None:
+        self._waiting: collections.deque[_Segment] = collections.deque()
+        self._ahead, self._limit = ahead, limit
+        self._not_empty = asyncio.Event()
+        self._not_full = asyncio.Event()
+
+    async def put(self, segment: _Segment) -> None:
+        waiting = self._waiting
+        while True:
+            if len(waiting) < self._ahead:
+                waiting.append(segment)
+                self._not_empty.set()
+                return
+            last = waiting[-1]
+            if (
+                segment.offset is not None
+                and last.offset is not None
+                and len(last.records) + len(segment.records) <= self._limit
+            ):
+                last.records.extend(segment.records)
+                last.offset = segment.offset
+                return
+            self._not_full.clear()
+            await self._not_full.wait()
+
+    def empty(self) -> bool:
+        return not self._waiting
+
+    def get_nowait(self) -> _Segment:
+        segment = self._waiting.popleft()
+        self._not_full.set()
+        return segment
+
+    async def get(self) -> _Segment:
+        while not self._waiting:
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        return self.get_nowait()
 _Delivered = tuple[Delivery, StoredOffset | None]
 
 
@@ -73,7 +120,7 @@ class Pipeline:
         self.stats = PipelineStats()
         # A few segments ahead of the writer: enough to encode the next write while Kafka
         # commits the last one; more would only hold memory.
-        self._segments: asyncio.Queue[_Segment] = asyncio.Queue(maxsize=_SEGMENTS_AHEAD)
+        self._segments = _Segments(_SEGMENTS_AHEAD, max_batch_events)
         self._deliveries: asyncio.Queue[_Delivered | None] = asyncio.Queue(
             maxsize=max_in_flight_batches
         )
@@ -183,9 +230,13 @@ class Pipeline:
             records, offset = segment.records, segment.offset
             if offset is not None:
                 # Join the segments already waiting (each ends at a commit) into one write.
-                while len(records) < limit and not segments.empty():
+                while not segments.empty():
                     following = segments.get_nowait()
-                    if following is _END or following.offset is None:
+                    if (
+                        following is _END
+                        or following.offset is None
+                        or len(records) + len(following.records) > limit
+                    ):
                         carried = following
                         break
                     if records is segment.records:

@@ -195,3 +195,43 @@ async def test_stop_gives_up_on_a_sink_that_never_commits():
     pipeline.stop()
     stats = await asyncio.wait_for(run, 5)  # returns: the batch is read again next time
     assert stats.acked_position is None and source.acked == []
+
+
+async def test_a_writer_that_is_behind_takes_many_small_transactions_in_one_write():
+    # 200 one-row transactions arrive while the sink is not ready (an exactly-once sink
+    # waiting for its last Kafka transaction): they are joined while they wait, in order,
+    # so the next write carries them all instead of two or three.
+    chunks = [[insert(i), Commit(PgPosition(100 + i))] for i in range(200)]
+    source, sink = ListSource(chunks), GatedSink()
+    sink.release.set()
+    gate = asyncio.Event()
+    written: list[tuple[list[int], PgPosition | None]] = []
+    write = sink.write
+
+    async def ready():
+        await gate.wait()
+
+    async def spy(records, offset):
+        written.append(
+            ([orjson.loads(r.key)["id"] for r in records], offset.position if offset else None)
+        )
+        return await write(records, offset)
+
+    sink.ready, sink.write = ready, spy
+    pipeline = Pipeline(
+        source, sink, EnvelopeEncoder("shop", "postgresql"), log=None, max_batch_events=150
+    )
+    run = asyncio.create_task(pipeline.run())
+    await asyncio.wait_for(source.exhausted.wait(), 5)
+    assert written == []  # the writer still waits for the sink, the reader did not
+    gate.set()
+    await asyncio.sleep(0.05)
+    pipeline.stop()
+    await asyncio.wait_for(run, 5)
+    ids = [i for batch, _ in written for i in batch]
+    assert ids == list(range(200))  # each once, in order
+    assert all(len(batch) <= 150 for batch, _ in written)  # within max_batch_events
+    assert len(written) <= 3
+    # Each write's offset is the commit of its last record.
+    assert all(pos == PgPosition(100 + batch[-1]) for batch, pos in written)
+    assert source.acked[-1] == PgPosition(299)
