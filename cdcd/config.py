@@ -12,11 +12,12 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from cdcd.errors import ConfigError
+from cdcd.selection import TableSelection
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TABLE = re.compile(r"^[^.\s]+\.[^.\s]+$")
@@ -40,7 +41,7 @@ def _read_secret(env: str | None, file: str | None, what: str) -> SecretStr | No
     return None
 
 
-class _SourceCommon(_Strict):
+class _SourceCommon(_Strict, TableSelection):
     dsn: str
     password_env: str | None = None
     password_file: str | None = None
@@ -64,28 +65,6 @@ class _SourceCommon(_Strict):
     def password(self) -> SecretStr | None:
         """The source password from ``password_env`` or ``password_file``, if either is set."""
         return _read_secret(self.password_env, self.password_file, "source.password")
-
-    def includes(self, namespace: str, table: str) -> bool:
-        """Whether changes of ``namespace.table`` are captured."""
-        if namespace in self.exclude_databases:
-            return False
-        if self.databases is not None and namespace not in self.databases:
-            return False
-        name = f"{namespace}.{table}"
-        if name in self.exclude_tables:
-            return False
-        return self.tables is None or name in self.tables
-
-    def captured_databases(self) -> set[str] | None:
-        """The databases (schemas) whose tables may be captured; None: any."""
-        if self.tables is not None:
-            names = {name.split(".", 1)[0] for name in self.tables}
-            if self.databases is not None:
-                names &= set(self.databases)
-            return names - set(self.exclude_databases)
-        if self.databases is not None:
-            return set(self.databases) - set(self.exclude_databases)
-        return None
 
 
 class PostgresSourceConfig(_SourceCommon):
@@ -312,15 +291,3 @@ def redact_dsn(dsn: str) -> str:
         return dsn
     netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
     return url._replace(netloc=netloc).geturl()
-
-
-def dsn_parts(dsn: str) -> dict[str, Any]:
-    """Host, port, user, password and database of a source URL (password never logged)."""
-    url = urlsplit(dsn)
-    return {
-        "host": url.hostname or "127.0.0.1",
-        "port": url.port,
-        "user": unquote(url.username) if url.username else None,
-        "password": unquote(url.password) if url.password else None,
-        "database": unquote(url.path.strip("/")) or None,
-    }

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cdcd.config import Config, MysqlSourceConfig
 from cdcd.sources.mysql.source import MysqlSource
 
 __all__ = ["MysqlSource", "build"]
 
+if TYPE_CHECKING:  # not at run time: the reader process does without pydantic
+    from cdcd.config import Config
+
 
 def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
+    from cdcd.config import MysqlSourceConfig
+
     assert isinstance(config.source, MysqlSourceConfig)
     return MysqlSource(
         config.source,

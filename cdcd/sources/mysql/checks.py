@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cdcd.config import MysqlSourceConfig
 from cdcd.sources.base import Problem
+
+if TYPE_CHECKING:
+    from cdcd.config import MysqlSourceConfig
 
 _SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 

@@ -10,9 +10,12 @@ without a fix and stops the daemon.
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
 
-from cdcd.config import MysqlSourceConfig
 from cdcd.errors import SourceError, SourceUnavailableError
+
+if TYPE_CHECKING:
+    from cdcd.config import MysqlSourceConfig
 
 # Client-side codes (CR_*) and server codes that mean the connection, not the request,
 # failed: the same request on a new connection may succeed.

@@ -1,7 +1,7 @@
 """The binlog reader process of ``source.reader = "process"``.
 
 Started by the daemon as ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``: it
-reads its setup (configuration, server facts, where to cut huge transactions, where to
+reads its setup (``source.*`` as plain values, server facts, where to cut huge transactions, where to
 start) pickled on stdin, then reads and decodes the binlog and writes what it decodes to
 the pipe ``fd``, chunk by chunk, as frames (``frames``), and an error as its last frame.
 
@@ -18,7 +18,7 @@ import os
 import pickle
 import signal
 import sys
-from typing import Any
+from typing import Any, cast
 
 from cdcd.sources.mysql import frames
 from cdcd.sources.mysql.source import MysqlSource, _Stopped
@@ -31,7 +31,8 @@ def main(fd: int, daemon_pid: int) -> None:
     if os.getppid() != daemon_pid:
         return  # the daemon went before the death signal was asked for
     config, info, connector, server_id, split_after_events, start = pickle.load(sys.stdin.buffer)
-    source = MysqlSource(config, name="reader", split_after_events=split_after_events)
+    # A _ReaderConfig: the part of source.* that reading needs, without pydantic.
+    source = MysqlSource(cast(Any, config), name="reader", split_after_events=split_after_events)
     source.info, source.connector, source.server_id = info, connector, server_id
     out = os.fdopen(fd, "wb")
 

@@ -24,12 +24,11 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 from pymysqlreplication.row_event import TableMapEvent
 
-from cdcd.config import MysqlSourceConfig, dsn_parts
 from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.events import (
     OP_CREATE,
@@ -41,6 +40,7 @@ from cdcd.events import (
     SourceItem,
 )
 from cdcd.positions import MysqlPosition, Position
+from cdcd.selection import TableSelection, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql import frames
@@ -50,6 +50,9 @@ from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.tls import tls_context
 from cdcd.sources.mysql.types import RowConverter
+
+if TYPE_CHECKING:
+    from cdcd.config import MysqlSourceConfig
 
 _CHUNK_ITEMS = 2000
 _YEAR = 13  # FIELD_TYPE.YEAR
@@ -164,6 +167,55 @@ class _Start:
 
 class _Stopped(Exception):
     pass
+
+
+class _PlainSecret(str):
+    def get_secret_value(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class _ReaderConfig(TableSelection):
+    """``source.*`` as the reader process needs it: plain values, pickled to it, so that it
+    does without pydantic and the configuration's models (about 20 MB of its memory)."""
+
+    dsn: str
+    secret: str
+    server_id: int
+    ssl_ca: str | None
+    ssl_cert: str | None
+    ssl_key: str | None
+    ssl_verify_identity: bool
+    schema_changes: bool
+    heartbeat_interval_s: float
+    tables: tuple[str, ...] | None
+    exclude_tables: tuple[str, ...]
+    databases: tuple[str, ...] | None
+    exclude_databases: tuple[str, ...]
+
+    @classmethod
+    def of(cls, config: MysqlSourceConfig, secret: str) -> _ReaderConfig:
+        def names(values: list[str] | None) -> tuple[str, ...] | None:
+            return None if values is None else tuple(values)
+
+        return cls(
+            dsn=config.dsn,
+            secret=secret,
+            server_id=config.server_id,
+            ssl_ca=config.ssl_ca,
+            ssl_cert=config.ssl_cert,
+            ssl_key=config.ssl_key,
+            ssl_verify_identity=config.ssl_verify_identity,
+            schema_changes=config.schema_changes,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            tables=names(config.tables),
+            exclude_tables=tuple(config.exclude_tables),
+            databases=names(config.databases),
+            exclude_databases=tuple(config.exclude_databases),
+        )
+
+    def password(self) -> _PlainSecret:
+        return _PlainSecret(self.secret)
 
 
 class MysqlSource:
@@ -489,7 +541,7 @@ class MysqlSource:
             process.stdin.write(
                 pickle.dumps(
                     (
-                        self.config,
+                        _ReaderConfig.of(self.config, self._connection["password"]),
                         self.info,
                         self.connector,
                         self.server_id,

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import os
 import ssl
+from typing import TYPE_CHECKING
 
-from cdcd.config import MysqlSourceConfig
 from cdcd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cdcd.config import MysqlSourceConfig
 
 
 def tls_context(config: MysqlSourceConfig) -> ssl.SSLContext | None:

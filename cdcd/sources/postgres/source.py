@@ -14,13 +14,13 @@ import re
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import pq, sql
 
-from cdcd.config import PostgresSourceConfig, dsn_parts
+from cdcd.config import PostgresSourceConfig
 from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.events import (
     OP_CREATE,
@@ -32,6 +32,7 @@ from cdcd.events import (
     SourceItem,
 )
 from cdcd.positions import PgPosition, Position, lsn_to_str
+from cdcd.selection import dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.checks import run_checks
@@ -94,6 +95,43 @@ def connection_lost(exc: psycopg.Error) -> bool:
     return any(sign in text for sign in _LOST_SIGNS)
 
 
+def _other_value(convert: Callable[[str], Any], value: Any) -> Any:
+    """A column value that is not text: NULL, an unchanged TOASTed value, or binary."""
+    if value is None:
+        return None
+    if value is pgoutput.UNCHANGED_TOAST:
+        return UNAVAILABLE_VALUE
+    if type(value) is bytes:
+        return convert(value.decode())
+    return convert(value)
+
+
+def _compile_row(
+    columns: tuple[str, ...], converters: tuple[Callable[[str], Any], ...]
+) -> Callable[[tuple[Any, ...]], dict[str, Any]]:
+    """A row converter written for one relation: no loop, and no call for text columns
+    (the converter ``str``). A value count that does not match raises ValueError, as a
+    value its converter refuses does. Column names are passed in as values, never
+    written into the source."""
+    if not columns:
+        return lambda values: {} if not values else _too_many(values)
+    bound: dict[str, Any] = {"_other": _other_value}
+    entries = []
+    for i, convert in enumerate(converters):
+        bound[f"n{i}"], bound[f"c{i}"] = columns[i], convert
+        direct = f"v{i}" if convert is str else f"c{i}(v{i})"
+        entries.append(f"n{i}: {direct} if type(v{i}) is str else _other(c{i}, v{i})")
+    names = ", ".join(f"v{i}" for i in range(len(columns)))
+    source = f"def row(values):\n    ({names},) = values\n    return {{{', '.join(entries)}}}\n"
+    exec(compile(source, f"<row of {len(columns)} columns>", "exec"), bound)
+    row: Callable[[tuple[Any, ...]], dict[str, Any]] = bound["row"]
+    return row
+
+
+def _too_many(values: tuple[Any, ...]) -> dict[str, Any]:
+    raise ValueError(f"{len(values)} values for a relation without columns")
+
+
 def default_object_name(daemon_name: str) -> str:
     """Slot and publication name derived from the daemon's name: ``cdcd_<name>``."""
     return re.sub(r"[^a-z0-9_]", "_", f"cdcd_{daemon_name}".lower())[:63]
@@ -107,20 +145,24 @@ class _Table:
     columns: tuple[str, ...]
     converters: tuple[Callable[[str], Any], ...]
     key_columns: tuple[str, ...]  # the primary key; empty when the table has none
+    _row: Callable[[tuple[Any, ...]], dict[str, Any]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._row = _compile_row(self.columns, self.converters)
 
     def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        """The row of one tuple's values, each converted for its column."""
+        try:
+            return self._row(values)
+        except ValueError:
+            return self._row_checked(values)  # raises, naming the column
+
+    def _row_checked(self, values: tuple[Any, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         name = ""
         try:
             for name, convert, value in zip(self.columns, self.converters, values, strict=True):
-                if value is None:
-                    out[name] = None
-                elif value is pgoutput.UNCHANGED_TOAST:
-                    out[name] = UNAVAILABLE_VALUE
-                elif type(value) is bytes:
-                    out[name] = convert(value.decode())
-                else:
-                    out[name] = convert(value)
+                out[name] = _other_value(convert, value)
         except ValueError as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
             raise DecodeError(

@@ -1,0 +1,65 @@
+"""The row converter generated per relation against the plain loop it replaces."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cdcd.errors import DecodeError
+from cdcd.sources.postgres import pgoutput
+from cdcd.sources.postgres.source import UNAVAILABLE_VALUE, _Table
+from cdcd.sources.postgres.types import make_converter
+
+# int8, int4, varchar, numeric(12,2), text, timestamp(6), json, bool
+_TYPES = [(20, -1), (23, -1), (1043, 20), (1700, (12 << 16 | 2) + 4), (25, -1), (1114, 6),
+          (114, -1), (16, -1)]  # fmt: skip
+_GOOD = ["0", "42", "-7", "12.50", "t", "f", "2026-11-22 08:30:01.123456", '{"a": 1}', "text"]
+
+
+def _table(types: list[tuple[int, int]], names: list[str]) -> _Table:
+    converters = tuple(make_converter(oid, typmod, None) for oid, typmod in types)
+    return _Table("public", "t", True, tuple(names), converters, ())
+
+
+def _outcome(call, values):
+    try:
+        return "ok", call(values)
+    except DecodeError as exc:
+        return "error", str(exc)
+
+
+_value = st.one_of(
+    st.none(),
+    st.just(pgoutput.UNCHANGED_TOAST),
+    st.sampled_from(_GOOD),
+    st.sampled_from(_GOOD).map(str.encode),  # binary-format slot: decoded, then converted
+    st.text(max_size=8),
+)
+
+
+@given(
+    columns=st.lists(st.sampled_from(_TYPES), min_size=0, max_size=12),
+    data=st.data(),
+)
+def test_the_generated_row_is_the_loop_s_row(columns, data):
+    names = [f"c{i}'\"{{}}" for i in range(len(columns))]  # quotes and braces stay names
+    table = _table(columns, names)
+    count = data.draw(st.sampled_from([len(columns), len(columns), max(0, len(columns) - 1),
+                                       len(columns) + 1]))  # fmt: skip
+    values = tuple(data.draw(_value) for _ in range(count))
+    assert _outcome(table.row, values) == _outcome(table._row_checked, values)
+
+
+def test_special_values_and_a_refused_value_named_by_its_column():
+    table = _table([(20, -1), (25, -1), (114, -1)], ["id", "note", "meta"])
+    assert table.row(("7", pgoutput.UNCHANGED_TOAST, None)) == {
+        "id": 7,
+        "note": UNAVAILABLE_VALUE,
+        "meta": None,
+    }
+    assert table.row((b"8", b"x", '{"a": 1}')) == {"id": 8, "note": "x", "meta": '{"a": 1}'}
+    with pytest.raises(DecodeError, match=r"column public\.t\.id: invalid literal"):
+        table.row(("seven", "x", None))
+    with pytest.raises(DecodeError, match=r"column public\.t\."):
+        table.row(("7", "x"))  # one value short
