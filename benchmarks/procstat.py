@@ -94,6 +94,10 @@ class ProcWatch:
             "peak_rss_mb": round(sum(self.hwm_kb.values()) / 1024, 1),
             "peak_rss_sampled_mb": round(self.peak_sampled_kb / 1024, 1),
             "cpu_s": round(sum(self.cpu.values()), 2),
+            # Each process's share (the root first): which one bounds a two-process reader.
+            "cpu_s_each": [
+                round(self.cpu[p], 2) for p in sorted(self.cpu, key=lambda p: p != self.pid)
+            ],
             "processes": len(self.hwm_kb),
         }
 

@@ -1459,6 +1459,9 @@ def report(result: dict[str, Any]) -> str:
                 note = note or f"Debezium {r['version']}"
             if key in ("c_limit", "python_mysql_replication"):
                 note = note or "wall clock, no Kafka"
+            each = r.get("cpu_s_each") or []
+            if key.startswith("cdcd") and len(each) > 1 and not note:
+                note = "CPU s by process: " + " + ".join(f"{c:.1f}" for c in each)
             span = r.get("first_to_last_s")
             lines.append(
                 f"{source:9} {label[:34]:34} {_fmt(r.get('events_per_s')):>10} {_fmt(span, 2):>10} "
