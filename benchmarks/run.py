@@ -231,10 +231,39 @@ def parse_options(argv: list[str] | None = None) -> Options:
 
 
 class CpuMeter:
-    """How busy the whole machine was (in cores) between two readings of /proc/stat."""
+    """How busy the whole machine was (in cores) between two readings of /proc/stat, and
+    which processes other than the reader used it (a noisy neighbour, a server still
+    purging its backlog)."""
 
     def __init__(self) -> None:
         self.start = self._read()
+        self.start_by_process = self._by_process()
+
+    @staticmethod
+    def _by_process() -> dict[int, tuple[str, float]]:
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            fields = text[text.rindex(")") + 2 :].split()
+            out[int(stat.parent.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def others(self, reader: set[int], top: int = 3) -> list[tuple[str, float]]:
+        """The processes outside ``reader`` that used the most CPU seconds since the
+        start (by name, at least 0.5 s)."""
+        used: dict[str, float] = {}
+        for pid, (name, cpu) in self._by_process().items():
+            if pid in reader:
+                continue
+            before = self.start_by_process.get(pid, (name, 0.0))[1]
+            used[name] = used.get(name, 0.0) + cpu - before
+        ranked = sorted(used.items(), key=lambda item: -item[1])
+        return [(name, round(cpu, 1)) for name, cpu in ranked[:top] if cpu >= 0.5]
 
     @staticmethod
     def _read() -> tuple[float, float]:
@@ -380,6 +409,7 @@ async def catch_up(opts: Options, follow: Follow, workload: load.Workload) -> di
                 break
         result.update(watch.snapshot())
         result["machine_busy_cores"] = meter.busy_cores()
+        result["others_cpu_s"] = meter.others({os.getpid(), *watch.cpu})
     finally:
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its file and exits
@@ -1108,6 +1138,8 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     end = bench.end_position()
     out["end"] = end
     log(f"{name}: backlog of {workload.events} events loaded in {out['load']['load_s']} s")
+    # Every reader then finds the server at rest (not purging or vacuuming the backlog).
+    out["settle_after_load"] = bench.settle()
 
     topic_of = {}
     prefixes = {}
@@ -1462,6 +1494,11 @@ def report(result: dict[str, Any]) -> str:
             each = r.get("cpu_s_each") or []
             if key.startswith("cdcd") and len(each) > 1 and not note:
                 note = "CPU s by process: " + " + ".join(f"{c:.1f}" for c in each)
+            others = r.get("others_cpu_s") or []
+            if others and not r.get("error"):
+                note = (note + "; " if note else "") + "others: " + ", ".join(
+                    f"{n} {c:.1f} s" for n, c in others
+                )
             span = r.get("first_to_last_s")
             lines.append(
                 f"{source:9} {label[:34]:34} {_fmt(r.get('events_per_s')):>10} {_fmt(span, 2):>10} "
