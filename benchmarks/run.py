@@ -266,16 +266,24 @@ class CpuMeter:
         return [(name, round(cpu, 1)) for name, cpu in ranked[:top] if cpu >= 0.5]
 
     @staticmethod
-    def _read() -> tuple[float, float]:
+    def _read() -> tuple[float, float, float]:
+        """Now, CPU seconds the machine ran anything, and those the hypervisor took for
+        others (steal: on a shared host, the reason one run is slower than the next)."""
         with open("/proc/stat") as fh:
             values = [int(v) for v in fh.readline().split()[1:]]
-        idle = values[3] + values[4]
-        return time.monotonic(), (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        idle, steal = values[3] + values[4], values[7]
+        tick = os.sysconf("SC_CLK_TCK")
+        return time.monotonic(), (sum(values[:7]) - idle) / tick, steal / tick
 
     def busy_cores(self) -> float:
-        t1, b1 = self._read()
-        t0, b0 = self.start
+        t1, b1, _ = self._read()
+        t0, b0, _ = self.start
         return round((b1 - b0) / (t1 - t0), 2) if t1 > t0 else 0.0
+
+    def steal_cores(self) -> float:
+        t1, _, s1 = self._read()
+        t0, _, s0 = self.start
+        return round((s1 - s0) / (t1 - t0), 2) if t1 > t0 else 0.0
 
 
 def machine() -> dict[str, Any]:
@@ -409,6 +417,7 @@ async def catch_up(opts: Options, follow: Follow, workload: load.Workload) -> di
                 break
         result.update(watch.snapshot())
         result["machine_busy_cores"] = meter.busy_cores()
+        result["host_steal_cores"] = meter.steal_cores()
         result["others_cpu_s"] = meter.others({os.getpid(), *watch.cpu})
     finally:
         if profiler is not None:
@@ -1040,6 +1049,7 @@ async def steady_latency(
             raise RuntimeError(f"steady load failed: {err.decode(errors='replace')[-400:]}")
         cpu_after = watch.snapshot()["cpu_s"]
         result["machine_busy_cores"] = meter.busy_cores()
+        result["host_steal_cores"] = meter.steal_cores()
         steady = json.loads(commits_path.read_text())
         result["achieved_rate"] = steady["achieved_rate"]
         result["late_transactions"] = steady["late_transactions"]
@@ -1152,7 +1162,9 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     if "c" not in opts.skip:
         log(f"{name}: C limit ...")
         try:
+            meter = CpuMeter()
             result = bench.c_limit(end, workdir)
+            result["host_steal_cores"] = meter.steal_cores()
             result["events"] = workload.events
             if "error" not in result and result.get("wall_s"):
                 result["events_per_s"] = round(workload.events / result["wall_s"], 1)
@@ -1166,7 +1178,9 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     if isinstance(bench, MysqlBench) and "pyrepl" not in opts.skip:
         log(f"{name}: python-mysql-replication ...")
         try:
+            meter = CpuMeter()
             readers["python_mysql_replication"] = result = bench.pyrepl(workdir)
+            result["host_steal_cores"] = meter.steal_cores()
             if "error" in result:
                 out["errors"]["python_mysql_replication"] = result["error"]
         except Exception as exc:  # noqa: BLE001
@@ -1499,6 +1513,8 @@ def report(result: dict[str, Any]) -> str:
                 note = (note + "; " if note else "") + "others: " + ", ".join(
                     f"{n} {c:.1f} s" for n, c in others
                 )
+            if (r.get("host_steal_cores") or 0) >= 0.1:
+                note = (note + "; " if note else "") + f"host steal {r['host_steal_cores']:.1f} cores"
             span = r.get("first_to_last_s")
             lines.append(
                 f"{source:9} {label[:34]:34} {_fmt(r.get('events_per_s')):>10} {_fmt(span, 2):>10} "
