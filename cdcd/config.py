@@ -74,6 +74,11 @@ class PostgresSourceConfig(_SourceCommon):
     create_slot: bool = True
     create_publication: bool = True
     status_interval_s: float = Field(default=10.0, gt=0)
+    reader: Literal["process", "inline"] = Field(
+        default="process",
+        description="where the replication stream is read and decoded: a worker process "
+        "(uses a second core) or the daemon itself",
+    )
 
     @field_validator("dsn")
     @classmethod

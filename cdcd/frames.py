@@ -1,4 +1,4 @@
-"""How the binlog reader process hands its items to the daemon: frames on a pipe.
+"""How a reader process (``cdcd.worker``) hands its items to the daemon: frames on a pipe.
 
 A frame is a 4-byte little-endian length, then a format byte and the payload: ``j`` for
 a chunk of items as JSON (orjson both ways: about ten times cheaper than pickling the

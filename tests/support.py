@@ -54,6 +54,37 @@ def peak_rss_mb(pid: int) -> float:
     return total
 
 
+def worker_processes(daemon_pid: int, module: str, timeout: float = 10) -> list[int]:
+    """The daemon's reader processes running ``module``, once there is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                command = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if module.encode() in command and str(daemon_pid).encode() in command:
+                pids.append(int(cmdline.parent.name))
+        if pids or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.05)
+
+
+def process_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` ends (or is a zombie) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True  # ended; its zombie waits for init to reap it
+        time.sleep(0.05)
+    return False
+
+
 def unique_name(prefix: str = "t") -> str:
     """A name no other test uses: daemon name, topic prefix, table name."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"

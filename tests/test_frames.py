@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cdcd import frames
 from cdcd.errors import DecodeError, SourceUnavailableError
 from cdcd.events import ChangeEvent, Commit, SchemaChange
 from cdcd.positions import MysqlPosition
-from cdcd.sources.mysql import frames
 
 # Text as decoded from the server's bytes: no lone surrogates.
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
-import pickle
 import queue
 import re
 import struct
-import subprocess
-import sys
 import threading
 import uuid
 import zlib
@@ -43,13 +38,13 @@ from cdcd.positions import MysqlPosition, Position
 from cdcd.selection import TableSelection, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
-from cdcd.sources.mysql import frames
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.tls import tls_context
 from cdcd.sources.mysql.types import RowConverter
+from cdcd.worker import Worker
 
 if TYPE_CHECKING:
     from cdcd.config import MysqlSourceConfig
@@ -253,7 +248,7 @@ class MysqlSource:
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
         self._binlog: bl.BinlogStream | None = None
-        self._process: asyncio.subprocess.Process | None = None  # source.reader = "process"
+        self._worker: Worker | None = None  # source.reader = "process"
         self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
         self._thread: threading.Thread | None = None
         self.acked: MysqlPosition | None = None
@@ -507,77 +502,25 @@ class MysqlSource:
 
     async def _stream_from_process(self, start: _Start) -> AsyncIterator[list[SourceItem]]:
         """Read the binlog in a worker process (``cdcd.sources.mysql.reader``) and yield
-        what it decodes.
-
-        Decoding rows is most of the work, and the GIL keeps a thread on the daemon's core:
-        a process decodes on the second core while this one encodes and writes to Kafka.
-        Its frames are read by the event loop itself (a thread here would wait for the GIL
-        at every read of the pipe, and add that to every event's latency). The worker only
-        reads (it acknowledges nothing), so stopping it is always safe.
-        """
-        loop = asyncio.get_running_loop()
-        receive, send = os.pipe()
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(send, fcntl.F_SETPIPE_SZ, 1 << 20)  # fewer, larger reads
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "cdcd.sources.mysql.reader",
-                str(send),
-                str(os.getpid()),
-                stdin=subprocess.PIPE,
-                pass_fds=(send,),
+        what it decodes: decoding rows is most of the work, and a process does it on the
+        second core while this one encodes and writes to Kafka."""
+        worker = self._worker = Worker("cdcd.sources.mysql.reader", "the binlog reader process")
+        await worker.start(
+            (
+                _ReaderConfig.of(self.config, self._connection["password"]),
+                self.info,
+                self.connector,
+                self.server_id,
+                self.split_after_events,
+                start,
             )
-        finally:
-            os.close(send)
-        self._process = process
-        pipe = asyncio.StreamReader(limit=1 << 20)  # reading pauses beyond 2 MiB waiting
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(pipe), os.fdopen(receive, "rb", buffering=0)
         )
+        worker.close_input()
         try:
-            assert process.stdin is not None
-            process.stdin.write(
-                pickle.dumps(
-                    (
-                        _ReaderConfig.of(self.config, self._connection["password"]),
-                        self.info,
-                        self.connector,
-                        self.server_id,
-                        self.split_after_events,
-                        start,
-                    )
-                )
-            )
-            with contextlib.suppress(ConnectionError):
-                await process.stdin.drain()
-            process.stdin.close()
-            while True:
-                try:
-                    header = await pipe.readexactly(4)
-                    data = await pipe.readexactly(int.from_bytes(header, "little"))
-                except asyncio.IncompleteReadError:
-                    if self._stop.is_set():
-                        return
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(process.wait(), 5)
-                    # Killed (out of memory, by hand): nothing was acknowledged for what it
-                    # had read, so starting over from the last committed offset is safe.
-                    raise SourceUnavailableError(
-                        f"the binlog reader process stopped (exit code {process.returncode})"
-                    ) from None
-                message = frames.decode(data)
-                if isinstance(message, BaseException):
-                    raise message
-                yield message
+            async for chunk in worker.chunks(self._stop.is_set):
+                yield chunk
         finally:
-            transport.close()
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.terminate()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 5)
+            await worker.stop()
 
     def _explain_stream_error(self, exc: pymysql.err.OperationalError) -> SourceError:
         return stream_error(exc, self._where, self.config)
@@ -915,11 +858,9 @@ class MysqlSource:
         binlog = self._binlog
         if binlog is not None:
             binlog.close()  # the reader thread blocks in recv(): this wakes it at once
-        process = self._process
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()  # the stream then sees the pipe close
+        if self._worker is not None:
+            self._worker.terminate()  # the stream then sees the pipe close
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
-        if self.log is not None and (binlog is not None or process is not None):
+        if self.log is not None and (binlog is not None or self._worker is not None):
             self.log.info("source closed", position=str(self.acked) if self.acked else None)

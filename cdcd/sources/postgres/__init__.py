@@ -17,4 +17,5 @@ def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
         name=config.name,
         log=log,
         split_after_events=config.transactions.split_after_events,
+        log_settings=(config.log.level, config.log.format),
     )

@@ -37,6 +37,7 @@ from cdcd.sources.base import Problem
 from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.checks import run_checks
 from cdcd.sources.postgres.types import make_converter
+from cdcd.worker import Worker
 
 # Debezium's placeholder for a TOASTed value that an UPDATE left unchanged and the
 # server therefore did not send (unavailable.value.placeholder).
@@ -188,10 +189,19 @@ class PostgresSource:
         name: str,
         log: Any = None,
         split_after_events: int = 20_000,
+        reader: str | None = None,
+        log_settings: tuple[str, str] | None = None,
     ) -> None:
         self.config = config
         self.log = log
         self.split_after_events = split_after_events
+        self.name = name
+        # "process": the stream is read and decoded in a worker process (cdcd.worker);
+        # "inline": here, in the daemon's event loop (and in that worker itself).
+        self.reader = reader or config.reader
+        self._log_settings = log_settings  # (level, format) for the worker's own logging
+        self._worker: Worker | None = None
+        self._stopping = False
         self.slot = config.slot_name or default_object_name(name)
         self.publication = config.publication_name or default_object_name(name)
         for key, value in (("slot_name", self.slot), ("publication_name", self.publication)):
@@ -333,6 +343,10 @@ class PostgresSource:
         """Yield chunks of events and commits from the slot, after ``resume`` if given."""
         if resume is not None and not isinstance(resume, PgPosition):
             raise SourceError(f"cannot resume a PostgreSQL stream from a {resume.kind} position")
+        if self.reader == "process":
+            async for chunk in self._stream_from_process(resume):
+                yield chunk
+            return
         self._meta = await self._connect()
         self._repl = await self._connect(replication=True)
         confirmed = await self._slot_confirmed_lsn()
@@ -364,6 +378,26 @@ class PostgresSource:
             feedback.cancel()
             with contextlib.suppress(asyncio.CancelledError, psycopg.OperationalError):
                 await feedback
+
+    async def _stream_from_process(
+        self, resume: PgPosition | None
+    ) -> AsyncIterator[list[SourceItem]]:
+        """The same stream, read and decoded by a worker process: the daemon's core is
+        left to encoding and Kafka. Acknowledged positions are passed on to it (its
+        connection holds the slot and sends the status updates)."""
+        worker = self._worker = Worker(
+            "cdcd.sources.postgres.reader", "the replication reader process"
+        )
+        await worker.start(
+            (self.config, self.name, self.split_after_events, resume, self._log_settings)
+        )
+        try:
+            async for chunk in worker.chunks(lambda: self._stopping):
+                yield chunk
+        finally:
+            # Nothing more is read; the worker stays to pass on the acknowledgements of
+            # what is being written, until close().
+            worker.stop_reading()
 
     async def _slot_confirmed_lsn(self) -> int:
         assert self._meta is not None
@@ -664,6 +698,11 @@ class PostgresSource:
     async def ack(self, position: Position) -> None:
         """Everything up to ``position`` is in Kafka: let the slot move past it."""
         assert isinstance(position, PgPosition)
+        if self._worker is not None:
+            if position.commit_lsn > self._acked_lsn:
+                self._acked_lsn = position.commit_lsn
+                self._worker.send(position.commit_lsn.to_bytes(8, "little"))
+            return
         if position.commit_lsn > self._acked_lsn:
             self._acked_lsn = position.commit_lsn
         if time.monotonic() - self._last_status >= 1.0:
@@ -730,6 +769,10 @@ class PostgresSource:
 
     async def close(self) -> None:
         """Report the final acknowledged position and disconnect."""
+        if self._worker is not None:
+            # The worker reports it, once it has every acknowledgement sent so far.
+            self._stopping = True
+            await self._worker.stop(grace_s=5.0)
         if self._repl is not None and not self._repl.closed:
             with contextlib.suppress(Exception):
                 self._send_status(force=True)

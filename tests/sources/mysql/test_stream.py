@@ -7,11 +7,17 @@ import datetime as dt
 import os
 import signal
 import time
-from pathlib import Path
 
 import orjson
 import pytest
-from support import assert_each_once, consume, daemon, peak_rss_mb
+from support import (
+    assert_each_once,
+    consume,
+    daemon,
+    peak_rss_mb,
+    process_gone,
+    worker_processes,
+)
 
 from .conftest import connect
 
@@ -300,41 +306,6 @@ def test_sigkill_mid_stream_resumes_from_the_stored_gtid_position(my_case, tmp_p
     assert_each_once(messages, total, f"SIGKILL ({my_case.flavor})")
 
 
-def _reader_processes(daemon_pid: int, timeout: float = 10) -> list[int]:
-    """The daemon's binlog reader processes, once there is one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = _readers_now(daemon_pid)
-        if pids or time.monotonic() > deadline:
-            return pids
-        time.sleep(0.05)
-
-
-def _readers_now(daemon_pid: int) -> list[int]:
-    pids = []
-    for status in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            command = status.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"cdcd.sources.mysql.reader" in command and str(daemon_pid).encode() in command:
-            pids.append(int(status.parent.name))
-    return pids
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
-        except (OSError, IndexError):
-            return True
-        if state == "Z":
-            return True  # ended; its zombie waits for init to reap it
-        time.sleep(0.05)
-    return False
-
-
 def test_reader_process_ends_with_the_daemon_and_its_death_is_survived(my_case, tmp_path):
     """The binlog reader process never outlives the daemon (even one killed with SIGKILL),
     and when the reader process dies the daemon starts over from its last committed
@@ -344,19 +315,20 @@ def test_reader_process_ends_with_the_daemon_and_its_death_is_survived(my_case, 
     db = my_case.database
     my_case.ddl(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
     with daemon(tmp_path, my_case.config(["t"])) as d:
-        [reader] = _reader_processes(d.process.pid)
+        [reader] = worker_processes(d.process.pid, "cdcd.sources.mysql.reader")
         os.kill(d.process.pid, signal.SIGKILL)
         d.process.wait(10)
-        assert _gone(reader, 10), "the reader process outlived a SIGKILLed daemon"
+        assert process_gone(reader, 10), "the reader process outlived a SIGKILLed daemon"
     with daemon(tmp_path, {**my_case.config(["t"]), "name": my_case.name + "b"}) as d:
         my_case.execute(*(f"INSERT INTO {db}.t VALUES ({i})" for i in range(1, 4)))
         consume(my_case.bootstrap, [my_case.topic("t")], expect=3)  # written and committed
-        [reader] = _reader_processes(d.process.pid)
+        [reader] = worker_processes(d.process.pid, "cdcd.sources.mysql.reader")
         os.kill(reader, signal.SIGKILL)
         d.wait_for_log("the binlog reader process stopped (exit code -9)")
         my_case.execute(*(f"INSERT INTO {db}.t VALUES ({i})" for i in range(4, 7)))
         d.wait_for_log('"streaming"', count=2)
-        assert [pid for pid in _reader_processes(d.process.pid) if pid != reader]
+        readers = worker_processes(d.process.pid, "cdcd.sources.mysql.reader")
+        assert [pid for pid in readers if pid != reader]
         messages = consume(my_case.bootstrap, [my_case.topic("t")], expect=6, settle=2)
         assert d.terminate() == 0
     assert sorted(m.key["id"] for m in messages) == [1, 2, 3, 4, 5, 6]

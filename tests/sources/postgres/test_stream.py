@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import base64
+import os
 import random
+import signal
 import string
 import threading
 import time
 
 import pytest
-from support import assert_each_once, consume, daemon, peak_rss_mb
+from support import (
+    assert_each_once,
+    consume,
+    daemon,
+    peak_rss_mb,
+    process_gone,
+    worker_processes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +27,16 @@ def by_topic(messages, topic):
     return [m for m in messages if m.topic == topic]
 
 
-def test_changes_arrive_in_commit_order_with_keys_and_topics(pg_case, tmp_path):
+@pytest.mark.parametrize("reader", ["process", "inline"])
+def test_changes_arrive_in_commit_order_with_keys_and_topics(pg_case, tmp_path, reader):
     s = pg_case.schema
     pg_case.execute(
         f"CREATE TABLE {s}.customers (id bigint PRIMARY KEY, name text NOT NULL)",
         f"CREATE TABLE {s}.orders (id int PRIMARY KEY, customer_id bigint, amount numeric(10,2), note text)",
     )
-    with daemon(tmp_path, pg_case.config(["customers", "orders"])) as d:
+    config = pg_case.config(["customers", "orders"])
+    config["source"]["reader"] = reader
+    with daemon(tmp_path, config) as d:
         pg_case.execute(
             f"INSERT INTO {s}.customers VALUES (1, 'ann')",
             f"INSERT INTO {s}.orders VALUES (10, 1, 12.50, 'first'), (11, 1, 3.00, NULL)",
@@ -212,3 +224,42 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
 
     assert not errors, errors
     assert_each_once(messages, total, "SIGKILL test")
+
+
+def test_reader_process_ends_with_the_daemon_and_its_death_is_survived(pg_case, tmp_path):
+    """The replication reader process never outlives the daemon (even one killed with
+    SIGKILL), and when it dies the daemon starts over from its last committed offset with
+    a new one: nothing lost, nothing twice. The positions the daemon acknowledges reach
+    the slot through it."""
+    s = pg_case.schema
+    module = "cdcd.sources.postgres.reader"
+    pg_case.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY)")
+    config = pg_case.config(["t"])
+    config["source"]["status_interval_s"] = 0.5
+    with daemon(tmp_path, config) as d:
+        [reader] = worker_processes(d.process.pid, module)
+        os.kill(d.process.pid, signal.SIGKILL)
+        d.process.wait(10)
+        assert process_gone(reader, 10), "the reader process outlived a SIGKILLed daemon"
+    second = tmp_path / "second"  # a log of its own
+    second.mkdir()
+    with daemon(second, config) as d:
+        before = pg_case.slot_confirmed_lsn()
+        for i in range(1, 4):
+            pg_case.execute(f"INSERT INTO {s}.t VALUES ({i})")
+        consume(pg_case.bootstrap, [pg_case.topic("t")], expect=3)  # written and committed
+        deadline = time.monotonic() + 10
+        while pg_case.slot_confirmed_lsn() <= before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pg_case.slot_confirmed_lsn() > before, "no acknowledgement reached the slot"
+        [reader] = worker_processes(d.process.pid, module)
+        os.kill(reader, signal.SIGKILL)
+        d.wait_for_log("the replication reader process stopped (exit code -9)")
+        for i in range(4, 7):
+            pg_case.execute(f"INSERT INTO {s}.t VALUES ({i})")
+        d.wait_for_log('"streaming"', count=2)
+        readers = worker_processes(d.process.pid, module)
+        assert [pid for pid in readers if pid != reader]
+        messages = consume(pg_case.bootstrap, [pg_case.topic("t")], expect=6, settle=2)
+        assert d.terminate() == 0
+    assert sorted(m.key["id"] for m in messages) == [1, 2, 3, 4, 5, 6]

@@ -1,0 +1,100 @@
+"""The replication reader process of PostgreSQL's ``source.reader = "process"``.
+
+Started by the daemon through ``cdcd.worker`` as
+``python -m cdcd.sources.postgres.reader <fd> <daemon pid>``. Its setup: the source's
+configuration, the daemon's name, where to cut huge transactions, where to resume, and
+how to log. It runs the source's own stream (slot, pgoutput decoding, rows) and writes
+each chunk to the pipe ``fd`` as a frame, an error as its last frame.
+
+On its stdin come the positions the daemon acknowledged (Kafka holds everything before
+them), 8 bytes each: the commit LSN, little-endian. They go to the server in the
+source's status updates, exactly as in the daemon. The end of its stdin is the daemon's
+"stop": the reader then reports the last acknowledged position and exits. While the
+daemon does not read (Kafka is slow), the reader waits without blocking its event loop,
+so the status updates that keep the replication connection alive still go out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from typing import Any
+
+from cdcd import frames
+from cdcd.errors import SourceError
+from cdcd.positions import PgPosition
+from cdcd.worker import worker_setup
+
+
+async def _run(fd: int, setup: Any) -> None:
+    from cdcd.sources.postgres.source import PostgresSource
+
+    config, name, split_after_events, resume, log_settings = setup
+    log = None
+    if log_settings is not None:
+        from cdcd.log import setup_logging
+
+        level, fmt = log_settings
+        log = setup_logging(level, fmt).bind(name=name)
+    source = PostgresSource(
+        config, name=name, log=log, split_after_events=split_after_events, reader="inline"
+    )
+    loop = asyncio.get_running_loop()
+    out_transport, out_protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0)
+    )
+    out = asyncio.StreamWriter(out_transport, out_protocol, None, loop)
+    acks = asyncio.StreamReader()
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(acks), os.fdopen(0, "rb", buffering=0)
+    )
+
+    async def pump() -> None:
+        try:
+            async for chunk in source.stream(resume):
+                out.write(frames.encode(chunk))
+                await out.drain()
+        except ConnectionError:
+            return  # the daemon stopped reading: it is stopping
+        except Exception as exc:  # noqa: BLE001 - every failure goes to the daemon
+            error = (
+                exc
+                if isinstance(exc, SourceError)
+                else SourceError(f"PostgreSQL reader failed: {exc.__class__.__name__}: {exc}")
+            )
+            with contextlib.suppress(ConnectionError):
+                out.write(frames.encode(error))
+                await out.drain()
+
+    async def acknowledge() -> None:
+        while True:
+            try:
+                data = await acks.readexactly(8)
+            except asyncio.IncompleteReadError:
+                return  # the daemon is stopping (or gone)
+            # A status update that fails (connection lost) is the stream's to report.
+            with contextlib.suppress(SourceError):
+                await source.ack(PgPosition(int.from_bytes(data, "little")))
+
+    streaming = asyncio.create_task(pump(), name="cdcd-pg-reader")
+    try:
+        await acknowledge()
+    finally:
+        streaming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await streaming
+        await source.close()  # the last acknowledged position goes to the server
+        out_transport.close()
+
+
+def main() -> None:
+    setup = worker_setup()
+    if setup is None:
+        return
+    fd, payload = setup
+    asyncio.run(_run(fd, payload))
+
+
+if __name__ == "__main__":
+    main()
