@@ -106,6 +106,7 @@ class Options:
     tx_rows: int
     delivery: str
     latency_delivery: str
+    reader: str | None
     big_tx: int
     startup_timeout: float
     stall_timeout: float
@@ -173,6 +174,12 @@ def parse_options(argv: list[str] | None = None) -> Options:
         help="cdcd's delivery in the latency phase (default exactly-once, the target's)",
     )
     p.add_argument(
+        "--reader",
+        choices=["process", "inline"],
+        help="where cdcd reads and decodes the source: a worker process, or inline in the "
+        "daemon (PostgreSQL reader = inline, MySQL reader = thread); default: cdcd's default",
+    )
+    p.add_argument(
         "--big-tx",
         type=int,
         help="rows of the single-transaction memory phase (default 1000000; --quick: 0, off)",
@@ -213,6 +220,7 @@ def parse_options(argv: list[str] | None = None) -> Options:
         tx_rows=a.tx_rows,
         delivery=a.delivery,
         latency_delivery=a.latency_delivery,
+        reader=a.reader,
         big_tx=a.big_tx if a.big_tx is not None else (0 if a.quick else 1_000_000),
         startup_timeout=90.0 if a.quick else 240.0,
         stall_timeout=a.stall_timeout or (30.0 if a.quick else 300.0),
@@ -499,6 +507,9 @@ def cdcd_config(
         config["delivery"] = delivery
     kind = source["kind"]
     config["source"] = {k: v for k, v in source.items() if k in known[kind] or k in ("kind", "dsn")}
+    if opts.reader is not None and "reader" in known[kind]:
+        inline = "thread" if kind == "mysql" else "inline"
+        config["source"]["reader"] = inline if opts.reader == "inline" else "process"
     config["sink"] = {
         "kind": "kafka",
         "bootstrap_servers": opts.kafka,
@@ -1608,6 +1619,7 @@ async def main_async(opts: Options) -> dict[str, Any]:
             if "delivery" in _cdcd_fields()["top"]
             else "(no such key)",
             "cdcd_latency_delivery": opts.latency_delivery,
+            "cdcd_reader": opts.reader or "default",
             "debezium": DEBEZIUM_VERSIONS,
             "producer": PRODUCER,
             "kafka": opts.kafka,
