@@ -42,6 +42,30 @@ class TableSelection:
         return None
 
 
+class _PlainSecret(str):
+    def get_secret_value(self) -> str:
+        return str(self)
+
+
+class PlainConfig(TableSelection):
+    """A source's ``source.*`` as plain attributes, for a reader process: pickled to it,
+    it needs neither pydantic nor the configuration's models (~20 MB of its memory). The
+    password (``password_env``/``password_file``) is read once, by the daemon."""
+
+    def __init__(self, values: dict[str, Any], secret: str | None) -> None:
+        self.__dict__.update(values)
+        self._secret = secret
+
+    @classmethod
+    def of(cls, config: Any) -> PlainConfig:
+        """``config``: a source's configuration model."""
+        secret = config.password()
+        return cls(config.model_dump(), None if secret is None else secret.get_secret_value())
+
+    def password(self) -> _PlainSecret | None:
+        return None if self._secret is None else _PlainSecret(self._secret)
+
+
 def dsn_parts(dsn: str) -> dict[str, Any]:
     """Host, port, user, password and database of a source URL (password never logged)."""
     url = urlsplit(dsn)

@@ -24,7 +24,7 @@ def main() -> None:
     if setup is None:
         return
     fd, (config, info, connector, server_id, split_after_events, start) = setup
-    # A _ReaderConfig: the part of source.* that reading needs, without pydantic.
+    # A PlainConfig: source.* without pydantic.
     source = MysqlSource(cast(Any, config), name="reader", split_after_events=split_after_events)
     source.info, source.connector, source.server_id = info, connector, server_id
     out = os.fdopen(fd, "wb")

@@ -35,7 +35,7 @@ from cdcd.events import (
     SourceItem,
 )
 from cdcd.positions import MysqlPosition, Position
-from cdcd.selection import TableSelection, dsn_parts
+from cdcd.selection import PlainConfig, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
@@ -162,55 +162,6 @@ class _Start:
 
 class _Stopped(Exception):
     pass
-
-
-class _PlainSecret(str):
-    def get_secret_value(self) -> str:
-        return str(self)
-
-
-@dataclass(frozen=True)
-class _ReaderConfig(TableSelection):
-    """``source.*`` as the reader process needs it: plain values, pickled to it, so that it
-    does without pydantic and the configuration's models (about 20 MB of its memory)."""
-
-    dsn: str
-    secret: str
-    server_id: int
-    ssl_ca: str | None
-    ssl_cert: str | None
-    ssl_key: str | None
-    ssl_verify_identity: bool
-    schema_changes: bool
-    heartbeat_interval_s: float
-    tables: tuple[str, ...] | None
-    exclude_tables: tuple[str, ...]
-    databases: tuple[str, ...] | None
-    exclude_databases: tuple[str, ...]
-
-    @classmethod
-    def of(cls, config: MysqlSourceConfig, secret: str) -> _ReaderConfig:
-        def names(values: list[str] | None) -> tuple[str, ...] | None:
-            return None if values is None else tuple(values)
-
-        return cls(
-            dsn=config.dsn,
-            secret=secret,
-            server_id=config.server_id,
-            ssl_ca=config.ssl_ca,
-            ssl_cert=config.ssl_cert,
-            ssl_key=config.ssl_key,
-            ssl_verify_identity=config.ssl_verify_identity,
-            schema_changes=config.schema_changes,
-            heartbeat_interval_s=config.heartbeat_interval_s,
-            tables=names(config.tables),
-            exclude_tables=tuple(config.exclude_tables),
-            databases=names(config.databases),
-            exclude_databases=tuple(config.exclude_databases),
-        )
-
-    def password(self) -> _PlainSecret:
-        return _PlainSecret(self.secret)
 
 
 class MysqlSource:
@@ -507,7 +458,7 @@ class MysqlSource:
         worker = self._worker = Worker("cdcd.sources.mysql.reader", "the binlog reader process")
         await worker.start(
             (
-                _ReaderConfig.of(self.config, self._connection["password"]),
+                PlainConfig.of(self.config),
                 self.info,
                 self.connector,
                 self.server_id,

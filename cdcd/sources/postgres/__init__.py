@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cdcd.config import Config, PostgresSourceConfig
 from cdcd.sources.postgres.source import PostgresSource
 
 __all__ = ["PostgresSource", "build"]
 
+if TYPE_CHECKING:  # not at run time: the reader process does without pydantic
+    from cdcd.config import Config
+
 
 def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
+    from cdcd.config import PostgresSourceConfig
+
     assert isinstance(config.source, PostgresSourceConfig)
     return PostgresSource(
         config.source,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from cdcd.config import PostgresSourceConfig
 from cdcd.sources.base import Problem
+
+if TYPE_CHECKING:
+    from cdcd.config import PostgresSourceConfig
 
 
 async def _one(conn: psycopg.AsyncConnection[Any], query: str, params: tuple[Any, ...] = ()) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any
+from typing import Any, cast
 
 from cdcd import frames
 from cdcd.errors import SourceError
@@ -37,8 +37,13 @@ async def _run(fd: int, setup: Any) -> None:
 
         level, fmt = log_settings
         log = setup_logging(level, fmt).bind(name=name)
+    # A PlainConfig: source.* without pydantic.
     source = PostgresSource(
-        config, name=name, log=log, split_after_events=split_after_events, reader="inline"
+        cast(Any, config),
+        name=name,
+        log=log,
+        split_after_events=split_after_events,
+        reader="inline",
     )
     loop = asyncio.get_running_loop()
     out_transport, out_protocol = await loop.connect_write_pipe(

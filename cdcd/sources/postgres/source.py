@@ -15,12 +15,11 @@ import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq, sql
 
-from cdcd.config import PostgresSourceConfig
 from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
 from cdcd.events import (
     OP_CREATE,
@@ -32,12 +31,15 @@ from cdcd.events import (
     SourceItem,
 )
 from cdcd.positions import PgPosition, Position, lsn_to_str
-from cdcd.selection import dsn_parts
+from cdcd.selection import PlainConfig, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.checks import run_checks
 from cdcd.sources.postgres.types import make_converter
 from cdcd.worker import Worker
+
+if TYPE_CHECKING:
+    from cdcd.config import PostgresSourceConfig
 
 # Debezium's placeholder for a TOASTed value that an UPDATE left unchanged and the
 # server therefore did not send (unavailable.value.placeholder).
@@ -389,7 +391,13 @@ class PostgresSource:
             "cdcd.sources.postgres.reader", "the replication reader process"
         )
         await worker.start(
-            (self.config, self.name, self.split_after_events, resume, self._log_settings)
+            (
+                PlainConfig.of(self.config),
+                self.name,
+                self.split_after_events,
+                resume,
+                self._log_settings,
+            )
         )
         try:
             async for chunk in worker.chunks(lambda: self._stopping):
