@@ -1006,6 +1006,58 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+def _by_second(
+    commits: list[list[int]],
+    ids: dict[int, float],
+    window_start: int,
+    steal_samples: list[tuple[int, float]],
+    target_ms: float = 50.0,
+) -> dict[str, Any]:
+    """The window second by second: how many seconds had a p99 above ``target_ms``, the
+    worst ones, and the host steal in them and in the others (a latency spike that comes
+    with steal is the hypervisor's, not the reader's)."""
+    per_second: dict[int, list[float]] = {}
+    for first, count, sent_ns, _done_ns in commits:
+        if sent_ns < window_start:
+            continue
+        second = (sent_ns - window_start) // 1_000_000_000
+        for j in range(count):
+            ts = ids.get(first + j)
+            if ts is not None:
+                per_second.setdefault(second, []).append(ts - sent_ns / 1e6)
+
+    def steal_at(second: int) -> float:
+        lo = window_start + second * 1_000_000_000
+        hi = lo + 1_000_000_000
+        inside = [(t, v) for t, v in steal_samples if lo - 250_000_000 <= t <= hi + 250_000_000]
+        if len(inside) < 2:
+            return 0.0
+        (t0, v0), (t1, v1) = inside[0], inside[-1]
+        return (v1 - v0) / ((t1 - t0) / 1e9) if t1 > t0 else 0.0
+
+    seconds = []
+    for second, values in sorted(per_second.items()):
+        values.sort()
+        seconds.append((second, _percentile(values, 0.99), steal_at(second)))
+    slow = [s for s in seconds if s[1] > target_ms]
+    other = [s for s in seconds if s[1] <= target_ms]
+    return {
+        "seconds": len(seconds),
+        "seconds_over_target": len(slow),
+        "target_ms": target_ms,
+        "steal_cores_in_slow_seconds": round(statistics.fmean(s[2] for s in slow), 2)
+        if slow
+        else None,
+        "steal_cores_in_other_seconds": round(statistics.fmean(s[2] for s in other), 2)
+        if other
+        else None,
+        "worst": [
+            {"second": s, "p99_ms": round(p, 1), "steal_cores": round(st, 2)}
+            for s, p, st in sorted(seconds, key=lambda x: -x[1])[:5]
+        ],
+    }
+
+
 async def steady_latency(
     opts: Options, bench: Bench, follow: Follow, workdir: Path
 ) -> dict[str, Any]:
@@ -1078,9 +1130,11 @@ async def steady_latency(
         )
         gen_started = time.monotonic()
         waiter = asyncio.ensure_future(gen.communicate())
+        steal_samples = [(time.time_ns(), CpuMeter._read()[2])]  # (clock, steal s so far)
         while not waiter.done():
             await asyncio.wait({waiter}, timeout=0.25)
             watch.sample()
+            steal_samples.append((time.time_ns(), CpuMeter._read()[2]))
         out, err = waiter.result()
         gen_elapsed = time.monotonic() - gen_started
         if gen.returncode != 0:
@@ -1123,6 +1177,7 @@ async def steady_latency(
                 latencies.append(ts - sent_ns / 1e6)
                 if first + j in source_ts:
                     from_source.append(ts - source_ts[first + j] / 1000)
+        result["by_second"] = _by_second(steady["commits"], stats.ids, window_start, steal_samples)
         latencies.sort()
         result["events"] = len(latencies)
         result["missing"] = missing
@@ -1589,6 +1644,15 @@ def report(result: dict[str, Any]) -> str:
                 f"cdcd CPU {_fmt(lat.get('reader_cpu_percent'), 0)}% "
                 + (f"[{lat['error'][:100]}]" if lat.get("error") else "")
             )
+            seconds = lat.get("by_second") or {}
+            if seconds.get("seconds"):
+                lines.append(
+                    f"  {source:9}   seconds with p99 > {_fmt(seconds['target_ms'])} ms: "
+                    f"{seconds['seconds_over_target']} of {seconds['seconds']}; host steal "
+                    f"{_fmt(lat.get('host_steal_cores'), 2)} cores over the window, "
+                    f"{_fmt(seconds.get('steal_cores_in_slow_seconds'), 2)} in those seconds, "
+                    f"{_fmt(seconds.get('steal_cores_in_other_seconds'), 2)} in the others"
+                )
         big = out.get("big_transaction") or {}
         if big:
             lines.append(
