@@ -74,10 +74,10 @@ class PostgresSourceConfig(_SourceCommon):
     create_slot: bool = True
     create_publication: bool = True
     status_interval_s: float = Field(default=10.0, gt=0)
-    reader: Literal["process", "inline"] = Field(
-        default="process",
-        description="where the replication stream is read and decoded: a worker process "
-        "(uses a second core) or the daemon itself",
+    reader: Literal["inline", "process"] = Field(
+        default="inline",
+        description="where the replication stream is read and decoded: the daemon itself, "
+        "or a worker process (a second core: faster catch-up, more memory)",
     )
 
     @field_validator("dsn")

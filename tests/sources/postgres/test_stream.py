@@ -173,7 +173,8 @@ def test_transaction_of_100k_rows_keeps_memory_bounded(pg_case, tmp_path):
     assert peak < 150, f"peak RSS {peak:.0f} MB: memory is not bounded"
 
 
-def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
+@pytest.mark.parametrize("reader", ["inline", "process"])
+def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path, reader):
     s = pg_case.schema
     pg_case.execute(f"CREATE TABLE {s}.ticks (id int PRIMARY KEY, v int)")
     total, per_tx = 20_000, 100
@@ -202,6 +203,7 @@ def test_sigkill_mid_stream_loses_nothing(pg_case, tmp_path):
                     return
 
     config = pg_case.config(["ticks"])
+    config["source"]["reader"] = reader
     with daemon(tmp_path, config) as d:
         writer = threading.Thread(target=write)
         writer.start()
@@ -235,7 +237,7 @@ def test_reader_process_ends_with_the_daemon_and_its_death_is_survived(pg_case, 
     module = "cdcd.sources.postgres.reader"
     pg_case.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY)")
     config = pg_case.config(["t"])
-    config["source"]["status_interval_s"] = 0.5
+    config["source"].update(reader="process", status_interval_s=0.5)
     with daemon(tmp_path, config) as d:
         [reader] = worker_processes(d.process.pid, module)
         os.kill(d.process.pid, signal.SIGKILL)
