@@ -133,6 +133,12 @@ class KafkaSinkConfig(_Strict):
     )
     compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "lz4"
     linger_ms: int = Field(default=5, ge=0)
+    transaction_interval_ms: int = Field(
+        default=10,
+        ge=0,
+        description="exactly-once: the least time from one Kafka transaction's start to the "
+        "next one's; what the source commits meanwhile joins the next transaction",
+    )
     max_batch_bytes: int = Field(default=1_048_576, ge=1024)
     max_request_bytes: int = Field(default=4_194_304, ge=1024)
     tombstones_on_delete: bool = True

@@ -110,3 +110,53 @@ def test_kafka_errors_that_may_pass_start_over_and_the_others_stop():
     assert isinstance(fenced, FencedError) and "fenced" in str(fenced)
     other = explain_kafka_error(KafkaError("corrupt"), "b:9092")
     assert isinstance(other, SinkError) and not isinstance(other, SinkUnavailableError)
+
+
+def test_exactly_once_transactions_begin_an_interval_apart(kafka_bootstrap):
+    """sink.transaction_interval_ms: the writer may begin the next Kafka transaction only
+    that long after the last one began; the first one (after a quiet spell) at once."""
+    import time
+
+    name = unique_name("interval")
+    config = parse_config(
+        {
+            "name": name,
+            "delivery": "exactly-once",
+            "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+            "sink": {
+                "kind": "kafka",
+                "bootstrap_servers": kafka_bootstrap,
+                "topic_prefix": name,
+                "transaction_interval_ms": 1500,
+            },
+        }
+    )
+    topic = f"{name}.s.t"
+
+    async def write() -> list[float]:
+        sink = build(config)
+        await sink.start()
+        try:
+            ready_after: list[float] = []
+            began = None
+            for round_ in range(3):
+                asked = time.monotonic()
+                await sink.ready()
+                ready_after.append(time.monotonic() - (began if began is not None else asked))
+                began = time.monotonic()
+                record = Record(topic, orjson.dumps({"id": round_}), orjson.dumps({"v": round_}))
+                await sink.write([record], StoredOffset(PgPosition(200 + round_)))
+            await sink.ready()
+            return ready_after
+        finally:
+            await sink.close()
+
+    first, second, third = asyncio.run(write())
+    assert first < 1.0  # not held back: nothing began before it
+    assert second >= 1.45 and third >= 1.45  # 1.5 s after the last one began
+    assert [m.value["v"] for m in consume(kafka_bootstrap, [topic], expect=3, settle=1)] == [
+        0,
+        1,
+        2,
+    ]
+    assert [h["lsn"] for h in offset_history(kafka_bootstrap, name)] == ["0/C8", "0/C9", "0/CA"]

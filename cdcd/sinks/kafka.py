@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -184,6 +185,8 @@ class KafkaSink:
         self._in_transaction = False
         self._unacknowledged: list[asyncio.Future[Any]] = []  # batches of the open transaction
         self._previous: asyncio.Future[None] | None = None  # the last write's delivery
+        self._interval_s = sink.transaction_interval_ms / 1000
+        self._began = -math.inf  # when the last Kafka transaction began (monotonic)
 
     async def start(self) -> None:
         options = self.offsets.options
@@ -318,11 +321,21 @@ class KafkaSink:
         return futures
 
     async def ready(self) -> None:
-        """Wait until the last Kafka transaction is committed (its failure is raised by
-        the next write and by its own delivery)."""
+        """Wait until the next write may begin a Kafka transaction: the last one is
+        committed (its failure is raised by the next write and by its own delivery) and
+        ``sink.transaction_interval_ms`` has passed since it began."""
+        if not self.exactly_once:
+            return
         previous = self._previous
-        if self.exactly_once and previous is not None and not previous.done():
+        if previous is not None and not previous.done():
             await asyncio.wait([previous])
+        if not self._in_transaction:
+            # Transactions back to back: each begins an interval after the last one began
+            # (what arrives meanwhile joins it), so a source committing small transactions
+            # costs Kafka and cdcd a transaction per interval, not one per round trip.
+            wait = self._began + self._interval_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
         assert self._producer is not None
@@ -350,6 +363,7 @@ class KafkaSink:
         if not self._in_transaction:
             await producer.begin_transaction()
             self._in_transaction = True
+            self._began = time.monotonic()
         self._unacknowledged += await self._send(records)
         if offset is None:
             return _done()  # the source transaction goes on; it commits with a later write
