@@ -67,6 +67,8 @@ class TopicStats:
     ids: dict[int, int] | None = None  # key id -> append time, when asked for
     # key id -> the envelope's source.ts_us (the database's commit time), when it has one
     source_ts_us: dict[int, int] | None = None
+    # key id -> the envelope's ts_ns (when the reader had the change), when it has one
+    reader_ts_ns: dict[int, int] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -86,7 +88,11 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str, *, keep_ids: bool = False) -> None:
         self.topic = topic
         self.partition = TopicPartition(topic, 0)
-        self.stats = TopicStats(ids={} if keep_ids else None, source_ts_us={} if keep_ids else None)
+        self.stats = TopicStats(
+            ids={} if keep_ids else None,
+            source_ts_us={} if keep_ids else None,
+            reader_ts_ns={} if keep_ids else None,
+        )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id="cdcd-bench-reader",
@@ -116,6 +122,7 @@ class TopicReader:
         stats = self.stats
         ids = stats.ids
         source_ts = stats.source_ts_us
+        reader_ts = stats.reader_ts_ns
         ops = stats.ops
         while await consumer.position(self.partition) < end:
             batches = await consumer.getmany(self.partition, timeout_ms=1000, max_records=50_000)
@@ -128,9 +135,13 @@ class TopicReader:
                         row_id = int(orjson.loads(record.key)["id"])
                         ids[row_id] = record.timestamp
                         if value is not None and source_ts is not None:
-                            ts_us = orjson.loads(value)["source"].get("ts_us")
+                            envelope = orjson.loads(value)
+                            ts_us = envelope["source"].get("ts_us")
                             if ts_us:
                                 source_ts[row_id] = int(ts_us)
+                            ts_ns = envelope.get("ts_ns")
+                            if ts_ns and reader_ts is not None:
+                                reader_ts[row_id] = int(ts_ns)
                 if value is None:
                     stats.tombstones += 1
                     continue
