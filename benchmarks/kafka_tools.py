@@ -10,14 +10,18 @@ the databases and the harness share one machine and one clock.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 _OP = b'"op":"'
@@ -65,6 +69,7 @@ class TopicStats:
     last_ts_ms: int | None = None
     timestamp_type: int | None = None  # 1: LogAppendTime
     ids: dict[int, int] | None = None  # key id -> append time, when asked for
+    offsets: dict[int, int] | None = None  # key id -> the record's offset, when asked for
     # key id -> the envelope's source.ts_us (the database's commit time), when it has one
     source_ts_us: dict[int, int] | None = None
     # key id -> the envelope's ts_ns (when the reader had the change), when it has one
@@ -90,6 +95,7 @@ class TopicReader:
         self.partition = TopicPartition(topic, 0)
         self.stats = TopicStats(
             ids={} if keep_ids else None,
+            offsets={} if keep_ids else None,
             source_ts_us={} if keep_ids else None,
             reader_ts_ns={} if keep_ids else None,
         )
@@ -134,6 +140,8 @@ class TopicReader:
                     with contextlib.suppress(Exception):
                         row_id = int(orjson.loads(record.key)["id"])
                         ids[row_id] = record.timestamp
+                        if stats.offsets is not None:
+                            stats.offsets[row_id] = record.offset
                         if value is not None and source_ts is not None:
                             envelope = orjson.loads(value)
                             ts_us = envelope["source"].get("ts_us")
@@ -172,3 +180,92 @@ async def wait_for_topic_metadata(bootstrap: str, topic: str, timeout: float = 3
                 await asyncio.sleep(0.2)
     finally:
         await reader.stop()
+
+
+# -- transaction markers -----------------------------------------------------------------
+#
+# A read_committed consumer sees a transaction's records once its COMMIT marker is in the
+# partition. Consumers never get the markers themselves, so they are read from the
+# broker's log segments (the broker runs on this machine): the record batch v2 header,
+# and the control record's key (version, type: 0 abort, 1 commit).
+
+_BATCH = struct.Struct(">qiiBIhiqqqhii")  # baseOffset .. recordsCount: 61 bytes
+_CONTROL = 0x20  # attributes: a control batch
+
+
+async def broker_log_dirs(bootstrap: str) -> list[Path]:
+    """The broker's ``log.dirs`` (this machine's paths)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdcd-bench-admin")
+    await admin.start()
+    try:
+        node = next(iter(admin._client.cluster.brokers())).nodeId
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.BROKER, str(node), {"log.dirs": None, "log.dir": None}
+                )
+            ]
+        )
+        found: dict[str, str] = {}
+        for response in responses:
+            for resource in response.resources:
+                for entry in resource[4]:
+                    if entry[1]:
+                        found[entry[0]] = entry[1]
+        value = found.get("log.dirs") or found.get("log.dir") or ""
+        return [Path(d) for d in value.split(",") if d]
+    finally:
+        await admin.close()
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), pos  # zigzag
+        shift += 7
+
+
+def transaction_markers(
+    log_dirs: list[Path], topic: str, partition: int = 0
+) -> list[tuple[int, int, int]]:
+    """(offset, append time in ms, type: 1 commit, 0 abort) of each transaction marker in
+    ``topic``'s partition, in offset order; [] when its log is not on this machine."""
+    markers: list[tuple[int, int, int]] = []
+    for log_dir in log_dirs:
+        folder = log_dir / f"{topic}-{partition}"
+        for segment in sorted(folder.glob("*.log")):
+            data = segment.read_bytes()
+            pos = 0
+            while pos + _BATCH.size <= len(data):
+                base, length, _, magic, _, attributes, _, _, max_ts, *_ = _BATCH.unpack_from(
+                    data, pos
+                )
+                end = pos + 12 + length
+                if length <= 0 or end > len(data):
+                    break  # the segment's end, or a batch being written
+                if magic == 2 and attributes & _CONTROL:
+                    at = pos + _BATCH.size
+                    _, at = _varint(data, at)  # record length
+                    at += 1  # record attributes
+                    _, at = _varint(data, at)  # timestamp delta
+                    _, at = _varint(data, at)  # offset delta
+                    key_length, at = _varint(data, at)
+                    kind = struct.unpack_from(">hh", data, at)[1] if key_length >= 4 else -1
+                    markers.append((base, max_ts, kind))
+                pos = end
+    markers.sort()
+    return markers
+
+
+def visible_at(markers: list[tuple[int, int, int]], offset: int) -> int | None:
+    """When a read_committed consumer could first see the record at ``offset``: the
+    append time of the first COMMIT marker after it (None: no marker after it)."""
+    index = bisect.bisect_right(markers, (offset, float("inf"), 0))
+    for marker_offset, ts, kind in markers[index:]:
+        if marker_offset > offset:
+            return ts if kind == 1 else None
+    return None

@@ -45,3 +45,40 @@ def test_the_window_with_the_least_host_steal_counts_whatever_its_latency():
     ]
     assert run._choose_window(windows)["window"] == 2
     assert run._choose_window(windows[:1])["window"] == 1
+
+
+def test_transaction_markers_are_read_from_the_log_segment(tmp_path):
+    """Batches laid out by aiokafka's own builder (a control batch: its attributes'
+    control bit, the key version 0 and type 1 = commit, 0 = abort)."""
+    import struct
+
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+    from kafka_tools import transaction_markers, visible_at
+
+    def batch(base: int, ts: int, key: bytes, control: bool = False) -> bytes:
+        builder = _DefaultRecordBatchBuilderPy(2, 0, 1, 7, 0, 0, 1 << 20)
+        builder.append(0, ts, key, b"{}" if not control else b"\x00\x00\x00\x00", [])
+        data = builder.build()
+        struct.pack_into(">q", data, 0, base)
+        if control:
+            attributes = struct.unpack_from(">h", data, 21)[0] | 0x20
+            struct.pack_into(">h", data, 21, attributes)
+        return bytes(data)
+
+    commit, abort = b"\x00\x00\x00\x01", b"\x00\x00\x00\x00"
+    folder = tmp_path / "t-0"
+    folder.mkdir()
+    segment = (
+        batch(0, 1000, b"a")
+        + batch(1, 1005, commit, control=True)
+        + batch(2, 1010, b"b")
+        + batch(3, 1020, abort, control=True)
+        + batch(4, 1030, b"c")
+    )
+    (folder / "00000000000000000000.log").write_bytes(segment + batch(5, 1040, b"d")[:30])
+    markers = transaction_markers([tmp_path], "t")
+    assert markers == [(1, 1005, 1), (3, 1020, 0)]
+    assert visible_at(markers, 0) == 1005
+    assert visible_at(markers, 2) is None  # aborted
+    assert visible_at(markers, 4) is None  # not committed yet
+    assert transaction_markers([tmp_path], "other") == []
