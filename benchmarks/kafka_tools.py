@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -264,8 +265,8 @@ def transaction_markers(
 def visible_at(markers: list[tuple[int, int, int]], offset: int) -> int | None:
     """When a read_committed consumer could first see the record at ``offset``: the
     append time of the first COMMIT marker after it (None: no marker after it)."""
-    index = bisect.bisect_right(markers, (offset, float("inf"), 0))
-    for marker_offset, ts, kind in markers[index:]:
-        if marker_offset > offset:
-            return ts if kind == 1 else None
-    return None
+    index = bisect.bisect_right(markers, (offset, math.inf, 0))  # the first one after it
+    if index == len(markers):
+        return None
+    _, ts, kind = markers[index]
+    return ts if kind == 1 else None

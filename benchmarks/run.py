@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1039,6 +1040,15 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+def _window_rows(commits: list[list[int]], window_start: int) -> Iterator[tuple[int, int]]:
+    """(row id, the generator's clock just before sending its transaction, ns) of each row
+    sent from ``window_start`` on (the warm-up's rows left out)."""
+    for first, count, sent_ns, _done_ns in commits:
+        if sent_ns >= window_start:
+            for row in range(first, first + count):
+                yield row, sent_ns
+
+
 def _by_second(
     commits: list[list[int]],
     ids: dict[int, float],
@@ -1053,17 +1063,14 @@ def _by_second(
     per_second: dict[int, list[float]] = {}
     to_reader: dict[int, list[float]] = {}  # commit -> the reader had it, when known
     reader_ts = reader_ts or {}
-    for first, count, sent_ns, _done_ns in commits:
-        if sent_ns < window_start:
-            continue
-        second = (sent_ns - window_start) // 1_000_000_000
-        for j in range(count):
-            ts = ids.get(first + j)
-            if ts is not None:
-                per_second.setdefault(second, []).append(ts - sent_ns / 1e6)
-                seen = reader_ts.get(first + j)
-                if seen is not None:
-                    to_reader.setdefault(second, []).append((seen - sent_ns) / 1e6)
+    for row, sent_ns in _window_rows(commits, window_start):
+        ts = ids.get(row)
+        if ts is not None:
+            second = (sent_ns - window_start) // 1_000_000_000
+            per_second.setdefault(second, []).append(ts - sent_ns / 1e6)
+            seen = reader_ts.get(row)
+            if seen is not None:
+                to_reader.setdefault(second, []).append((seen - sent_ns) / 1e6)
 
     def steal_at(second: int) -> float:
         lo = window_start + second * 1_000_000_000
@@ -1167,12 +1174,10 @@ async def steady_latency(
             if "error" in window or window["host_steal_cores"] < QUIET_STEAL_CORES:
                 break
         chosen = _choose_window(windows)
+        result.update(watch.snapshot())  # peak RSS over the whole run
+        # The chosen window's figures, its CPU seconds included (not the whole run's).
         result.update({k: v for k, v in chosen.items() if k != "window"})
         result["chosen_window"] = chosen["window"]
-        result.update(watch.snapshot())
-        for key in ("cpu_s", "cpu_s_each"):  # the chosen window's, not the whole run's
-            if key in chosen:
-                result[key] = chosen[key]
     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
         result["error"] = str(exc)
     finally:
@@ -1285,21 +1290,18 @@ async def _steady_window(
     to_reader: list[float] = []
     to_kafka: list[float] = []
     missing = 0
-    for first, count, sent_ns, _done_ns in steady["commits"]:
-        if sent_ns < window_start:
+    for row, sent_ns in _window_rows(steady["commits"], window_start):
+        ts = stats.ids.get(row)
+        if ts is None:
+            missing += 1
             continue
-        for j in range(count):
-            ts = stats.ids.get(first + j)
-            if ts is None:
-                missing += 1
-                continue
-            latencies.append(ts - sent_ns / 1e6)
-            if first + j in source_ts:
-                from_source.append(ts - source_ts[first + j] / 1000)
-            seen = reader_ts.get(first + j)
-            if seen is not None:
-                to_reader.append((seen - sent_ns) / 1e6)
-                to_kafka.append(ts - seen / 1e6)
+        latencies.append(ts - sent_ns / 1e6)
+        if row in source_ts:
+            from_source.append(ts - source_ts[row] / 1000)
+        seen = reader_ts.get(row)
+        if seen is not None:
+            to_reader.append((seen - sent_ns) / 1e6)
+            to_kafka.append(ts - seen / 1e6)
     result["by_second"] = _by_second(
         steady["commits"], stats.ids, window_start, steal_samples, reader_ts=reader_ts
     )
@@ -1321,16 +1323,13 @@ async def _steady_window(
         if markers:
             visible: list[float] = []
             unseen = 0
-            for first, count, sent_ns, _done_ns in steady["commits"]:
-                if sent_ns < window_start:
-                    continue
-                for j in range(count):
-                    offset = offsets.get(first + j)
-                    at = visible_at(markers, offset) if offset is not None else None
-                    if at is None:
-                        unseen += 1
-                    else:
-                        visible.append(at - sent_ns / 1e6)
+            for row, sent_ns in _window_rows(steady["commits"], window_start):
+                offset = offsets.get(row)
+                at = visible_at(markers, offset) if offset is not None else None
+                if at is None:
+                    unseen += 1
+                else:
+                    visible.append(at - sent_ns / 1e6)
             visible.sort()
             if visible:
                 result["visible"] = {
