@@ -21,9 +21,9 @@ demo: venv
 	$(PY) scripts/demo.py
 
 # Installs everything, starts the test servers, runs the whole suite, stops the servers
-# (even when tests fail).
+# (even when tests fail, or when some servers failed to start).
 test: venv
-	scripts/testenv up
+	scripts/testenv up || { scripts/testenv down; exit 1; }
 	rc=0; $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; scripts/testenv down; exit $$rc
 
 # Benchmarks (benchmarks/README.md): cdcd, Debezium and the C tools on the same backlog.
