@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
-# Starts throwaway PostgreSQL and Kafka, runs cdcd, makes a few changes, shows the
-# change events as they arrive, then stops everything it started.
+# Starts the throwaway test servers (PostgreSQL, MariaDB, Kafka) unless they run, runs cdcd
+# from PostgreSQL to Kafka, makes a few changes, shows the change events as they arrive,
+# then stops the servers it started.
 demo: venv
 	$(PY) scripts/demo.py
 

@@ -22,9 +22,9 @@ from cdcd.errors import CdcdError, ConfigError, SourceUnavailableError
 from cdcd.log import setup_logging
 from cdcd.offsets import PinnableSource, SeekableSource, StoredOffset, parse_position
 from cdcd.pipeline import Pipeline, PipelineStats
-from cdcd.sinks import build_sink
+from cdcd.sinks import build_sink, check_sink
 from cdcd.sinks.base import SinkUnavailableError
-from cdcd.sources import build_source
+from cdcd.sources import Problem, build_source
 
 T = TypeVar("T")
 
@@ -139,7 +139,7 @@ async def _run(config: Config, log: Any) -> PipelineStats:
                 "started",
                 source=config.source.kind,
                 sink=config.sink.kind,
-                delivery=config.delivery,
+                delivery=config.delivery if _keeps_offsets(sink) else "none",
                 offset=str(resume.position) if resume is not None else None,
                 version=__version__,
                 pid=os.getpid(),
@@ -173,10 +173,15 @@ async def _run(config: Config, log: Any) -> PipelineStats:
         pause = min(pause * 2, 30.0)
 
 
+def _keeps_offsets(sink: Any) -> bool:
+    """False for a sink that stores no offsets (stdout): it guarantees no delivery."""
+    return bool(getattr(sink, "keeps_offsets", True))
+
+
 async def _pin_start_position(source: Any, sink: Any, log: Any) -> StoredOffset | None:
     """First start: store where the source starts, before anything can be lost."""
     start_position = getattr(source, "start_position", None)
-    if not callable(start_position):
+    if not callable(start_position) or not _keeps_offsets(sink):
         return None
     pinnable: PinnableSource = source
     offset = StoredOffset(await pinnable.start_position())
@@ -195,31 +200,58 @@ def _add(total: PipelineStats, stats: PipelineStats) -> None:
 
 @main.command()
 @config_option
-def check(config_path: str) -> None:
-    """Check the source for what would stop or spoil streaming, and print the fixes."""
+@click.option("--strict", is_flag=True, help="Warnings count as errors: exit code 1 on any.")
+def check(config_path: str, strict: bool) -> None:
+    """Check the source and the sink (Kafka) for what would stop or spoil streaming, and
+    print the fixes. Exit code 1 on an error (with --strict, on a warning too)."""
     try:
         config = load_config(config_path)
         setup_logging("warning", config.log.format)
-        source = build_source(config)
-
-        async def _check() -> Any:
-            try:
-                return await source.check()
-            finally:
-                await source.close()
-
-        problems = _run_async(_check)
+        reports = _run_async(lambda: _check_all(config))
     except CdcdError as exc:
         _fail(exc)
-    if not problems:
-        click.echo(f"{config.source.kind} source: OK, ready to stream")
+    for part, problems in reports:
+        if problems is None:
+            click.echo(f"{part}: nothing to check")
+            continue
+        click.echo(f"{part}: OK" if not problems else f"{part}:")
+        for problem in problems:
+            click.echo(f"{'ERROR' if problem.fatal else 'WARNING'}: {problem}")
+    found = [problem for _part, problems in reports for problem in problems or ()]
+    errors = sum(problem.fatal for problem in found)
+    warnings = len(found) - errors
+    if not found:
+        click.echo("ready to stream")
         return
-    for problem in problems:
-        label = "ERROR" if problem.fatal else "WARNING"
-        click.echo(f"{label}: {problem}")
-    fatal = sum(p.fatal for p in problems)
-    click.echo(f"{fatal} error(s), {len(problems) - fatal} warning(s)")
-    sys.exit(1)
+    verdict = "not ready to stream" if errors or strict else "ready to stream"
+    click.echo(f"{errors} error(s), {warnings} warning(s): {verdict}")
+    if errors or strict:
+        sys.exit(1)
+
+
+async def _check_all(config: Config) -> list[tuple[str, list[Problem] | None]]:
+    """The findings about the source and about the sink (None: nothing to check)."""
+    source_problems, sink_problems = await asyncio.gather(
+        _check_source(config), check_sink(config)
+    )
+    where = f" at {config.sink.bootstrap_servers}" if sink_problems is not None else ""
+    return [
+        (f"{config.source.kind} source", source_problems),
+        (f"{config.sink.kind} sink{where}", sink_problems),
+    ]
+
+
+async def _check_source(config: Config) -> list[Problem]:
+    try:
+        source = build_source(config)
+    except CdcdError as exc:
+        return [Problem(str(exc), "")]
+    try:
+        return await source.check()
+    except CdcdError as exc:  # e.g. unreachable: reported as a finding, the sink is checked too
+        return [Problem(str(exc), "")]
+    finally:
+        await source.close()
 
 
 # -- offsets --------------------------------------------------------------------------
@@ -303,13 +335,27 @@ def _change_offset(config_path: str, yes: bool, position_text: str | None, to: s
         click.echo(f"new position: {_describe(new)}")
         if earliest is not None:
             click.echo(f"(the oldest position the source still has: {earliest})")
-        if not yes and not click.confirm(f"Store the new position for cdcd {config.name!r}?"):
+        if not yes and not _confirm(f"Store the new position for cdcd {config.name!r}?"):
             click.echo("nothing changed")
             sys.exit(1)
         _run_async(lambda: store_offset(config, new))
     except CdcdError as exc:
         _fail(exc)
     click.echo(f"stored: {status.offset.position if status.offset else 'none'} -> {position}")
+
+
+def _confirm(question: str) -> bool:
+    """Ask; an answer piped in counts, but no answer at all without a terminal is an error."""
+    try:
+        return click.confirm(question)
+    except click.Abort:  # end of input, or Ctrl-C
+        click.echo()  # end the prompt's line
+        if sys.stdin.isatty():
+            return False
+        raise CdcdError(
+            "no answer to the confirmation: standard input is not a terminal; "
+            "--yes is needed to confirm without one (nothing changed)"
+        ) from None
 
 
 @offsets.command("set")

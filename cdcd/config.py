@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cdcd.errors import ConfigError
 from cdcd.selection import TableSelection
@@ -164,7 +172,7 @@ class KafkaSinkConfig(_Strict):
 
 class StdoutSinkConfig(_Strict):
     kind: Literal["stdout"]
-    topic_prefix: str = "cdcd"
+    topic_prefix: str = Field(description="default: the daemon's name (see Config)")
     tombstones_on_delete: bool = True
     bootstrap_servers: str | None = Field(
         default=None,
@@ -226,6 +234,16 @@ class Config(_Strict):
     transactions: TransactionsConfig = TransactionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stdout_topic_prefix(cls, data: Any) -> Any:
+        # The envelope's source.name is the topic prefix: by default the daemon's name, as
+        # a Kafka sink's would be in most configurations, not a fixed "cdcd".
+        sink = data.get("sink") if isinstance(data, dict) else None
+        if isinstance(sink, dict) and sink.get("kind") == "stdout" and "topic_prefix" not in sink:
+            return {**data, "sink": {**sink, "topic_prefix": str(data.get("name") or "")}}
+        return data
 
     @field_validator("name")
     @classmethod

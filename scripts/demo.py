@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""`make demo`: throwaway PostgreSQL and Kafka, cdcd between them, a few changes, the events.
+"""`make demo`: throwaway test servers, cdcd from PostgreSQL to Kafka, a few changes, the events.
 
-Starts the test servers with scripts/testenv unless they already run (and then stops
-only what it started), runs `cdcd run`, makes changes in a table and prints each change
-event as a Kafka consumer receives it.
+Starts the test servers with scripts/testenv unless they already run (PostgreSQL, MariaDB
+and Kafka; not MySQL 8), and then stops them at the end; servers that already ran are
+left running. Runs `cdcd run` from PostgreSQL to Kafka, makes changes in a table and
+prints each change event as a Kafka consumer receives it.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def main() -> int:
     started_env = False
     env = testenv_env()
     if env is None:
-        say("starting throwaway PostgreSQL and Kafka (scripts/testenv up)")
+        say(
+            "starting the throwaway test servers: PostgreSQL, MariaDB and Kafka "
+            "(scripts/testenv up; the demo streams from PostgreSQL to Kafka)"
+        )
         subprocess.run(
             [str(TESTENV), "up"], check=True, stdout=subprocess.DEVNULL,
             env={**os.environ, "CDCD_TESTENV_MYSQL8": os.environ.get("CDCD_TESTENV_MYSQL8", "0")},

@@ -39,6 +39,9 @@ class Sink(Protocol):
         """Flush what was handed over and disconnect."""
 
 
+# Optional: ``keeps_offsets = False`` for a sink that stores no offsets (stdout): the
+# daemon then claims no delivery guarantee and stores no start position.
+#
 # Optional: ``async def ready(self) -> None`` waits until a write would go out at once (the
 # Kafka sink with exactly-once delivery: until the last transaction committed), so that the
 # pipeline joins into the next write everything that arrived meanwhile.

@@ -55,9 +55,10 @@ from cdcd.sinks.kafka_offsets import (
     OffsetsTopic,
     Presence,
     client_options,
+    default_replication,
     quiet_library_logs,
-    rate_limit_library_logs,
 )
+from cdcd.sinks.kafka_wait import KafkaWait
 
 TRANSACTION_TIMEOUT_MS = 60_000
 # A transaction begun right after a commit waits for the coordinator to finish writing the
@@ -187,6 +188,8 @@ class KafkaSink:
         self._previous: asyncio.Future[None] | None = None  # the last write's delivery
         self._interval_s = sink.transaction_interval_ms / 1000
         self._began = -math.inf  # when the last Kafka transaction began (monotonic)
+        done = "committed" if exactly_once else "acknowledged"
+        self._wait = KafkaWait(sink.bootstrap_servers, log, done=done)
 
     async def start(self) -> None:
         options = self.offsets.options
@@ -210,7 +213,6 @@ class KafkaSink:
             **transactional,
         )
         self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
-        rate_limit_library_logs()
         loop = asyncio.get_running_loop()
         if loop.get_exception_handler() is None:
             loop.set_exception_handler(_quiet_abandoned_futures)
@@ -225,6 +227,7 @@ class KafkaSink:
                 await self.offsets.ensure(self._admin, brokers)
                 self._presence = Presence(self.offsets, client_id=self.client_id, log=self.log)
                 await asyncio.wait_for(self._presence.start(), timeout=30)
+                self._wait.answered()
             except TimeoutError:
                 await self.close()
                 raise SinkUnavailableError(
@@ -251,9 +254,8 @@ class KafkaSink:
         if not missing:
             return
         assert self._admin is not None and self._producer is not None
-        replication = self.config.replication_factor
-        if replication is None:
-            replication = min(3, len(self._producer.client.cluster.brokers()) or 1)
+        brokers = len(self._producer.client.cluster.brokers())
+        replication = default_replication(self.config.replication_factor, brokers)
         new = [NewTopic(name, self.config.partitions, replication) for name in sorted(missing)]
         try:
             response = await self._admin.create_topics(new)
@@ -379,9 +381,10 @@ class KafkaSink:
         producer = self._producer
         assert producer is not None
         try:
-            for batch in batches:
-                await batch
-            await asyncio.wait_for(producer.commit_transaction(), COMMIT_TIMEOUT_S)
+            async with self._wait.waiting():
+                for batch in batches:
+                    await batch
+                await asyncio.wait_for(producer.commit_transaction(), COMMIT_TIMEOUT_S)
         except KafkaError as exc:
             raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
         except TimeoutError:
@@ -421,13 +424,14 @@ class KafkaSink:
         try:
             if previous is not None:
                 await previous  # offset records in write order: never an older one last
-            for batch in batches:
-                await batch
-            if offset is not None:
-                stored = await producer.send(
-                    self.offsets.topic, offset.to_json(), key=self.offsets.key
-                )
-                await stored
+            async with self._wait.waiting():
+                for batch in batches:
+                    await batch
+                if offset is not None:
+                    stored = await producer.send(
+                        self.offsets.topic, offset.to_json(), key=self.offsets.key
+                    )
+                    await stored
         except KafkaError as exc:
             raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
 

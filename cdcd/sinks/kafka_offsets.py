@@ -32,7 +32,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
-from cdcd.errors import SinkError
+from cdcd.errors import ConfigError, SinkError
 from cdcd.offsets import StoredOffset, offset_key
 
 SESSION_TIMEOUT_S = 10
@@ -47,10 +47,7 @@ def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
         "security_protocol": sink.security_protocol,
     }
     if sink.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=sink.ssl_cafile)
-        if sink.ssl_certfile:
-            context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
-        options["ssl_context"] = context
+        options["ssl_context"] = _ssl_context(sink)
     if sink.sasl_mechanism:
         password = sink.sasl_password()
         options.update(
@@ -59,6 +56,25 @@ def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
             sasl_plain_password=password.get_secret_value() if password else None,
         )
     return options
+
+
+def _ssl_context(sink: KafkaSinkConfig) -> ssl.SSLContext:
+    key = "sink.ssl_cafile"
+    try:
+        context = ssl.create_default_context(cafile=sink.ssl_cafile)
+        if sink.ssl_certfile:
+            key = "sink.ssl_certfile"
+            context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
+    except OSError as exc:  # ssl.SSLError included: not a PEM file, a key that does not match
+        path = sink.ssl_cafile if key == "sink.ssl_cafile" else sink.ssl_certfile
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise ConfigError(f"{key}: cannot use {path}: {reason}") from None
+    return context
+
+
+def default_replication(configured: int | None, brokers: int) -> int:
+    """The replication factor of a topic cdcd creates: as configured, else 3 or fewer."""
+    return configured or min(3, brokers or 1)
 
 
 def transactional_id(name: str) -> str:
@@ -81,40 +97,6 @@ def quiet_library_logs() -> Iterator[None]:
         yield
     finally:
         library_log.setLevel(level)
-
-
-class _OncePerInterval(logging.Filter):
-    """Lets each distinct aiokafka message through once per interval.
-
-    While a broker is down aiokafka logs every reconnection attempt (thousands of lines a
-    minute); one of each kind every 30 s says the same.
-    """
-
-    def __init__(self, interval_s: float = 30.0) -> None:
-        super().__init__()
-        self.interval_s = interval_s
-        self._last: dict[tuple[str, Any], float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
-        now = time.monotonic()
-        if now - self._last.get(key, -self.interval_s) < self.interval_s:
-            return False
-        self._last[key] = now
-        if len(self._last) > 1000:
-            self._last.clear()
-        return True
-
-
-def rate_limit_library_logs() -> None:
-    """Install the once-per-interval filter on aiokafka's loggers (once)."""
-    import sys
-
-    names = ["aiokafka"] + [m for m in list(sys.modules) if m.startswith("aiokafka.")]
-    for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _OncePerInterval) for f in logger.filters):
-            logger.addFilter(_OncePerInterval())
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,25 +131,49 @@ class OffsetsTopic:
 
     # -- the topic -------------------------------------------------------------------
 
+    def new_topic(self, brokers: int) -> NewTopic:
+        """The offsets topic as cdcd creates it: compacted."""
+        return NewTopic(
+            self.topic,
+            self.config.partitions,
+            default_replication(self.config.replication_factor, brokers),
+            # Small segments: compaction only cleans closed ones, and a daemon writes one
+            # record per Kafka transaction.
+            topic_configs={
+                "cleanup.policy": "compact",
+                "segment.bytes": str(16 * 1024 * 1024),
+                "segment.ms": str(3600 * 1000),
+            },
+        )
+
+    async def cleanup_policy(self, admin: AIOKafkaAdminClient) -> str | None:
+        """The existing topic's ``cleanup.policy`` (None if Kafka did not say)."""
+        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic)
+        policy = None
+        for response in await admin.describe_configs([resource]):
+            for _code, _msg, _type, _name, entries in response.resources:
+                for entry in entries:
+                    if entry[0] == "cleanup.policy":
+                        policy = entry[1]
+        return policy
+
+    def not_compacted(self, policy: str | None) -> tuple[str, str] | None:
+        """(what is wrong, the fix) for an existing topic of ``policy``; None: nothing."""
+        if policy is None or "compact" in policy:
+            return None
+        return (
+            f"the offsets topic {self.topic!r} has cleanup.policy={policy}: it would delete "
+            "offsets",
+            "set it to compact (kafka-configs.sh --alter --entity-type topics --entity-name "
+            f"{self.topic} --add-config cleanup.policy=compact) or name another topic in "
+            "offsets.topic",
+        )
+
     async def ensure(self, admin: AIOKafkaAdminClient, brokers: int) -> None:
         """Create the compacted topic when missing; refuse one that is not compacted."""
-        topics = set(await admin.list_topics())
-        if self.topic not in topics:
-            replication = self.config.replication_factor or min(3, brokers or 1)
-            new = NewTopic(
-                self.topic,
-                self.config.partitions,
-                replication,
-                # Small segments: compaction only cleans closed ones, and a daemon writes
-                # one record per Kafka transaction.
-                topic_configs={
-                    "cleanup.policy": "compact",
-                    "segment.bytes": str(16 * 1024 * 1024),
-                    "segment.ms": str(3600 * 1000),
-                },
-            )
+        if self.topic not in set(await admin.list_topics()):
             try:
-                response = await admin.create_topics([new])
+                response = await admin.create_topics([self.new_topic(brokers)])
             except TopicAlreadyExistsError:
                 response = None
             for name, code, *_ in getattr(response, "topic_errors", ()):
@@ -177,21 +183,9 @@ class OffsetsTopic:
                         "grant CREATE on it or create it with cleanup.policy=compact"
                     )
             return
-        resource = ConfigResource(ConfigResourceType.TOPIC, self.topic)
-        described = await admin.describe_configs([resource])
-        policy = None
-        for response in described:
-            for _code, _msg, _type, _name, entries in response.resources:
-                for entry in entries:
-                    if entry[0] == "cleanup.policy":
-                        policy = entry[1]
-        if policy is not None and "compact" not in policy:
-            raise SinkError(
-                f"the offsets topic {self.topic!r} has cleanup.policy={policy}: it would "
-                "delete offsets; set it to compact (kafka-configs.sh --alter --entity-type "
-                f"topics --entity-name {self.topic} --add-config cleanup.policy=compact) "
-                "or name another topic in offsets.topic"
-            )
+        refused = self.not_compacted(await self.cleanup_policy(admin))
+        if refused is not None:
+            raise SinkError("; ".join(refused))
 
     async def read(self, timeout: float = READ_TIMEOUT_S) -> StoredOffset | None:
         """The last committed offset of this daemon, or None (also when no topic yet).

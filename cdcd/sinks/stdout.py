@@ -1,6 +1,8 @@
 """Writes every record as one JSON line: ``{"topic": ..., "key": ..., "value": ...}``.
 
-Lets the daemon run with no Kafka at all (demos, debugging, piping into jq).
+Lets the daemon run with no Kafka at all (demos, debugging, piping into jq). It stores no
+offsets, so it guarantees no delivery: a start resumes where the source's own bookkeeping
+says (a PostgreSQL slot's confirmed position, MySQL's ``source.initial_position``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ async def _done() -> None:
 
 
 class StdoutSink:
+    keeps_offsets = False  # the daemon then logs delivery "none" and stores no start position
+
     def __init__(self, stream: IO[bytes] | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
 

@@ -12,14 +12,15 @@ from cdcd.positions import Position
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """A finding of ``cdcd check``: what is wrong and the fix, in words a DBA can act on."""
+    """A finding of ``cdcd check``: what is wrong and the fix, in words a DBA can act on
+    (no ``fix`` when ``what`` says it already, as an error's message does)."""
 
     what: str
     fix: str
     fatal: bool = True
 
     def __str__(self) -> str:
-        return f"{self.what}\n    fix: {self.fix}"
+        return f"{self.what}\n    fix: {self.fix}" if self.fix else self.what
 
 
 class Source(Protocol):

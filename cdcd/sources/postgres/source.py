@@ -254,7 +254,11 @@ class PostgresSource:
             raise SourceError(message) from None
 
     def _explain_connect_error(self, exc: Exception, replication: bool) -> str:
-        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        # libpq: a line per address tried, each followed by indented hint lines; the last
+        # attempt's line holds the reason ("Connection refused"), its hint follows it.
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+        starts = [i for i, line in enumerate(lines) if not line[:1].isspace()] or [0]
+        text = "; ".join(line.strip() for line in lines[starts[-1] :])
         text = re.sub(r"^connection failed: ", "", text)
         where = f"cannot connect to PostgreSQL at {self._where}"
         if "pg_hba.conf" in text and replication:

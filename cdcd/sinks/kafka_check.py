@@ -1,0 +1,293 @@
+"""``cdcd check`` for the Kafka sink: what would stop or spoil streaming, with the fix.
+
+Nothing here writes to Kafka, joins the daemon's group or uses its transactional id, so
+it may run beside a running daemon:
+
+- reachable and authenticated: one connection to each bootstrap server with the
+  ``[sink]`` settings (TLS, SASL), made as the producer makes it, so the failure's own
+  reason is told (aiokafka's clients only say that no server answered);
+- the offsets topic present with ``cleanup.policy=compact``, or creatable
+  (CreateTopics with ``validate_only``);
+- topics under ``<topic_prefix>``: creatable (CreateTopics with ``validate_only`` for a
+  probe name under the prefix), or, when not, some present;
+- the coordinators the daemon needs: the transaction coordinator for its transactional
+  id (exactly-once) and the group coordinator for its group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.conn import collect_hosts, create_conn
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+    for_code,
+)
+
+from cdcd.config import Config, KafkaSinkConfig
+from cdcd.errors import ConfigError
+from cdcd.sinks.kafka import explain_kafka_error
+from cdcd.sinks.kafka_offsets import (
+    OffsetsTopic,
+    client_options,
+    default_replication,
+    quiet_library_logs,
+)
+from cdcd.sources.base import Problem
+
+CONNECT_TIMEOUT_S = 10.0
+# A fresh cluster creates __transaction_state / __consumer_offsets on the first lookup
+# and answers "coordinator not available" meanwhile: a few seconds, not a problem.
+COORDINATOR_WAIT_S = 15.0
+PROBE_TOPIC = "cdcd-check"  # <topic_prefix>.cdcd-check: validated, never created
+
+
+async def check(config: Config) -> list[Problem]:
+    """What would stop or spoil streaming to the Kafka of ``config.sink``, with the fixes."""
+    sink = config.sink
+    assert isinstance(sink, KafkaSinkConfig)
+    try:
+        options = client_options(sink)
+    except ConfigError as exc:
+        return [Problem(str(exc), "")]
+    offsets = OffsetsTopic(
+        options, sink, config.offsets, name=config.name, source_kind=config.source.kind
+    )
+    with quiet_library_logs():
+        unreachable = await _connect(sink, options)
+        if unreachable is not None:
+            return [unreachable]
+        admin = AIOKafkaAdminClient(**options, client_id=f"{offsets.transactional_id}-check")
+        problems: list[Problem] = []
+        try:
+            await asyncio.wait_for(admin.start(), 30)
+            brokers = len((await admin.describe_cluster())["brokers"])
+            topics = set(await admin.list_topics())
+            problems += await _offsets_topic(admin, offsets, topics, brokers)
+            problems += await _data_topics(admin, sink, topics, brokers)
+            if config.delivery == "exactly-once":
+                problems += await _transaction_coordinator(admin, offsets.transactional_id)
+            problems += await _group_coordinator(admin, offsets.group_id)
+        except (KafkaError, TimeoutError) as exc:
+            problems.append(Problem(str(explain_kafka_error(exc, sink.bootstrap_servers)), ""))
+        finally:
+            await admin.close()
+    return problems
+
+
+# -- reachable, authenticated ----------------------------------------------------------
+
+
+async def _connect(sink: KafkaSinkConfig, options: dict[str, Any]) -> Problem | None:
+    """None if a bootstrap server takes a connection (TLS, SASL and all); else why not."""
+    settings = {k: v for k, v in options.items() if k != "bootstrap_servers"}
+    failure: tuple[str, BaseException] | None = None
+    for host, port, _family in collect_hosts(sink.bootstrap_servers, randomize=False):
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, port, request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000), **settings),
+                CONNECT_TIMEOUT_S,
+            )
+        except (OSError, KafkaError, TimeoutError) as exc:
+            failure = failure or (f"{host}:{port}", exc)
+            continue
+        conn.close()
+        return None
+    assert failure is not None
+    return _not_connected(sink, *failure)
+
+
+def _not_connected(sink: KafkaSinkConfig, where: str, exc: BaseException) -> Problem:
+    if isinstance(exc, SaslAuthenticationFailed | UnsupportedSaslMechanismError):
+        return Problem(
+            f"Kafka at {where} refused the SASL login of {sink.sasl_username!r}: {exc}",
+            "check sink.sasl_username, the password (sink.sasl_password_env or "
+            "sink.sasl_password_file) and sink.sasl_mechanism",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Problem(
+            f"the TLS certificate of Kafka at {where} is not trusted: {exc.verify_message}",
+            "set sink.ssl_cafile to the CA that signed the brokers' certificates",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return Problem(
+            f"the TLS handshake with Kafka at {where} failed: {exc.reason or exc}",
+            "check sink.security_protocol (does that listener speak TLS?) and sink.ssl_*",
+        )
+    if isinstance(exc, TimeoutError):
+        return Problem(
+            f"Kafka at {where} did not answer within {CONNECT_TIMEOUT_S:.0f} s",
+            "check sink.bootstrap_servers and sink.security_protocol (a TLS or SASL listener "
+            "gives no answer to a client that speaks another protocol)",
+        )
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return Problem(
+        f"cannot reach Kafka at {where}: {reason}",
+        "check sink.bootstrap_servers (host:port of brokers, comma-separated)",
+    )
+
+
+# -- topics ----------------------------------------------------------------------------
+
+
+async def _offsets_topic(
+    admin: AIOKafkaAdminClient, offsets: OffsetsTopic, topics: set[str], brokers: int
+) -> list[Problem]:
+    if offsets.topic in topics:
+        refused = offsets.not_compacted(await offsets.cleanup_policy(admin))
+        return [Problem(*refused)] if refused is not None else []
+    code, message = await _validate_creation(admin, offsets.new_topic(brokers))
+    if code == TopicAlreadyExistsError.errno:  # there, but not listed to cdcd
+        return [
+            Problem(
+                f"the offsets topic {offsets.topic!r} exists but Kafka does not show it to cdcd",
+                f"grant DESCRIBE, READ and WRITE on Topic {offsets.topic}",
+            )
+        ]
+    if code == 0:
+        return []
+    what = f"the offsets topic {offsets.topic!r} does not exist and cannot be created"
+    return [_not_creatable(what, code, message, f"Topic {offsets.topic}", "offsets", brokers)]
+
+
+async def _data_topics(
+    admin: AIOKafkaAdminClient, sink: KafkaSinkConfig, topics: set[str], brokers: int
+) -> list[Problem]:
+    prefix = sink.topic_prefix
+    probe = NewTopic(
+        f"{prefix}.{PROBE_TOPIC}",
+        sink.partitions,
+        default_replication(sink.replication_factor, brokers),
+    )
+    code, message = await _validate_creation(admin, probe)
+    if code in (0, TopicAlreadyExistsError.errno):
+        return []
+    present = sorted(t for t in topics if t == prefix or t.startswith(f"{prefix}."))
+    what = f"topics named {prefix}.* cannot be created"
+    problem = _not_creatable(what, code, message, f"topics prefixed {prefix}", "sink", brokers)
+    if not present:
+        return [problem]
+    # The daemon creates a table's topic when its first change comes: with some topics
+    # there, streaming works until a table whose topic is missing.
+    return [
+        Problem(
+            f"{problem.what}; the {len(present)} present ({', '.join(present[:3])}"
+            f"{', ...' if len(present) > 3 else ''}) are used, and the daemon stops at the "
+            "first change of a table whose topic is missing",
+            f"{problem.fix}, or create every table's topic beforehand",
+            fatal=False,
+        )
+    ]
+
+
+async def _validate_creation(admin: AIOKafkaAdminClient, topic: NewTopic) -> tuple[int, str]:
+    """(error code, message) of creating ``topic``, validated only: nothing is created."""
+    response = await admin.create_topics([topic], validate_only=True)
+    for _name, code, *rest in response.topic_errors:
+        return code, (rest[0] if rest and rest[0] else for_code(code).__name__)
+    return 0, ""
+
+
+def _not_creatable(
+    what: str, code: int, message: str, resource: str, section: str, brokers: int
+) -> Problem:
+    error = for_code(code)
+    if error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+        return Problem(f"{what}: Kafka refuses it ({message})", f"grant CREATE on {resource}")
+    if error.__name__ == "InvalidReplicationFactorError":
+        return Problem(
+            f"{what}: {message}",
+            f"set {section}.replication_factor to at most the number of brokers ({brokers})",
+        )
+    if error.__name__ == "InvalidPartitionsError":
+        return Problem(f"{what}: {message}", f"fix {section}.partitions")
+    return Problem(
+        f"{what}: {error.__name__}: {message}",
+        "create it beforehand, or ask the Kafka administrators",
+    )
+
+
+# -- coordinators ----------------------------------------------------------------------
+
+
+async def _find_coordinator(admin: AIOKafkaAdminClient, key: str, kind: int) -> KafkaError | None:
+    """None if Kafka names a coordinator for ``key`` (kind 0: a group, 1: a transactional
+    id); else the error, once a retriable one lasted ``COORDINATOR_WAIT_S``."""
+    deadline = time.monotonic() + COORDINATOR_WAIT_S
+    while True:
+        try:
+            await admin.find_coordinator(key, kind)
+            return None
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                return exc
+        await asyncio.sleep(0.5)
+
+
+async def _transaction_coordinator(admin: AIOKafkaAdminClient, transactional_id: str) -> list[Problem]:
+    # Registering the transactional id (InitProducerId) would prove WRITE on it, but it
+    # fences the daemon if it runs. FindCoordinator needs DESCRIBE on the id (which WRITE
+    # implies): it proves that the id is not refused outright and that Kafka has a
+    # transaction coordinator (its __transaction_state topic could be created); not that
+    # WRITE is granted.
+    error = await _find_coordinator(admin, transactional_id, 1)
+    if error is None:
+        return []
+    if isinstance(error, TransactionalIdAuthorizationFailed):
+        return [
+            Problem(
+                f"Kafka refuses the transactional id {transactional_id} that exactly-once "
+                "delivery writes with",
+                f"grant WRITE and DESCRIBE on TransactionalId {transactional_id}, or set "
+                'delivery = "at-least-once"',
+            )
+        ]
+    if getattr(error, "retriable", False):
+        return [
+            Problem(
+                "Kafka has no transaction coordinator (its __transaction_state topic is not "
+                f"available: {error.__class__.__name__}), which exactly-once delivery needs",
+                "on a cluster of fewer than 3 brokers, set the brokers' "
+                "transaction.state.log.replication.factor and transaction.state.log.min.isr "
+                'to at most their number; or set delivery = "at-least-once"',
+            )
+        ]
+    raise error
+
+
+async def _group_coordinator(admin: AIOKafkaAdminClient, group_id: str) -> list[Problem]:
+    # A running daemon is a member of its group (so that `cdcd offsets` can tell that it
+    # runs); joining needs READ on the group. FindCoordinator needs DESCRIBE, which READ
+    # implies: a refusal here is sure to stop the daemon, a pass does not prove READ.
+    error = await _find_coordinator(admin, group_id, 0)
+    if error is None:
+        return []
+    if isinstance(error, GroupAuthorizationFailedError):
+        return [
+            Problem(
+                f"Kafka refuses the consumer group {group_id} (a running daemon is a member, "
+                "so that cdcd offsets can tell it runs)",
+                f"grant READ and DESCRIBE on Group {group_id}",
+            )
+        ]
+    if getattr(error, "retriable", False):
+        return [
+            Problem(
+                "Kafka has no group coordinator (its __consumer_offsets topic is not "
+                f"available: {error.__class__.__name__})",
+                "on a cluster of fewer than 3 brokers, set the brokers' "
+                "offsets.topic.replication.factor to at most their number",
+            )
+        ]
+    raise error
