@@ -1,0 +1,134 @@
+"""`cdcd check`: the source's findings, then Kafka's, with their fixes; errors exit 1,
+warnings alone 0 (1 with --strict). Real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from support import free_port, run_cli, unique_name, write_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def table(pg_dsn: str) -> Iterator[str]:
+    """A table with a primary key, and ``<it>_nopk`` without one."""
+    name = unique_name("chk")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE public.{name} (id int PRIMARY KEY)")
+        conn.execute(f"CREATE TABLE public.{name}_nopk (v int)")
+        try:
+            yield f"public.{name}"
+        finally:
+            conn.execute(f"DROP TABLE public.{name}, public.{name}_nopk")
+
+
+def config(pg_dsn: str, bootstrap: str, tables: list[str], **sections: Any) -> dict[str, Any]:
+    name = unique_name("chk")
+    return {
+        "name": name,
+        "source": {"kind": "postgres", "dsn": pg_dsn, "tables": tables},
+        "sink": {"kind": "kafka", "bootstrap_servers": bootstrap, "topic_prefix": name},
+        **sections,
+    }
+
+
+def check(tmp_path: Path, cfg: dict[str, Any], *args: str):
+    path = write_config(tmp_path / f"{cfg['name']}.toml", cfg)
+    result = run_cli("check", "--config", str(path), *args)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_a_healthy_setup_is_ready(tmp_path, pg_dsn, kafka_bootstrap, table):
+    result = check(tmp_path, config(pg_dsn, kafka_bootstrap, [table]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "postgres source: OK",
+        f"kafka sink at {kafka_bootstrap}: OK",
+        "ready to stream",
+    ], result.stdout
+
+
+def test_unreachable_kafka_is_an_error_naming_the_key(tmp_path, pg_dsn, table):
+    port = free_port()
+    result = check(tmp_path, config(pg_dsn, f"127.0.0.1:{port}", [table]))
+    assert result.returncode == 1, result.stdout
+    assert "postgres source: OK" in result.stdout
+    assert f"ERROR: cannot reach Kafka at 127.0.0.1:{port}: Connection refused" in result.stdout
+    assert "fix: check sink.bootstrap_servers" in result.stdout
+    assert "ready to stream" not in result.stdout.replace("not ready to stream", "")
+
+
+def test_warnings_alone_pass_unless_strict(tmp_path, pg_dsn, kafka_bootstrap, table):
+    cfg = config(pg_dsn, kafka_bootstrap, [f"{table}_nopk"])
+    result = check(tmp_path, cfg)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"WARNING: table {table}_nopk has no primary key" in result.stdout
+    assert "0 error(s), 1 warning(s): ready to stream" in result.stdout
+    strict = check(tmp_path, cfg, "--strict")
+    assert strict.returncode == 1, strict.stdout
+    assert "0 error(s), 1 warning(s): not ready to stream" in strict.stdout
+
+
+def test_an_offsets_topic_without_compaction_is_an_error(tmp_path, pg_dsn, kafka_bootstrap, table):
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = unique_name("offsets")
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "delete"})])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    result = check(tmp_path, config(pg_dsn, kafka_bootstrap, [table], offsets={"topic": topic}))
+    assert result.returncode == 1, result.stdout
+    assert f"ERROR: the offsets topic {topic!r} has cleanup.policy=delete" in result.stdout
+    assert "or name another topic in offsets.topic" in result.stdout
+
+
+def test_what_kafka_cannot_create_names_the_key(tmp_path, pg_dsn, kafka_bootstrap, table):
+    cfg = config(
+        pg_dsn,
+        kafka_bootstrap,
+        [table],
+        offsets={"topic": unique_name("offsets"), "replication_factor": 2},
+    )
+    cfg["sink"]["replication_factor"] = 3
+    result = check(tmp_path, cfg)
+    assert result.returncode == 1, result.stdout
+    assert "does not exist and cannot be created" in result.stdout
+    assert "fix: set offsets.replication_factor to at most the number of brokers (1)" in result.stdout
+    assert "fix: set sink.replication_factor to at most the number of brokers (1)" in result.stdout
+
+
+def test_an_unreachable_source_is_a_finding_and_kafka_is_checked_too(tmp_path, kafka_bootstrap):
+    port = free_port()
+    result = check(
+        tmp_path, config(f"postgresql://postgres@127.0.0.1:{port}/db", kafka_bootstrap, ["public.t"])
+    )
+    assert result.returncode == 1
+    assert (
+        f"ERROR: cannot connect to PostgreSQL at 127.0.0.1:{port}: connection to server at "
+        f'"127.0.0.1", port {port} failed: Connection refused; Is the server running'
+    ) in result.stdout
+    assert "\t" not in result.stdout
+    assert f"kafka sink at {kafka_bootstrap}: OK" in result.stdout
+
+
+def test_the_stdout_sink_has_nothing_to_check(tmp_path, pg_dsn, table):
+    cfg = config(pg_dsn, "", [table])
+    cfg["sink"] = {"kind": "stdout"}
+    result = check(tmp_path, cfg)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stdout sink: nothing to check" in result.stdout
