@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from offsets_support import Broker
-from support import run_cli, unique_name, write_config
+from support import daemon, run_cli, unique_name, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ JAAS = (
 # Kafka's AclOperation / ResourceType / PatternType / AclPermissionType codes.
 TOPIC, GROUP, TRANSACTIONAL_ID = 2, 3, 5
 LITERAL, PREFIXED = 3, 4
-READ, WRITE, CREATE, DESCRIBE = 3, 4, 5, 8
+READ, WRITE, CREATE, DESCRIBE, DESCRIBE_CONFIGS = 3, 4, 5, 8, 10
 ALLOW = 3
 
 
@@ -66,13 +66,20 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SaslBroker]:
 
 
 @pytest.fixture
-def table(pg_dsn: str) -> Iterator[str]:
+def name(pg_dsn: str) -> Iterator[str]:
+    """The daemon's name, and its table public.<name>."""
     name = unique_name("acl")
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE public.{name} (id int PRIMARY KEY)")
         try:
-            yield f"public.{name}"
+            yield name
         finally:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND NOT active",
+                (f"cdcd_{name}",),
+            )
+            conn.execute(f"DROP PUBLICATION IF EXISTS cdcd_{name}")
             conn.execute(f"DROP TABLE public.{name}")
 
 
@@ -102,13 +109,12 @@ def grant(bootstrap: str, *acls: tuple[int, str, int, int]) -> None:
 
 
 def test_login_and_permissions_are_checked_with_their_fixes(
-    broker: SaslBroker, pg_dsn: str, table: str, tmp_path: Path, monkeypatch
+    broker: SaslBroker, pg_dsn: str, name: str, tmp_path: Path
 ):
-    name = unique_name("acl")
     offsets_topic = f"{name}-offsets"
     config = {
         "name": name,
-        "source": {"kind": "postgres", "dsn": pg_dsn, "tables": [table]},
+        "source": {"kind": "postgres", "dsn": pg_dsn, "tables": [f"public.{name}"]},
         "sink": {
             "kind": "kafka",
             "bootstrap_servers": broker.bootstrap,
@@ -122,17 +128,30 @@ def test_login_and_permissions_are_checked_with_their_fixes(
     }
     path = str(write_config(tmp_path / "acl.toml", config))
 
-    def check(password: str):
+    def check(password: str = CDC_PASSWORD):
         result = run_cli("check", "--config", path, env={"CDCD_TEST_SASL_PASSWORD": password})
         assert "Traceback" not in result.stderr, result.stderr
         return result
 
+    def check_until_ok() -> str:
+        deadline = time.monotonic() + 20  # ACLs reach the broker through its metadata log
+        while True:
+            result = check()
+            if result.returncode == 0 or time.monotonic() > deadline:
+                assert result.returncode == 0, result.stdout
+                return result.stdout
+            time.sleep(1)
+
     wrong = check("not-the-password")
     assert wrong.returncode == 1
-    assert f"ERROR: Kafka at {broker.bootstrap} refused the SASL login of 'cdc'" in wrong.stdout
+    login = f"Kafka at {broker.bootstrap} refused the SASL login of 'cdc'"
+    assert f"ERROR: {login}" in wrong.stdout
     assert "fix: check sink.sasl_username, the password (sink.sasl_password_env" in wrong.stdout
+    run = run_cli("run", "--config", path, env={"CDCD_TEST_SASL_PASSWORD": "not-the-password"})
+    assert run.returncode == 1 and run.stderr.startswith(f"cdcd: error: {login}"), run.stderr
+    assert "check sink.sasl_username" in run.stderr
 
-    refused = check(CDC_PASSWORD)
+    refused = check()
     assert refused.returncode == 1
     for needle in (
         f"the offsets topic {offsets_topic!r} does not exist and cannot be created",
@@ -147,6 +166,7 @@ def test_login_and_permissions_are_checked_with_their_fixes(
     ):
         assert needle in refused.stdout, refused.stdout
 
+    # What the fixes say, no more: then check passes, and so does the daemon.
     grant(
         broker.bootstrap,
         *[(TOPIC, offsets_topic, LITERAL, op) for op in (CREATE, DESCRIBE, READ, WRITE)],
@@ -154,11 +174,26 @@ def test_login_and_permissions_are_checked_with_their_fixes(
         (TRANSACTIONAL_ID, f"cdcd-{name}", LITERAL, WRITE),
         (GROUP, f"cdcd-{name}", LITERAL, READ),
     )
-    deadline = time.monotonic() + 20  # the ACLs reach the broker through its metadata log
-    while True:
-        granted = check(CDC_PASSWORD)
-        if granted.returncode == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert granted.returncode == 0, granted.stdout
-    assert f"kafka sink at {broker.bootstrap}: OK" in granted.stdout
+    assert f"kafka sink at {broker.bootstrap}: OK" in check_until_ok()
+    # The daemon's environment is the test's: its password comes from a file.
+    secret = tmp_path / "sasl.secret"
+    secret.write_text(CDC_PASSWORD)
+    sink = {k: v for k, v in config["sink"].items() if k != "sasl_password_env"}
+    streaming = {**config, "sink": {**sink, "sasl_password_file": str(secret)}}
+    with daemon(tmp_path, streaming) as d:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f"INSERT INTO public.{name} VALUES (1)")
+        d.wait_for_log('"topics created"')
+        assert d.terminate() == 0, d.log_text()[-3000:]
+
+    # The offsets topic now exists; without DESCRIBE_CONFIGS its policy is not known.
+    unknown = check()
+    assert unknown.returncode == 0, unknown.stdout
+    assert (
+        f"WARNING: Kafka does not tell cdcd the cleanup.policy of the offsets topic "
+        f"{offsets_topic!r}" in unknown.stdout
+    )
+    assert f"fix: grant DESCRIBE_CONFIGS on Topic {offsets_topic}" in unknown.stdout
+    grant(broker.bootstrap, (TOPIC, offsets_topic, LITERAL, DESCRIBE_CONFIGS))
+    assert f"kafka sink at {broker.bootstrap}: OK" in check_until_ok()
+

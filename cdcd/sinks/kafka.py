@@ -51,6 +51,7 @@ from cdcd.envelope import Record
 from cdcd.errors import FencedError, SinkError
 from cdcd.offsets import StoredOffset
 from cdcd.sinks.base import Delivery, SinkUnavailableError
+from cdcd.sinks.kafka_connect import unreachable
 from cdcd.sinks.kafka_offsets import (
     OffsetsTopic,
     Presence,
@@ -230,13 +231,16 @@ class KafkaSink:
                 self._wait.answered()
             except TimeoutError:
                 await self.close()
-                raise SinkUnavailableError(
+                raise await unreachable(self.config, options) or SinkUnavailableError(
                     f"cannot reach Kafka at {self.config.bootstrap_servers} within 30 s: "
                     "check sink.bootstrap_servers"
                 ) from None
             except KafkaError as exc:
                 await self.close()
-                raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+                error = explain_kafka_error(exc, self.config.bootstrap_servers)
+                if isinstance(error, SinkUnavailableError):  # a connection may tell why
+                    error = await unreachable(self.config, options) or error
+                raise error from None
             except SinkError:
                 await self.close()
                 raise

@@ -3,9 +3,9 @@
 Nothing here writes to Kafka, joins the daemon's group or uses its transactional id, so
 it may run beside a running daemon:
 
-- reachable and authenticated: one connection to each bootstrap server with the
-  ``[sink]`` settings (TLS, SASL), made as the producer makes it, so the failure's own
-  reason is told (aiokafka's clients only say that no server answered);
+- reachable and authenticated: a connection to a bootstrap server and to each broker it
+  advertises, with the ``[sink]`` settings (TLS, SASL), the failure's own reason told
+  (``kafka_connect``);
 - the offsets topic present with ``cleanup.policy=compact``, or creatable
   (CreateTopics with ``validate_only``);
 - topics under ``<topic_prefix>``: creatable (CreateTopics with ``validate_only`` for a
@@ -17,27 +17,23 @@ it may run beside a running daemon:
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
-from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaError,
-    SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
-    UnsupportedSaslMechanismError,
     for_code,
 )
 
 from cdcd.config import Config, KafkaSinkConfig
 from cdcd.errors import ConfigError
 from cdcd.sinks.kafka import explain_kafka_error
+from cdcd.sinks.kafka_connect import connection_problem
 from cdcd.sinks.kafka_offsets import (
     OffsetsTopic,
     client_options,
@@ -46,7 +42,6 @@ from cdcd.sinks.kafka_offsets import (
 )
 from cdcd.sources.base import Problem
 
-CONNECT_TIMEOUT_S = 10.0
 # A fresh cluster creates __transaction_state / __consumer_offsets on the first lookup
 # and answers "coordinator not available" meanwhile: a few seconds, not a problem.
 COORDINATOR_WAIT_S = 15.0
@@ -65,7 +60,7 @@ async def check(config: Config) -> list[Problem]:
         options, sink, config.offsets, name=config.name, source_kind=config.source.kind
     )
     with quiet_library_logs():
-        unreachable = await _connect(sink, options)
+        unreachable = await connection_problem(sink, options)
         if unreachable is not None:
             return [unreachable]
         admin = AIOKafkaAdminClient(**options, client_id=f"{offsets.transactional_id}-check")
@@ -86,58 +81,6 @@ async def check(config: Config) -> list[Problem]:
     return problems
 
 
-# -- reachable, authenticated ----------------------------------------------------------
-
-
-async def _connect(sink: KafkaSinkConfig, options: dict[str, Any]) -> Problem | None:
-    """None if a bootstrap server takes a connection (TLS, SASL and all); else why not."""
-    settings = {k: v for k, v in options.items() if k != "bootstrap_servers"}
-    failure: tuple[str, BaseException] | None = None
-    for host, port, _family in collect_hosts(sink.bootstrap_servers, randomize=False):
-        try:
-            conn = await asyncio.wait_for(
-                create_conn(host, port, request_timeout_ms=int(CONNECT_TIMEOUT_S * 1000), **settings),
-                CONNECT_TIMEOUT_S,
-            )
-        except (OSError, KafkaError, TimeoutError) as exc:
-            failure = failure or (f"{host}:{port}", exc)
-            continue
-        conn.close()
-        return None
-    assert failure is not None
-    return _not_connected(sink, *failure)
-
-
-def _not_connected(sink: KafkaSinkConfig, where: str, exc: BaseException) -> Problem:
-    if isinstance(exc, SaslAuthenticationFailed | UnsupportedSaslMechanismError):
-        return Problem(
-            f"Kafka at {where} refused the SASL login of {sink.sasl_username!r}: {exc}",
-            "check sink.sasl_username, the password (sink.sasl_password_env or "
-            "sink.sasl_password_file) and sink.sasl_mechanism",
-        )
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return Problem(
-            f"the TLS certificate of Kafka at {where} is not trusted: {exc.verify_message}",
-            "set sink.ssl_cafile to the CA that signed the brokers' certificates",
-        )
-    if isinstance(exc, ssl.SSLError):
-        return Problem(
-            f"the TLS handshake with Kafka at {where} failed: {exc.reason or exc}",
-            "check sink.security_protocol (does that listener speak TLS?) and sink.ssl_*",
-        )
-    if isinstance(exc, TimeoutError):
-        return Problem(
-            f"Kafka at {where} did not answer within {CONNECT_TIMEOUT_S:.0f} s",
-            "check sink.bootstrap_servers and sink.security_protocol (a TLS or SASL listener "
-            "gives no answer to a client that speaks another protocol)",
-        )
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return Problem(
-        f"cannot reach Kafka at {where}: {reason}",
-        "check sink.bootstrap_servers (host:port of brokers, comma-separated)",
-    )
-
-
 # -- topics ----------------------------------------------------------------------------
 
 
@@ -145,7 +88,19 @@ async def _offsets_topic(
     admin: AIOKafkaAdminClient, offsets: OffsetsTopic, topics: set[str], brokers: int
 ) -> list[Problem]:
     if offsets.topic in topics:
-        refused = offsets.not_compacted(await offsets.cleanup_policy(admin))
+        policy = await offsets.cleanup_policy(admin)
+        if policy is None:
+            return [
+                Problem(
+                    f"Kafka does not tell cdcd the cleanup.policy of the offsets topic "
+                    f"{offsets.topic!r}: whether it is compacted is not known",
+                    f"grant DESCRIBE_CONFIGS on Topic {offsets.topic}, or see that it is "
+                    f"compacted (kafka-configs.sh --describe --entity-type topics "
+                    f"--entity-name {offsets.topic})",
+                    fatal=False,
+                )
+            ]
+        refused = offsets.not_compacted(policy)
         return [Problem(*refused)] if refused is not None else []
     code, message = await _validate_creation(admin, offsets.new_topic(brokers))
     if code == TopicAlreadyExistsError.errno:  # there, but not listed to cdcd
