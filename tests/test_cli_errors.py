@@ -80,10 +80,17 @@ def test_unreachable_database(tmp_path, kafka_bootstrap):
     port = free_port()
     config = pg_config(f"postgresql://postgres@127.0.0.1:{port}/db", kafka_bootstrap)
     path = write_config(tmp_path / "c.toml", config)
+    reason = "Connection refused; Is the server running on that host"
     assert_one_line_error(
-        run_cli("run", "--config", str(path)), f"cannot connect to PostgreSQL at 127.0.0.1:{port}"
+        run_cli("run", "--config", str(path)),
+        f"cannot connect to PostgreSQL at 127.0.0.1:{port}",
+        reason,
     )
-    assert_one_line_error(run_cli("check", "--config", str(path)), "cannot connect to PostgreSQL")
+    # check reports it as a finding, and checks Kafka too
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"ERROR: cannot connect to PostgreSQL at 127.0.0.1:{port}" in result.stdout
+    assert reason in result.stdout and "\t" not in result.stdout
 
 
 def test_unreachable_kafka(tmp_path, pg_dsn):
@@ -164,3 +171,23 @@ def test_check_passes_on_a_ready_server(tmp_path, pg_dsn, kafka_bootstrap):
             assert "public.no_such_table (source.tables) does not exist" in result.stdout
         finally:
             conn.execute(f"DROP TABLE public.{name}, public.{name}_nopk")
+
+
+def test_offsets_set_without_a_terminal_needs_yes(tmp_path, pg_dsn, kafka_bootstrap):
+    from support import ROOT, cdcd_command
+
+    path = str(write_config(tmp_path / "c.toml", pg_config(pg_dsn, kafka_bootstrap)))
+    for command in (["set", "--position", "0/1000"], ["reset", "--to", "latest"]):
+        result = subprocess.run(
+            cdcd_command("offsets", *command, "--config", path),
+            stdin=subprocess.DEVNULL,  # no terminal, no answer
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert "Aborted" not in result.stderr
+        assert_one_line_error(result, "--yes is needed to confirm without one (nothing changed)")
+        assert result.returncode == 1
+    shown = run_cli("offsets", "show", "--config", path)
+    assert "position: none stored" in shown.stdout, shown.stdout + shown.stderr

@@ -41,6 +41,10 @@ def test_mysql_and_stdout_variants():
         {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://cdc@127.0.0.1:3306/"}, "sink": {"kind": "stdout"}}
     )
     assert config.source.kind == "mysql" and config.sink.kind == "stdout"
+    # The envelope's source.name is the topic prefix: the daemon's name unless set.
+    assert config.sink.topic_prefix == "a"
+    sink = {"kind": "stdout", "topic_prefix": "shop"}
+    assert parse_config({**config.model_dump(), "sink": sink}).sink.topic_prefix == "shop"
 
 
 def test_example_configuration_is_valid(monkeypatch):

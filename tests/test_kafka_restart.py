@@ -4,6 +4,7 @@ a private one (the shared test broker is never restarted)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -105,3 +106,44 @@ def test_broker_restarted_during_the_stream(
         f"{counts['records']} records read_committed, {counts['duplicates']} duplicates, "
         f"{counts['missing']} missing; the daemon started over {restarts} time(s)"
     )
+
+
+def test_while_kafka_is_away_every_log_line_is_json_and_cdcd_says_so(
+    broker: Broker, table: str, pg_dsn: str, tmp_path: Path
+):
+    name = table
+    config = {
+        "name": name,
+        "source": {"kind": "postgres", "dsn": pg_dsn, "tables": [f"{name}.t"]},
+        "sink": {"kind": "kafka", "bootstrap_servers": broker.bootstrap, "topic_prefix": name},
+        "log": {"level": "info"},  # format "auto": JSON, standard error being a file
+    }
+    topic = f"{name}.{name}.t"
+    conn = psycopg.connect(pg_dsn, autocommit=True)
+    try:
+        with daemon(tmp_path, config) as d:
+            conn.execute(f"INSERT INTO {name}.t VALUES (1, 1)")
+            consume(broker.bootstrap, [topic], expect=1, settle=0)
+            broker.stop(signal.SIGKILL)
+            try:
+                conn.execute(f"INSERT INTO {name}.t VALUES (2, 1)")  # its commit waits
+                d.wait_for_log(f"waiting for Kafka at {broker.bootstrap}: nothing committed for", 30)
+            finally:
+                broker.start()
+            d.wait_for_log(f"Kafka at {broker.bootstrap} is back after", 180)
+            assert len(consume(broker.bootstrap, [topic], expect=2, timeout=120)) == 2
+            assert d.terminate(timeout=90) == 0
+    finally:
+        conn.close()
+    lines = d.log_text().splitlines()
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"a log line that is not JSON: {line!r}")
+    assert all({"event", "level", "timestamp"} <= entry.keys() for entry in parsed)
+    library = [e for e in parsed if str(e.get("logger", "")).startswith("aiokafka")]
+    assert library, "aiokafka said nothing while its broker was away"
+    waiting = [e for e in parsed if e["event"].startswith("waiting for Kafka")]
+    assert waiting[0]["level"] == "warning" and waiting[0]["waited_s"] >= 5

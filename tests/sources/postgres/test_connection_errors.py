@@ -48,3 +48,31 @@ def test_by_sqlstate():
     assert connection_lost(errors.ConnectionFailure("lost"))  # 08006
     assert not connection_lost(errors.InsufficientPrivilege("permission denied"))  # 42501
     assert not connection_lost(errors.UndefinedObject("replication slot does not exist"))
+
+
+def test_the_reason_of_a_failed_connection_is_kept():
+    from cdcd.config import parse_config
+    from cdcd.sources.postgres import build
+
+    config = parse_config(
+        {
+            "name": "shop",
+            "source": {"kind": "postgres", "dsn": "postgresql://cdc@localhost:5432/shop"},
+            "sink": {"kind": "stdout"},
+        }
+    )
+    source = build(config)
+    # libpq tried both addresses of localhost; each failure has its hint on a tab line.
+    attempt = (
+        'connection to server at "localhost" ({}), port 5432 failed: Connection refused\n'
+        "\tIs the server running on that host and accepting TCP/IP connections?"
+    )
+    exc = psycopg.OperationalError(
+        "connection failed: " + attempt.format("::1") + "\n" + attempt.format("127.0.0.1")
+    )
+    message = source._explain_connect_error(exc, replication=False)
+    assert message == (
+        'cannot connect to PostgreSQL at localhost:5432: connection to server at "localhost" '
+        "(127.0.0.1), port 5432 failed: Connection refused; Is the server running on that "
+        "host and accepting TCP/IP connections? (check source.dsn)"
+    )
