@@ -18,10 +18,11 @@ import orjson
 from cdcd import __version__
 from cdcd.config import Config, load_config
 from cdcd.envelope import EnvelopeEncoder
-from cdcd.errors import CdcdError, ConfigError, SourceUnavailableError
+from cdcd.errors import CdcdError, ConfigError, PositionLostError, SourceUnavailableError
 from cdcd.log import setup_logging
 from cdcd.offsets import PinnableSource, SeekableSource, StoredOffset, parse_position
 from cdcd.pipeline import Pipeline, PipelineStats
+from cdcd.positions import Position
 from cdcd.sinks import build_sink, check_sink
 from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import Problem, build_source
@@ -131,8 +132,9 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             return total
         try:
             await sink.start()  # first: no slot is created for a daemon that cannot deliver
-            await source.prepare()
             resume = await sink.read_offset()
+            # With a stored offset, the source checks it can continue from it exactly.
+            await source.prepare(resume.position if resume is not None else None)
             if resume is None:
                 resume = await _pin_start_position(source, sink, log)
             log.info(
@@ -293,8 +295,11 @@ def offsets_show(config_path: str) -> None:
         click.echo("          (the daemon starts where the source's own bookkeeping says)")
 
 
-async def _source_positions(config: Config, which: str | None) -> tuple[Any, Any]:
-    """(the source's ``which`` position or None, its earliest position or None)."""
+async def _source_positions(
+    config: Config, which: str | None, given: Position | None
+) -> tuple[Any, Any]:
+    """(the source's ``which`` position, or ``given`` once the source has checked that it
+    can stream from it exactly; its earliest position or None)."""
     source = build_source(config)
     try:
         if not callable(getattr(source, "earliest_position", None)):
@@ -303,12 +308,26 @@ async def _source_positions(config: Config, which: str | None) -> tuple[Any, Any
                     f"the {config.source.kind} source cannot tell its {which} position; "
                     "use cdcd offsets set --position"
                 )
-            return None, None
+            return given, None
         seekable: SeekableSource = source  # type: ignore[assignment]
         earliest = await seekable.earliest_position()
+        if given is not None:
+            await seekable.check_position(given)
+            return given, earliest
         if which == "latest":
             return await seekable.latest_position(), earliest
-        return earliest if which == "earliest" else None, earliest
+        return earliest, earliest
+    finally:
+        await source.close()
+
+
+async def _prepare_reset(config: Config, position: Position) -> Position:
+    """The position ``offsets reset`` stores: the one shown, unless the source must first
+    make a place to stream from (PostgreSQL: a slot created now starts now)."""
+    source = build_source(config)
+    try:
+        prepare_reset = getattr(source, "prepare_reset", None)
+        return await prepare_reset(position) if callable(prepare_reset) else position
     finally:
         await source.close()
 
@@ -322,14 +341,16 @@ def _change_offset(config_path: str, yes: bool, position_text: str | None, to: s
         status = _run_async(lambda: offsets_status(config))
         refuse_if_running(config, status.members)
         which = {"beginning": "earliest", "end": "latest"}.get(to or "", to)
-        found, earliest = _run_async(lambda: _source_positions(config, which))
+        given = None
         if position_text is not None:
             try:
-                position = parse_position(position_text, config.source.kind)
+                given = parse_position(position_text, config.source.kind)
             except ValueError as exc:
                 raise ConfigError(f"--position: {exc}") from None
-        else:
-            position = found
+        try:
+            position, earliest = _run_async(lambda: _source_positions(config, which, given))
+        except PositionLostError as exc:
+            raise PositionLostError(f"--position: {exc}") from None
         new = StoredOffset(position)
         click.echo(f"old position: {_describe(status.offset)}")
         click.echo(f"new position: {_describe(new)}")
@@ -338,6 +359,9 @@ def _change_offset(config_path: str, yes: bool, position_text: str | None, to: s
         if not yes and not _confirm(f"Store the new position for cdcd {config.name!r}?"):
             click.echo("nothing changed")
             sys.exit(1)
+        if which is not None:
+            position = _run_async(lambda: _prepare_reset(config, position))
+            new = StoredOffset(position)
         _run_async(lambda: store_offset(config, new))
     except CdcdError as exc:
         _fail(exc)

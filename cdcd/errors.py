@@ -34,3 +34,11 @@ class SourceUnavailableError(SourceError):
     While streaming, the daemon then starts over from its last committed offset; at the
     first start it stops, as for any other error.
     """
+
+
+class PositionLostError(SourceError):
+    """The stored position cannot be continued from exactly: what it needs is gone from
+    the server (a dropped replication slot, purged binlogs, a reset GTID history), or
+    the server never had it. Streaming on from elsewhere would skip changes, so the
+    daemon stops; the message says what is gone, between which positions, and how to
+    go on knowingly."""

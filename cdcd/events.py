@@ -82,4 +82,9 @@ class Commit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# ``Commit.extra`` of a heartbeat: a position without events (PostgreSQL: WAL that held
+# nothing for this daemon), stored so that the source may release what lies before it.
+HEARTBEAT: dict[str, Any] = {"heartbeat": True}
+
+
 SourceItem = ChangeEvent | SchemaChange | Commit

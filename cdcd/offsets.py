@@ -98,6 +98,11 @@ class SeekableSource(Protocol):
         """The position after everything committed so far."""
         ...
 
+    async def check_position(self, position: Position) -> None:
+        """Raise ``PositionLostError`` (saying why) unless the source can stream from
+        ``position`` exactly: the server has it, and everything after it."""
+        ...
+
 
 _PG_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}(#\d+)?$")
 _MYSQL_GTID = re.compile(r"^[0-9a-fA-F-]{36}:\d")

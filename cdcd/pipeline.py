@@ -197,7 +197,7 @@ class Pipeline:
                     transaction_state = None
                     if partial:
                         transaction_state = encoder.transaction_state() or {"id": item.txid}
-                    if not partial:
+                    if not partial and not (item.extra and item.extra.get("heartbeat")):
                         stats.transactions += 1
                 else:
                     encode(item, batch, now_ns)  # type: ignore[arg-type]

@@ -68,7 +68,9 @@ class MysqlPosition(Position):
     ``file``/``pos`` is where the next transaction starts. ``index`` counts the events of
     that next transaction already written when a huge transaction is split (0 at a
     transaction boundary). Resuming prefers the GTID set, which survives a failover to
-    another server; file/pos is the fallback.
+    another server; file/pos is the fallback. ``server`` names the server the binlog was
+    read from (MySQL ``uuid:<server_uuid>``, MariaDB ``id:<server_id>``), so that a
+    file/pos can be checked against that server's binlogs (a RESET MASTER since).
     """
 
     kind: ClassVar[str] = "mysql"
@@ -77,9 +79,10 @@ class MysqlPosition(Position):
     file: str
     pos: int
     index: int = 0
+    server: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        value = {
             "kind": self.kind,
             "flavor": self.flavor,
             "gtid_set": self.gtid_set,
@@ -87,6 +90,9 @@ class MysqlPosition(Position):
             "pos": self.pos,
             "index": self.index,
         }
+        if self.server is not None:
+            value["server"] = self.server
+        return value
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MysqlPosition:
@@ -96,6 +102,7 @@ class MysqlPosition(Position):
             file=data["file"],
             pos=int(data["pos"]),
             index=int(data.get("index", 0)),
+            server=data.get("server"),
         )
 
     def __str__(self) -> str:

@@ -37,9 +37,11 @@ class Source(Protocol):
 
     async def check(self) -> list[Problem]: ...
 
-    async def prepare(self) -> None:
+    async def prepare(self, resume: Position | None = None) -> None:
         """Before streaming: raise ``SourceError`` on what makes streaming impossible,
-        and create what the source needs (slot, publication) where allowed."""
+        and create what the source needs (slot, publication) where allowed. With a
+        stored offset ``resume``, raise ``PositionLostError`` unless the source can
+        continue from it exactly (nothing it needs is gone)."""
 
 
     def stream(self, resume: Position | None) -> AsyncIterator[list[SourceItem]]: ...

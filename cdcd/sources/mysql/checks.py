@@ -21,6 +21,13 @@ class ServerInfo:
     variables: dict[str, str]
 
     @property
+    def identity(self) -> str:
+        """Names this server among others: MySQL's server_uuid, else the server_id (unique
+        in a replication topology)."""
+        uuid = self.variables.get("server_uuid")
+        return f"uuid:{uuid}" if uuid else f"id:{self.variables.get('server_id', '')}"
+
+    @property
     def gtid_enabled(self) -> bool:
         if self.flavor == "mariadb":
             return True  # MariaDB always writes GTIDs
@@ -35,7 +42,7 @@ def server_info(cursor: Any) -> ServerInfo:
         "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
         "'binlog_row_image', 'binlog_row_metadata', 'gtid_mode', 'enforce_gtid_consistency', "
         "'binlog_transaction_compression', 'log_bin_compress', 'server_id', 'gtid_strict_mode', "
-        "'binlog_checksum', 'gtid_domain_id')"
+        "'binlog_checksum', 'gtid_domain_id', 'server_uuid')"
     )
     variables = {name.lower(): str(value) for name, value in cursor.fetchall()}
     return ServerInfo(flavor, version, variables)

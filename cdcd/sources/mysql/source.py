@@ -41,6 +41,7 @@ from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
+from cdcd.sources.mysql.history import check_position
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.tls import tls_context
 from cdcd.sources.mysql.types import RowConverter
@@ -227,8 +228,10 @@ class MysqlSource:
         """What stops or spoils streaming, each with its fix (``cdcd check``)."""
         return await asyncio.to_thread(self._check_sync)
 
-    async def prepare(self) -> None:
-        """Refuse to start on a fatal problem (ROW format, FULL image and metadata, grants)."""
+    async def prepare(self, resume: Position | None = None) -> None:
+        """Refuse to start on a fatal problem (ROW format, FULL image and metadata,
+        grants), or when the server cannot stream on exactly from the stored offset
+        ``resume`` (``PositionLostError``: GTIDs it never executed, binlogs purged)."""
         problems = await self.check()
         fatal = [p for p in problems if p.fatal]
         if fatal:
@@ -236,6 +239,31 @@ class MysqlSource:
         if self.log is not None:
             for problem in problems:
                 self.log.warning(problem.what, fix=problem.fix)
+        if resume is not None:
+            await asyncio.to_thread(self._check_position, resume, "the stored offset")
+
+    async def check_position(self, position: Position) -> None:
+        """Refuse a position to store (``cdcd offsets set``) that the server cannot stream
+        from exactly, saying why."""
+        if self.info is None:
+            await asyncio.to_thread(self._check_sync)
+        await asyncio.to_thread(self._check_position, position, "the position")
+
+    def _check_position(self, position: Position, what: str) -> None:
+        assert self.info is not None
+        if not isinstance(position, MysqlPosition):
+            raise SourceError(f"cannot resume a MySQL stream from a {position.kind} position")
+        if position.flavor != self.info.flavor:
+            raise SourceError(
+                f"{what} is a {position.flavor} position but the server is "
+                f"{self.info.flavor}: reset the offsets (cdcd offsets reset)"
+            )
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                check_position(cursor, self.info, position, what, self._where)
+        finally:
+            conn.close()
 
     # -- where to start --------------------------------------------------------------
 
@@ -244,7 +272,7 @@ class MysqlSource:
         if resume is not None:
             if not isinstance(resume, MysqlPosition):
                 raise SourceError(f"cannot resume a MySQL stream from a {resume.kind} position")
-            if resume.flavor != self.info.flavor:
+            if resume.flavor != self.info.flavor:  # checked in prepare() as well
                 raise SourceError(
                     f"the stored position is a {resume.flavor} position but the server is "
                     f"{self.info.flavor}: reset the offsets (cdcd offsets reset)"
@@ -268,7 +296,10 @@ class MysqlSource:
         if _FILE_POS.match(initial):  # mariadb-bin.000001:4 (GTIDs have no ".")
             file, pos = initial.rsplit(":", 1)
             return self._by_file_pos(file, int(pos))
-        return _Start(self._parse_gtid(initial), None, None)
+        gtids = self._parse_gtid(initial)
+        position = MysqlPosition(self.info.flavor, gtids, "", 4)
+        self._check_position(position, "source.initial_position")
+        return _Start(gtids, None, None)
 
     def _by_file_pos(self, file: str, pos: int, skip_events: int = 0) -> _Start:
         """Start at a binlog file/pos, checked first, so that a wrong one is refused
@@ -365,7 +396,12 @@ class MysqlSource:
     def _position(self, start: _Start) -> MysqlPosition:
         assert self.info is not None
         return MysqlPosition(
-            self.info.flavor, start.gtid_set, start.file or "", start.pos or 0, start.skip_events
+            self.info.flavor,
+            start.gtid_set,
+            start.file or "",
+            start.pos or 0,
+            start.skip_events,
+            self.info.identity,
         )
 
     # -- streaming -------------------------------------------------------------------
@@ -504,6 +540,7 @@ class MysqlSource:
         """
         assert self.info is not None
         flavor = self.info.flavor
+        server = self.info.identity
         gtids: MysqlGtidSet | MariadbGtidPosition | None = None
         if start.gtid_set is not None:
             gtids = (
@@ -537,7 +574,7 @@ class MysqlSource:
                     else gtids.add_gtid(gtid)
                 )
             position = MysqlPosition(
-                flavor, str(gtids) if gtids is not None else None, file, next_pos
+                flavor, str(gtids) if gtids is not None else None, file, next_pos, 0, server
             )
             items.append(Commit(position, txid=gtid, ts_ms=ts * 1000, event_count=tx_events))
             in_transaction, tx_events, skip = False, 0, 0
@@ -592,6 +629,7 @@ class MysqlSource:
                                 file,
                                 tx_start,
                                 tx_events,
+                                server,
                             )
                             items.append(
                                 Commit(cut, txid=gtid, ts_ms=ts * 1000, event_count=tx_events)

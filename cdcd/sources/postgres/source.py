@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq, sql
 
-from cdcd.errors import DecodeError, SourceError, SourceUnavailableError
+from cdcd.errors import DecodeError, PositionLostError, SourceError, SourceUnavailableError
 from cdcd.events import (
+    HEARTBEAT,
     OP_CREATE,
     OP_DELETE,
     OP_TRUNCATE,
@@ -229,6 +230,7 @@ class PostgresSource:
         self._commit_ts_us = 0
         self._tx_events = 0  # change events of the open transaction so far
         self._skip = 0  # events of the first transaction already in Kafka (a cut position)
+        self._last_heartbeat = 0.0  # monotonic time of the last heartbeat commit
 
     # -- connections ---------------------------------------------------------------
 
@@ -282,8 +284,10 @@ class PostgresSource:
         finally:
             await conn.close()
 
-    async def prepare(self) -> None:
-        """Refuse to start on a fatal problem; create the publication and slot if allowed."""
+    async def prepare(self, resume: Position | None = None) -> None:
+        """Refuse to start on a fatal problem; create the publication if allowed; and
+        either create the slot (a first start: no stored offset) or check that the slot
+        can continue exactly from ``resume`` (``PositionLostError`` if not)."""
         conn = await self._connect()
         try:
             problems = await run_checks(conn, self.config, self.slot, self.publication, setup=True)
@@ -294,7 +298,96 @@ class PostgresSource:
                 if self.log is not None:
                     self.log.warning(problem.what, fix=problem.fix)
             await self._ensure_publication(conn)
+            if resume is None:
+                await self._ensure_slot(conn)
+            else:
+                await self._check_resumable(conn, self._pg_position(resume))
+        finally:
+            await conn.close()
+
+    @staticmethod
+    def _pg_position(position: Position) -> PgPosition:
+        if not isinstance(position, PgPosition):
+            raise SourceError(f"cannot resume a PostgreSQL stream from a {position.kind} position")
+        return position
+
+    async def _slot_and_wal_end(self, conn: psycopg.AsyncConnection[Any]) -> tuple[int | None, int]:
+        """(the slot's confirmed position, None when there is no slot; the WAL's end)."""
+        cur = await conn.execute(
+            "SELECT (SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots "
+            "WHERE slot_name = %s), pg_current_wal_lsn() - '0/0'",
+            (self.slot,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return (None if row[0] is None else int(row[0])), int(row[1])
+
+    async def _check_resumable(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        position: PgPosition,
+        what: str = "the stored offset",
+    ) -> None:
+        """The slot can give every change after ``position``, or ``PositionLostError``.
+
+        The slot's confirmed position only moves once Kafka holds everything before it
+        (changes, or an offset record written on a keepalive): a slot past the stored
+        offset was dropped and created again, or moved by someone else, and the changes
+        in between may be gone. cdcd never creates a slot over a stored offset."""
+        confirmed, wal_end = await self._slot_and_wal_end(conn)
+        at = lsn_to_str(position.commit_lsn)
+        if position.commit_lsn > wal_end:
+            raise PositionLostError(
+                f"{what} {at} is past the end of the WAL of PostgreSQL at {self._where} "
+                f"({lsn_to_str(wal_end)}): this server never had it (another server, or a "
+                "restored backup?); the positions it has: cdcd offsets reset --to earliest"
+            )
+        if confirmed is None:
+            raise PositionLostError(
+                f"replication slot {self.slot!r} does not exist, so {what} ({at}) cannot be "
+                f"streamed from: the changes committed after {at} up to now "
+                f"({lsn_to_str(wal_end)}) cannot be read any more, and cdcd does not create "
+                "a new slot over a stored position. To stream on from now knowingly (a new "
+                "slot; the changes in between are not in Kafka): cdcd offsets reset --to latest"
+            )
+        if confirmed > position.commit_lsn:
+            raise PositionLostError(
+                f"{what} {at} is before replication slot {self.slot!r}'s confirmed position "
+                f"{lsn_to_str(confirmed)}: the slot cannot go back, and the changes between "
+                "them may not be in Kafka (the slot was dropped and created again, or another "
+                "consumer advanced it). To stream on from the slot's position knowingly: "
+                "cdcd offsets reset --to earliest"
+            )
+
+    async def check_position(self, position: Position) -> None:
+        """Refuse a position to store (``cdcd offsets set``) that the slot cannot stream
+        from exactly, saying why."""
+        conn = await self._connect()
+        try:
+            await self._check_resumable(conn, self._pg_position(position), "the position")
+        finally:
+            await conn.close()
+
+    async def prepare_reset(self, position: Position) -> PgPosition:
+        """Before ``cdcd offsets reset`` stores ``position``: a missing slot is created
+        (when allowed), and the position to store is then the later of ``position`` and
+        where the slot starts (nothing before it can be streamed)."""
+        wanted = self._pg_position(position)
+        conn = await self._connect()
+        try:
+            confirmed, _ = await self._slot_and_wal_end(conn)
+            if confirmed is not None:
+                return wanted
+            if not self.config.create_slot:
+                raise SourceError(
+                    f"replication slot {self.slot!r} does not exist and source.create_slot is "
+                    f"false: create it (SELECT pg_create_logical_replication_slot('{self.slot}', "
+                    "'pgoutput')) or set source.create_slot = true"
+                )
             await self._ensure_slot(conn)
+            confirmed, _ = await self._slot_and_wal_end(conn)
+            assert confirmed is not None
+            return wanted if wanted.commit_lsn >= confirmed else PgPosition(confirmed)
         finally:
             await conn.close()
 
@@ -355,7 +448,7 @@ class PostgresSource:
             return
         self._meta = await self._connect()
         self._repl = await self._connect(replication=True)
-        confirmed = await self._slot_confirmed_lsn()
+        confirmed = await self._slot_confirmed_lsn(resume)
         start = self._start_lsn(resume, confirmed)
         self._last_commit_lsn = start  # the next transaction's predecessor, for cut positions
         self._last_commit_lsn_text = f'"{start}"'
@@ -411,8 +504,10 @@ class PostgresSource:
             # what is being written, until close().
             worker.stop_reading()
 
-    async def _slot_confirmed_lsn(self) -> int:
+    async def _slot_confirmed_lsn(self, resume: PgPosition | None) -> int:
         assert self._meta is not None
+        if resume is not None:
+            await self._check_resumable(self._meta, resume)  # dropped since prepare()?
         cur = await self._meta.execute(
             "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
             (self.slot,),
@@ -432,9 +527,8 @@ class PostgresSource:
         PostgreSQL sends every transaction whose commit record starts at or after the
         requested LSN, but never from before the slot's confirmed position: a slot behind
         the stored offset (Kafka committed, the server not yet told) is fast-forwarded by
-        asking for the offset's LSN; a slot ahead of it (WAL without changes for us,
-        confirmed on keepalives, never past the commit of a transaction not yet in Kafka)
-        starts where it is, which loses nothing. A position that cuts a transaction
+        asking for the offset's LSN; a slot ahead of it has lost changes (the slot only
+        moves past what Kafka holds: ``_check_resumable``). A position that cuts a transaction
         resumes in it: PostgreSQL sends it whole again and its first ``index`` events,
         already in Kafka, are skipped.
         """
@@ -442,21 +536,13 @@ class PostgresSource:
         if resume is None:
             return confirmed
         self._skip = resume.index
-        if self.log is not None:
-            if resume.commit_lsn > confirmed:
-                self.log.info(
-                    "fast-forwarding the slot past what Kafka already holds",
-                    slot=self.slot,
-                    slot_confirmed=lsn_to_str(confirmed),
-                    stored_offset=str(resume),
-                )
-            elif resume.commit_lsn < confirmed:
-                self.log.info(
-                    "the slot is ahead of the stored offset (WAL without changes in Kafka)",
-                    slot=self.slot,
-                    slot_confirmed=lsn_to_str(confirmed),
-                    stored_offset=str(resume),
-                )
+        if resume.commit_lsn > confirmed and self.log is not None:
+            self.log.info(
+                "fast-forwarding the slot past what Kafka already holds",
+                slot=self.slot,
+                slot_confirmed=lsn_to_str(confirmed),
+                stored_offset=str(resume),
+            )
         return resume.commit_lsn
 
     async def _start_replication(self, start: int) -> None:
@@ -513,7 +599,7 @@ class PostgresSource:
                             items = []
                     elif kind == 0x6B:  # 'k' primary keepalive
                         wal_end, _clock, reply = _KEEPALIVE.unpack_from(data, 1)
-                        self._on_keepalive(wal_end)
+                        self._on_keepalive(wal_end, items)
                         if reply:
                             self._send_status(force=True)
                     continue
@@ -549,6 +635,10 @@ class PostgresSource:
         message = f"PostgreSQL ended the replication stream of slot {self.slot!r}" + (
             f": {error}" if error else ""
         )
+        if not error and not sqlstate:
+            # A walsender ends the COPY without an error only when the server shuts down
+            # (smart or fast: it sends what it has, then CopyDone): wait for it to return.
+            return SourceUnavailableError(f"{message} (the server is shutting down)")
         if pgconn.status == pq.ConnStatus.BAD or _lost_sqlstate(sqlstate):
             return SourceUnavailableError(message)
         return SourceError(message)
@@ -699,13 +789,28 @@ class PostgresSource:
 
     # -- acknowledgements ------------------------------------------------------------
 
-    def _on_keepalive(self, wal_end: int) -> None:
-        # Idle or filtered-out WAL: when everything decoded so far is acknowledged and no
-        # transaction is open, nothing before the server's WAL end is ours to deliver;
-        # confirming it lets the server recycle WAL instead of keeping it for us.
-        # Not before a cut transaction is seen again: its position must stay readable.
-        if not self._in_transaction and not self._skip and self._acked_lsn >= self._last_commit_lsn:
-            self._acked_lsn = max(self._acked_lsn, wal_end)
+    def _on_keepalive(self, wal_end: int, items: list[SourceItem]) -> None:
+        """Idle or filtered-out WAL: offer the server's WAL end as a position to store.
+
+        When every commit decoded so far is acknowledged and no transaction is open,
+        nothing before the server's WAL end is ours to deliver. The slot may move there
+        only once Kafka holds an offset record for it (the ack rule): a heartbeat commit,
+        without events, goes through the pipeline like any other, at most once a status
+        interval. So the slot is never ahead of the stored offset, which makes a slot
+        that is ahead a sure sign of lost changes (``_check_resumable``), while the
+        server can still recycle WAL that holds nothing for us. Not inside a cut
+        transaction seen again: its position must stay readable."""
+        if self._in_transaction or self._skip or wal_end <= self._last_commit_lsn:
+            return
+        if self._acked_lsn < self._last_commit_lsn:
+            return  # a commit (or heartbeat) is still on its way to Kafka
+        now = time.monotonic()
+        if now - self._last_heartbeat < self.config.status_interval_s:
+            return
+        self._last_heartbeat = now
+        self._last_commit_lsn = wal_end
+        self._last_commit_lsn_text = f'"{wal_end}"'
+        items.append(Commit(PgPosition(wal_end), extra=HEARTBEAT))
 
     async def ack(self, position: Position) -> None:
         """Everything up to ``position`` is in Kafka: let the slot move past it."""
@@ -748,19 +853,12 @@ class PostgresSource:
         return await self.earliest_position()
 
     async def earliest_position(self) -> PgPosition:
-        """The slot's confirmed position: a logical slot cannot go further back."""
+        """The slot's confirmed position: a logical slot cannot go further back (no slot
+        yet: the current end of the WAL, where a new one would start)."""
         conn = await self._connect()
         try:
-            cur = await conn.execute(
-                "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
-                (self.slot,),
-            )
-            row = await cur.fetchone()
-            if row is None or row[0] is None:  # no slot yet: it will start at the current end
-                cur = await conn.execute("SELECT pg_current_wal_lsn() - '0/0'")
-                row = await cur.fetchone()
-            assert row is not None
-            return PgPosition(int(row[0]))
+            confirmed, wal_end = await self._slot_and_wal_end(conn)
+            return PgPosition(wal_end if confirmed is None else confirmed)
         finally:
             await conn.close()
 
@@ -768,10 +866,8 @@ class PostgresSource:
         """The current end of the WAL: every transaction committed so far lies before it."""
         conn = await self._connect()
         try:
-            cur = await conn.execute("SELECT pg_current_wal_lsn() - '0/0'")
-            row = await cur.fetchone()
-            assert row is not None
-            return PgPosition(int(row[0]))
+            _, wal_end = await self._slot_and_wal_end(conn)
+            return PgPosition(wal_end)
         finally:
             await conn.close()
 

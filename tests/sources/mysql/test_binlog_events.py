@@ -58,12 +58,15 @@ def log_pos(packet: bytes) -> int:
     return struct.unpack_from("<I", packet, 14)[0]
 
 
+HERE = f"uuid:{SERVER_UUID}"  # the server the positions were read from
+
+
 def source(flavor: str = "mysql") -> MysqlSource:
     config = MysqlSourceConfig(
         kind="mysql", dsn="mysql://root@127.0.0.1:3306/", tables=["shop.orders"]
     )
     src = MysqlSource(config, name="unit")
-    src.info = ServerInfo(flavor, "8.0.36", {"gtid_mode": "ON"})
+    src.info = ServerInfo(flavor, "8.0.36", {"gtid_mode": "ON", "server_uuid": SERVER_UUID})
     return src
 
 
@@ -86,8 +89,8 @@ def test_gtid_transactions_and_ddl_move_the_mysql_gtid_set():
     items = run(events, _Start(f"{SERVER_UUID}:1-10", None, None))
     commits = [i for i in items if isinstance(i, Commit)]
     assert [c.position for c in commits] == [
-        MysqlPosition("mysql", f"{SERVER_UUID}:1-11", "binlog.000007", log_pos(events[3])),
-        MysqlPosition("mysql", f"{SERVER_UUID}:1-12", "binlog.000007", log_pos(events[5])),
+        MysqlPosition("mysql", f"{SERVER_UUID}:1-11", "binlog.000007", log_pos(events[3]), 0, HERE),
+        MysqlPosition("mysql", f"{SERVER_UUID}:1-12", "binlog.000007", log_pos(events[5]), 0, HERE),
     ]
     assert commits[0].txid == f"{SERVER_UUID}:11"
     [ddl] = [i for i in items if isinstance(i, SchemaChange)]
