@@ -174,20 +174,30 @@ def test_check_passes_on_a_ready_server(tmp_path, pg_dsn, kafka_bootstrap):
 
 
 def test_offsets_set_without_a_terminal_needs_yes(tmp_path, pg_dsn, kafka_bootstrap):
+    import psycopg
     from support import ROOT, cdcd_command
 
-    path = str(write_config(tmp_path / "c.toml", pg_config(pg_dsn, kafka_bootstrap)))
-    for command in (["set", "--position", "0/1000"], ["reset", "--to", "latest"]):
-        result = subprocess.run(
-            cdcd_command("offsets", *command, "--config", path),
-            stdin=subprocess.DEVNULL,  # no terminal, no answer
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-        )
-        assert "Aborted" not in result.stderr
-        assert_one_line_error(result, "--yes is needed to confirm without one (nothing changed)")
-        assert result.returncode == 1
-    shown = run_cli("offsets", "show", "--config", path)
-    assert "position: none stored" in shown.stdout, shown.stdout + shown.stderr
+    config = pg_config(pg_dsn, kafka_bootstrap)
+    path = str(write_config(tmp_path / "c.toml", config))
+    slot = f"cdcd_{config['name']}"  # a position to set must be one the slot can stream from
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        (lsn,) = conn.execute(
+            "SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,)
+        ).fetchone()
+        try:
+            for command in (["set", "--position", str(lsn)], ["reset", "--to", "latest"]):
+                result = subprocess.run(
+                    cdcd_command("offsets", *command, "--config", path),
+                    stdin=subprocess.DEVNULL,  # no terminal, no answer
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    cwd=ROOT,
+                )
+                assert "Aborted" not in result.stderr
+                assert_one_line_error(result, "--yes is needed to confirm without one (nothing changed)")
+                assert result.returncode == 1
+            shown = run_cli("offsets", "show", "--config", path)
+            assert "position: none stored" in shown.stdout, shown.stdout + shown.stderr
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
