@@ -25,6 +25,8 @@ from cdcd.pipeline import Pipeline, PipelineStats
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import build_source
+from cdcd.topics import describe as describe_topics
+from cdcd.topics import table_topics, warn_about_topics
 
 T = TypeVar("T")
 
@@ -132,6 +134,8 @@ async def _run(config: Config, log: Any) -> PipelineStats:
         try:
             await sink.start()  # first: no slot is created for a daemon that cannot deliver
             await source.prepare()
+            if not started:
+                await warn_about_topics(source, _encoder(config, source.connector), log)
             resume = await sink.read_offset()
             if resume is None:
                 resume = await _pin_start_position(source, sink, log)
@@ -204,13 +208,17 @@ def check(config_path: str) -> None:
 
         async def _check() -> Any:
             try:
-                return await source.check()
+                found = await source.check()
+                return found, table_topics(
+                    _encoder(config, source.connector), await source.captured_tables()
+                )
             finally:
                 await source.close()
 
-        problems = _run_async(_check)
+        problems, topics = _run_async(_check)
     except CdcdError as exc:
         _fail(exc)
+    click.echo("\n".join(describe_topics(topics)))
     if not problems:
         click.echo(f"{config.source.kind} source: OK, ready to stream")
         return
