@@ -66,6 +66,8 @@ def _shared(group: list[TableTopic]) -> str:
 
 def describe(mapping: list[TableTopic]) -> list[str]:
     """The lines ``cdcd check`` prints: each table and its topic, then the shared topics."""
+    if not mapping:
+        return ["tables -> topics: no existing table is captured"]
     lines = [f"tables -> topics ({len(mapping)}):"]
     for entry in mapping:
         note = f"  (renamed: {_why(entry)})" if entry.renamed else ""

@@ -87,3 +87,7 @@ def test_the_map_names_renamed_and_shared_topics():
     assert lines[1] == "  public.orders -> q.public.orders"
     assert lines[2].startswith('  public.quo"te -> q.public.quo_te  (renamed: Kafka allows only')
     assert lines[-2].startswith("WARNING: tables public.quo\"te, public.quo'te share the topic")
+
+
+def test_an_empty_map_says_so():
+    assert describe([]) == ["tables -> topics: no existing table is captured"]
