@@ -26,6 +26,8 @@ from cdcd.positions import Position
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import build_source
+from cdcd.topics import describe as describe_topics
+from cdcd.topics import table_topics, warn_about_topics
 
 T = TypeVar("T")
 
@@ -135,6 +137,8 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             resume = await sink.read_offset()
             # With a stored offset, the source checks it can continue from it exactly.
             await source.prepare(resume.position if resume is not None else None)
+            if not started:
+                await warn_about_topics(source, _encoder(config, source.connector), log)
             if resume is None:
                 resume = await _pin_start_position(source, sink, log)
             log.info(
@@ -206,13 +210,17 @@ def check(config_path: str) -> None:
 
         async def _check() -> Any:
             try:
-                return await source.check()
+                found = await source.check()
+                return found, table_topics(
+                    _encoder(config, source.connector), await source.captured_tables()
+                )
             finally:
                 await source.close()
 
-        problems = _run_async(_check)
+        problems, topics = _run_async(_check)
     except CdcdError as exc:
         _fail(exc)
+    click.echo("\n".join(describe_topics(topics)))
     if not problems:
         click.echo(f"{config.source.kind} source: OK, ready to stream")
         return

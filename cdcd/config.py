@@ -14,13 +14,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from cdcd.errors import ConfigError
-from cdcd.selection import TableSelection
+from cdcd.selection import TableSelection, parse_entries
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_TABLE = re.compile(r"^[^.\s]+\.[^.\s]+$")
 
 
 class _Strict(BaseModel):
@@ -45,21 +52,30 @@ class _SourceCommon(_Strict, TableSelection):
     dsn: str
     password_env: str | None = None
     password_file: str | None = None
-    tables: list[str] | None = Field(
-        default=None, description="include list of 'schema.table'; default: all tables"
+    tables: list[str | dict[str, str]] | None = Field(
+        default=None,
+        description="include list: regular expressions over 'schema.table' (or inline tables "
+        "{schema, table} naming one literally); default: all tables",
     )
-    exclude_tables: list[str] = Field(default_factory=list)
-    databases: list[str] | None = Field(
-        default=None, description="include list of databases (PostgreSQL: schemas); default: all"
+    exclude_tables: list[str | dict[str, str]] = Field(default_factory=list)
+    databases: list[str | dict[str, str]] | None = Field(
+        default=None,
+        description="include list of databases (PostgreSQL: schemas), regular expressions; "
+        "default: all",
     )
-    exclude_databases: list[str] = Field(default_factory=list)
+    exclude_databases: list[str | dict[str, str]] = Field(default_factory=list)
 
-    @field_validator("tables", "exclude_tables")
+    @field_validator("tables", "exclude_tables", "databases", "exclude_databases", mode="before")
     @classmethod
-    def _qualified(cls, value: list[str] | None) -> list[str] | None:
-        for name in value or ():
-            if not _TABLE.match(name):
-                raise ValueError(f"{name!r} must be written as 'schema.table' (database.table)")
+    def _entries(cls, value: Any, info: ValidationInfo) -> Any:
+        key = str(info.field_name)
+        if isinstance(value, list):
+            if not value and not key.startswith("exclude_"):
+                what = "table" if key == "tables" else "database"
+                raise ValueError(
+                    f"an empty list captures nothing; leave the key out to capture every {what}"
+                )
+            parse_entries(key, value)  # a ValueError names the entry and what is wrong
         return value
 
     def password(self) -> SecretStr | None:

@@ -99,11 +99,13 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, e.g. a literal entry of source.tables
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
-    """Write a (two-level) configuration dict as TOML."""
+    """Write a (two-level) configuration dict as TOML (dicts in lists: inline tables)."""
     lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
     for section, values in config.items():
         if isinstance(values, dict):

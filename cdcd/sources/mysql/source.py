@@ -38,7 +38,13 @@ from cdcd.positions import MysqlPosition, Position
 from cdcd.selection import PlainConfig, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
-from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
+from cdcd.sources.mysql.checks import (
+    SYSTEM_SCHEMAS,
+    ServerInfo,
+    captured_tables,
+    run_checks,
+    server_info,
+)
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.history import check_position
@@ -204,6 +210,7 @@ class MysqlSource:
         self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
         self._thread: threading.Thread | None = None
         self.acked: MysqlPosition | None = None
+        self.table_databases: set[str] = set()  # databases holding captured tables
 
     # -- connections and checks ------------------------------------------------------
 
@@ -227,6 +234,18 @@ class MysqlSource:
     async def check(self) -> list[Problem]:
         """What stops or spoils streaming, each with its fix (``cdcd check``)."""
         return await asyncio.to_thread(self._check_sync)
+
+    def _captured_tables_sync(self) -> list[tuple[str, str]]:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                return captured_tables(cursor, self.config)
+        finally:
+            conn.close()
+
+    async def captured_tables(self) -> list[tuple[str, str]]:
+        """The existing tables whose changes are captured, ``(database, table)``."""
+        return await asyncio.to_thread(self._captured_tables_sync)
 
     async def prepare(self, resume: Position | None = None) -> None:
         """Refuse to start on a fatal problem (ROW format, FULL image and metadata,
@@ -525,6 +544,8 @@ class MysqlSource:
             pos=None if by_gtid else start.pos,
             heartbeat_s=self.config.heartbeat_interval_s,
         )
+        if self.config.tables is not None:
+            self.table_databases.update(db for db, _ in self._captured_tables_sync())
         try:
             binlog.open()
             self.checksum = binlog.checksum
@@ -731,20 +752,18 @@ class MysqlSource:
             hand_over(items)
 
     def _captures_database(self, database: str) -> bool:
-        captured = self.config.captured_databases()
-        if captured is None:
-            return database not in self.config.exclude_databases and database not in (
-                "mysql",
-                "sys",
-                "performance_schema",
-                "information_schema",
-            )
-        return database in captured
+        """Whether DDL of ``database`` is published: the database filters let it through
+        and, with a table include list, a table of it is captured (known from the catalog
+        at stream start and from the table maps since)."""
+        if database in SYSTEM_SCHEMAS or not self.config.selection.includes_database(database):
+            return False
+        return self.config.tables is None or database in self.table_databases
 
     def _table(self, packet: bytes, body: bytes) -> _Table:
         schema, name = bl.table_map_names(packet)
         if not self.config.includes(schema, name):
             return _Table(schema, name, included=False, map_body=body)
+        self.table_databases.add(schema)
         assert self.info is not None
         event = bl.library_event(
             packet, flavor=self.info.flavor, version=self.version, checksum=self.checksum

@@ -35,7 +35,7 @@ from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.selection import PlainConfig, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.postgres import pgoutput
-from cdcd.sources.postgres.checks import run_checks
+from cdcd.sources.postgres.checks import captured_tables, run_checks
 from cdcd.sources.postgres.types import make_converter
 from cdcd.worker import Worker
 
@@ -280,6 +280,14 @@ class PostgresSource:
         finally:
             await conn.close()
 
+    async def captured_tables(self) -> list[tuple[str, str]]:
+        """The existing tables whose changes are captured, ``(schema, table)``."""
+        conn = await self._connect()
+        try:
+            return await captured_tables(conn, self.config)
+        finally:
+            await conn.close()
+
     async def prepare(self, resume: Position | None = None) -> None:
         """Refuse to start on a fatal problem; create the publication if allowed; and
         either create the slot (a first start: no stored offset) or check that the slot
@@ -394,8 +402,11 @@ class PostgresSource:
         if self.config.tables is None:
             stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(self.publication))
         else:
+            # The tables the include list selects now, as Debezium's
+            # publication.autocreate.mode=filtered; the checks refused an empty selection.
             tables = sql.SQL(", ").join(
-                sql.Identifier(*name.split(".", 1)) for name in self.config.tables
+                sql.Identifier(schema, table)
+                for schema, table in await captured_tables(conn, self.config)
             )
             stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
                 sql.Identifier(self.publication), tables
