@@ -160,13 +160,14 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             _add(total, pipeline.stats)
             if time.monotonic() - pipeline.stats.started_at > _HEALTHY_RUN_S:
                 pause = 1.0  # it streamed a good while: a new failure, not the same one
-            what = (
-                "Kafka unavailable"
-                if isinstance(exc, SinkUnavailableError)
-                else "source unavailable"
-            )
+            if isinstance(exc, SinkUnavailableError):
+                what, awaited = "Kafka unavailable", f"Kafka at {config.sink.bootstrap_servers}"
+            else:
+                what = "source unavailable"
+                awaited = getattr(source, "description", config.source.kind)
             log.warning(
-                f"{what}: starting over from the last committed offset",
+                f"{what}: starting over from the last committed offset once {awaited} "
+                f"answers (next attempt in {pause:g} s)",
                 error=str(exc),
                 pause_s=pause,
             )

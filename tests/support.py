@@ -167,7 +167,23 @@ class Daemon:
             time.sleep(0.05)
         raise AssertionError(
             f"no {needle!r} in the daemon's log after {timeout}s:\n{self.log_text()[-3000:]}"
+            f"\n{self.stacks()}"
         )
+
+    def stacks(self) -> str:
+        """Where each thread of the running daemon is (py-spy), to see why it waits."""
+        if self.process is None or self.process.poll() is not None:
+            return ""
+        spy = Path(sys.executable).parent / "py-spy"
+        if not spy.exists():
+            return "(no py-spy to show the daemon's stacks)"
+        dump = subprocess.run(
+            [str(spy), "dump", "--pid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return f"the daemon's stacks:\n{dump.stdout}{dump.stderr}"
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None

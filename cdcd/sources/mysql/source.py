@@ -855,6 +855,12 @@ class MysqlSource:
         self.acked = position
 
     @property
+    def description(self) -> str:
+        """The server, as messages name it: ``MariaDB at host:port``."""
+        flavor = "MariaDB" if self.connector == "mariadb" else "MySQL"
+        return f"{flavor} at {self._where}"
+
+    @property
     def version(self) -> tuple[int, ...]:
         """The server's version as numbers (10.11.6-MariaDB-0+deb12u1: (10, 11, 6))."""
         assert self.info is not None

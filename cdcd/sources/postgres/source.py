@@ -614,6 +614,11 @@ class PostgresSource:
                     if items:
                         yield items
                         items = []
+                    if self._meta is not None:
+                        # Idle: no session of ours but the walsender's stays open, so that
+                        # a smart shutdown of the server (it waits for client sessions to
+                        # end) is not held up by cdcd.
+                        await self._close_meta()
                     readable.clear()
                     await readable.wait()
                     try:
@@ -664,7 +669,8 @@ class PostgresSource:
         )
 
     async def _primary_key(self, relation_oid: int) -> tuple[str, ...]:
-        assert self._meta is not None
+        if self._meta is None or self._meta.closed:
+            self._meta = await self._connect()
         cur = await self._meta.execute(
             "SELECT a.attname FROM pg_index i "
             "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
@@ -878,6 +884,17 @@ class PostgresSource:
         finally:
             await conn.close()
 
+    async def _close_meta(self) -> None:
+        meta, self._meta = self._meta, None
+        if meta is not None:
+            with contextlib.suppress(Exception):
+                await meta.close()
+
+    @property
+    def description(self) -> str:
+        """The server, as messages name it: ``PostgreSQL at host:port``."""
+        return f"PostgreSQL at {self._where}"
+
     @property
     def acked_position(self) -> PgPosition:
         return PgPosition(self._acked_lsn)
@@ -893,8 +910,6 @@ class PostgresSource:
                 self._send_status(force=True)
             with contextlib.suppress(Exception):
                 await self._repl.close()
-        if self._meta is not None:
-            with contextlib.suppress(Exception):
-                await self._meta.close()
+        await self._close_meta()
         if self.log is not None and self._repl is not None:
             self.log.info("source closed", slot=self.slot, confirmed=lsn_to_str(self._acked_lsn))
