@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2, unscaled_base64
+from cdcd.encoding import unscaled_base64
+from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2
 from cdcd.sources.mysql.types import RowConverter
 
 from .conftest import connect
