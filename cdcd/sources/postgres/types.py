@@ -123,11 +123,12 @@ def _int(digits: str) -> int:
         return int(digits)
     except ValueError:
         # int() refuses strings of more than 4300 digits (sys.set_int_max_str_digits);
-        # Decimal has no such limit and converts exactly.
-        value = _decimal(digits)
-        if not value.is_finite():
-            raise ValueError(f"not an integer: {digits!r}") from None
-        return int(value)
+        # Decimal has no such limit and converts exactly. Anything but digits (NaN, a
+        # second '.') is refused, not truncated.
+        unsigned = digits[1:] if digits[:1] == "-" else digits
+        if not (unsigned.isascii() and unsigned.isdigit()):
+            raise ValueError(f"not a number: {digits!r}") from None
+        return int(Decimal(digits))
 
 
 def _decimal(text: str) -> Decimal:
@@ -222,8 +223,6 @@ def _numeric_double(text: str) -> float | str:
     special = _SPECIALS_AS_DOUBLE.get(text)
     if special is not None:
         return special
-    if "_" in text:  # float() accepts digit separators; numeric_out never writes them
-        raise ValueError(f"not a number: {text!r}")
     return jackson_double(float(text))  # correctly rounded, as BigDecimal.doubleValue
 
 
