@@ -171,3 +171,24 @@ def test_precise_mode_round_trips_the_unscaled_value(unscaled: int, scale: int) 
     variable = convert("precise", NUMERIC, text)
     value = int.from_bytes(base64.b64decode(variable["value"]), "big", signed=True)
     assert Fraction(value, 10 ** variable["scale"]) == Fraction(unscaled, 10**scale)
+
+
+def money_text(cents: int) -> str:
+    """cash_out with lc_monetary=C: "-$1,234.56"."""
+    whole, fraction = divmod(abs(cents), 100)
+    return f"{'-' if cents < 0 else ''}${whole:,}.{fraction:02d}"
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_money_round_trips_in_each_mode(cents: int) -> None:
+    text = money_text(cents)
+    raw = base64.b64decode(convert("precise", MONEY, text))
+    assert int.from_bytes(raw, "big", signed=True) == cents
+    assert convert("string", MONEY, text) == plain_string(cents, 2)
+    assert convert("double", MONEY, text) == float(Fraction(cents, 100))
+
+
+def test_money_off_the_usual_text_is_rounded_half_up_in_precise_mode() -> None:
+    assert convert("precise", MONEY, "$1.005") == convert("precise", MONEY, "$1.01")
+    assert convert("precise", MONEY, "($1.00)") == convert("precise", MONEY, "-$1.00")
+    assert convert("string", MONEY, "$1.5") == "1.5"  # toPlainString of the parsed amount
