@@ -22,8 +22,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from cdcd.encoding import DECIMAL_MODES, DecimalMode
 from cdcd.errors import ConfigError
 from cdcd.selection import TableSelection, parse_entries
 
@@ -233,6 +235,47 @@ class TransactionsConfig(_Strict):
     )
 
 
+class EncodingConfig(_Strict):
+    """How values are encoded, for the options Debezium's connectors share."""
+
+    decimal_handling_mode: DecimalMode = Field(
+        default="precise",
+        description="Debezium's decimal.handling.mode: numeric/DECIMAL/money as a Kafka "
+        "Connect Decimal (precise), a JSON number (double) or a plain string (string)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _debezium_spelling(cls, data: Any) -> Any:
+        # Accept Debezium's own key, written quoted in TOML: "decimal.handling.mode" = "string".
+        if isinstance(data, dict) and isinstance(data.get("decimal"), dict):
+            # Unquoted, TOML reads it as nested tables.
+            raise ValueError(
+                f'write Debezium\'s key quoted, "{_DEBEZIUM_DECIMAL_KEY}" = ..., '
+                "or as decimal_handling_mode = ..."
+            )
+        if isinstance(data, dict) and _DEBEZIUM_DECIMAL_KEY in data:
+            if "decimal_handling_mode" in data:
+                raise ValueError(
+                    f'decimal_handling_mode and "{_DEBEZIUM_DECIMAL_KEY}" are the same '
+                    "setting: keep one"
+                )
+            data = dict(data)
+            data["decimal_handling_mode"] = data.pop(_DEBEZIUM_DECIMAL_KEY)
+        return data
+
+    @field_validator("decimal_handling_mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        if value not in DECIMAL_MODES:
+            allowed = ", ".join(f'"{mode}"' for mode in DECIMAL_MODES)
+            raise ValueError(f"{value!r} is not one of {allowed}")
+        return value
+
+
+_DEBEZIUM_DECIMAL_KEY = "decimal.handling.mode"
+
+
 class Config(_Strict):
     name: str
     delivery: Literal["exactly-once", "at-least-once"] = "exactly-once"
@@ -241,6 +284,7 @@ class Config(_Strict):
     offsets: OffsetsConfig = OffsetsConfig()
     transactions: TransactionsConfig = TransactionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    encoding: EncodingConfig = EncodingConfig()
     log: LogConfig = LogConfig()
 
     @field_validator("name")

@@ -104,13 +104,18 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_key(key: str) -> str:
+    # A key with a '.' (Debezium's spelling, "decimal.handling.mode") must be quoted.
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     """Write a (two-level) configuration dict as TOML (dicts in lists: inline tables)."""
     lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
     for section, values in config.items():
         if isinstance(values, dict):
             lines.append(f"\n[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

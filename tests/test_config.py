@@ -97,3 +97,25 @@ def test_database_and_table_include_exclude_lists():
     assert not not_crm.includes("crm", "x") and not_crm.includes("shop", "x")
     listed = source(tables=["shop.orders", "crm.people"], exclude_databases=["crm"])
     assert listed.includes("shop", "orders") and not listed.includes("crm", "people")
+
+
+def test_decimal_handling_mode_in_either_spelling():
+    def encoding(toml: str):
+        import tomllib
+
+        data = {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://h/"}, "sink": {"kind": "stdout"}}
+        return parse_config({**data, "encoding": tomllib.loads(toml)}).encoding
+
+    assert encoding("").decimal_handling_mode == "precise"  # Debezium's default
+    assert encoding('decimal_handling_mode = "string"').decimal_handling_mode == "string"
+    assert encoding('"decimal.handling.mode" = "double"').decimal_handling_mode == "double"
+    for toml, message in [
+        ('decimal_handling_mode = "exact"', "encoding.decimal_handling_mode: 'exact' is not one of \"precise\", \"double\", \"string\""),
+        ('"decimal.handling.mode" = "DOUBLE"', "encoding.decimal_handling_mode: 'DOUBLE' is not one of"),
+        ('decimal.handling.mode = "string"', 'encoding: write Debezium\'s key quoted, "decimal.handling.mode" = ...'),
+        ('decimal_handling_mode = "string"\n"decimal.handling.mode" = "string"', "are the same setting: keep one"),
+        ('decimal_mode = "string"', "encoding.decimal_mode: is not a known key"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            encoding(toml)
+        assert message in str(info.value), str(info.value)

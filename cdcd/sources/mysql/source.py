@@ -50,7 +50,7 @@ from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.history import check_position
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.tls import tls_context
-from cdcd.sources.mysql.types import RowConverter
+from cdcd.sources.mysql.types import DEFAULT_OPTIONS, EncodingOptions, RowConverter
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
@@ -183,9 +183,11 @@ class MysqlSource:
         name: str,
         log: Any = None,
         split_after_events: int = 20_000,
+        options: EncodingOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.config = config
         self.log = log
+        self.options = options  # how values are encoded ([encoding])
         # A larger transaction is cut (a Commit inside it, with the count of its events
         # written): Kafka transactions stay short, memory bounded, and a restart resumes
         # inside it.
@@ -519,6 +521,7 @@ class MysqlSource:
                 self.server_id,
                 self.split_after_events,
                 start,
+                self.options,
             )
         )
         worker.close_input()
@@ -769,12 +772,14 @@ class MysqlSource:
             packet, flavor=self.info.flavor, version=self.version, checksum=self.checksum
         )
         try:
-            convert = RowConverter.from_table_map(event)
+            convert = RowConverter.from_table_map(event, self.options)
         except ValueError as exc:
             raise SourceError(f"table {schema}.{name}: {exc}") from None
         key_columns = tuple(c.name for c in event.columns if getattr(c, "is_primary", False))
         try:
-            decoder: RowImageDecoder | None = RowImageDecoder(event, self.info.flavor)
+            decoder: RowImageDecoder | None = RowImageDecoder(
+                event, self.info.flavor, self.options
+            )
         except UnsupportedColumn as exc:
             decoder = None
             if self.log is not None:

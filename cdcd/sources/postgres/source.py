@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq, sql
 
+from cdcd.encoding import DecimalMode
 from cdcd.errors import DecodeError, PositionLostError, SourceError, SourceUnavailableError
 from cdcd.events import (
     HEARTBEAT,
@@ -154,24 +155,24 @@ class _Table:
     def __post_init__(self) -> None:
         self._row = _compile_row(self.columns, self.converters)
 
-    def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
-        """The row of one tuple's values, each converted for its column."""
+    def row(self, values: tuple[Any, ...], lsn: int) -> dict[str, Any]:
+        """The row of one tuple's values, each converted for its column; ``lsn``, the
+        change's, names the position in an error."""
         try:
             return self._row(values)
-        except ValueError:
-            return self._row_checked(values)  # raises, naming the column
+        except (ValueError, DecodeError):
+            return self._row_checked(values, lsn)  # raises, naming the column
 
-    def _row_checked(self, values: tuple[Any, ...]) -> dict[str, Any]:
+    def _row_checked(self, values: tuple[Any, ...], lsn: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         name = ""
         try:
             for name, convert, value in zip(self.columns, self.converters, values, strict=True):
                 out[name] = _other_value(convert, value)
-        except ValueError as exc:
+        except (ValueError, DecodeError) as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
-            raise DecodeError(
-                f"cannot encode column {self.namespace}.{self.name}.{name}: {exc}"
-            ) from None
+            where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
 
     def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,10 +195,12 @@ class PostgresSource:
         split_after_events: int = 20_000,
         reader: str | None = None,
         log_settings: tuple[str, str] | None = None,
+        decimal_mode: DecimalMode = "precise",
     ) -> None:
         self.config = config
         self.log = log
         self.split_after_events = split_after_events
+        self.decimal_mode: DecimalMode = decimal_mode  # [encoding] decimal_handling_mode
         self.name = name
         # "process": the stream is read and decoded in a worker process (cdcd.worker);
         # "inline": here, in the daemon's event loop (and in that worker itself).
@@ -501,6 +504,7 @@ class PostgresSource:
                 self.split_after_events,
                 resume,
                 self._log_settings,
+                self.decimal_mode,
             )
         )
         try:
@@ -661,7 +665,9 @@ class PostgresSource:
         if included:
             key_columns = await self._primary_key(rel.oid)
         converters = tuple(
-            make_converter(col.type_oid, col.typmod, self._type_names.get(col.type_oid))
+            make_converter(
+                col.type_oid, col.typmod, self._type_names.get(col.type_oid), self.decimal_mode
+            )
             for col in rel.columns
         )
         self._tables[rel.oid] = _Table(
@@ -701,7 +707,7 @@ class PostgresSource:
         if kind is pgoutput.Insert:
             table = self._tables[msg.relation_oid]
             if table.included:
-                after = table.row(msg.new)
+                after = table.row(msg.new, lsn)
                 event = self._event(OP_CREATE, table, lsn, table.key(after), None, after)
                 self._emit(event, items)
         elif kind is pgoutput.Update:
@@ -711,7 +717,7 @@ class PostgresSource:
         elif kind is pgoutput.Delete:
             table = self._tables[msg.relation_oid]
             if table.included:
-                before = table.row(msg.old)
+                before = table.row(msg.old, lsn)
                 event = self._event(OP_DELETE, table, lsn, table.key(before), before, None)
                 self._emit(event, items)
         elif kind is pgoutput.Begin:
@@ -749,8 +755,8 @@ class PostgresSource:
         # Origin and logical decoding messages carry no row change.
 
     def _on_update(self, table: _Table, msg: Any, lsn: int, items: list[SourceItem]) -> None:
-        after = table.row(msg.new)
-        before = table.row(msg.old) if msg.old is not None else None
+        after = table.row(msg.new, lsn)
+        before = table.row(msg.old, lsn) if msg.old is not None else None
         if before is not None and msg.old_kind == "O":
             # REPLICA IDENTITY FULL: the old row holds the TOASTed values the new one omits.
             for name, value in after.items():
