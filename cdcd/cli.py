@@ -26,6 +26,8 @@ from cdcd.positions import Position
 from cdcd.sinks import build_sink, check_sink
 from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import Problem, build_source
+from cdcd.topics import TableTopic, shared_topics, table_topics, warn_about_topics
+from cdcd.topics import describe as describe_topics
 
 T = TypeVar("T")
 
@@ -135,6 +137,8 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             resume = await sink.read_offset()
             # With a stored offset, the source checks it can continue from it exactly.
             await source.prepare(resume.position if resume is not None else None)
+            if not started:
+                await warn_about_topics(source, _encoder(config, source.connector), log)
             if resume is None:
                 resume = await _pin_start_position(source, sink, log)
             log.info(
@@ -156,13 +160,14 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             _add(total, pipeline.stats)
             if time.monotonic() - pipeline.stats.started_at > _HEALTHY_RUN_S:
                 pause = 1.0  # it streamed a good while: a new failure, not the same one
-            what = (
-                "Kafka unavailable"
-                if isinstance(exc, SinkUnavailableError)
-                else "source unavailable"
-            )
+            if isinstance(exc, SinkUnavailableError):
+                what, awaited = "Kafka unavailable", f"Kafka at {config.sink.bootstrap_servers}"
+            else:
+                what = "source unavailable"
+                awaited = getattr(source, "description", config.source.kind)
             log.warning(
-                f"{what}: starting over from the last committed offset",
+                f"{what}: starting over from the last committed offset once {awaited} "
+                f"answers (next attempt in {pause:g} s)",
                 error=str(exc),
                 pause_s=pause,
             )
@@ -209,9 +214,12 @@ def check(config_path: str, strict: bool) -> None:
     try:
         config = load_config(config_path)
         setup_logging("warning", config.log.format)
-        reports = _run_async(lambda: _check_all(config))
+        (source_part, topics), sink_part = _run_async(lambda: _check_all(config))
     except CdcdError as exc:
         _fail(exc)
+    if topics is not None:
+        click.echo("\n".join(describe_topics(topics)))
+    reports = [source_part, sink_part]
     for part, problems in reports:
         if problems is None:
             click.echo(f"{part}: nothing to check")
@@ -221,8 +229,9 @@ def check(config_path: str, strict: bool) -> None:
             click.echo(f"{'ERROR' if problem.fatal else 'WARNING'}: {problem}")
     found = [problem for _part, problems in reports for problem in problems or ()]
     errors = sum(problem.fatal for problem in found)
-    warnings = len(found) - errors
-    if not found:
+    # Tables sharing a topic: warned about in the map above.
+    warnings = len(found) - errors + len(shared_topics(topics or []))
+    if not errors and not warnings:
         click.echo("ready to stream")
         return
     verdict = "not ready to stream" if errors or strict else "ready to stream"
@@ -231,27 +240,38 @@ def check(config_path: str, strict: bool) -> None:
         sys.exit(1)
 
 
-async def _check_all(config: Config) -> list[tuple[str, list[Problem] | None]]:
-    """The findings about the source and about the sink (None: nothing to check)."""
-    source_problems, sink_problems = await asyncio.gather(
+# What was checked, and its findings (None: nothing to check).
+_Part = tuple[str, list[Problem] | None]
+
+
+async def _check_all(config: Config) -> tuple[tuple[_Part, list[TableTopic] | None], _Part]:
+    """The findings about the source, its tables' topics (None: unknown), and the findings
+    about the sink."""
+    (source_problems, topics), sink_problems = await asyncio.gather(
         _check_source(config), check_sink(config)
     )
     where = f" at {config.sink.bootstrap_servers}" if sink_problems is not None else ""
-    return [
-        (f"{config.source.kind} source", source_problems),
+    return (
+        ((f"{config.source.kind} source", source_problems), topics),
         (f"{config.sink.kind} sink{where}", sink_problems),
-    ]
+    )
 
 
-async def _check_source(config: Config) -> list[Problem]:
+async def _check_source(config: Config) -> tuple[list[Problem], list[TableTopic] | None]:
+    # A source that cannot be checked (unreachable...) is a finding: the sink is checked too.
     try:
         source = build_source(config)
     except CdcdError as exc:
-        return [Problem(str(exc), "")]
+        return [Problem(str(exc), "")], None
     try:
-        return await source.check()
-    except CdcdError as exc:  # e.g. unreachable: reported as a finding, the sink is checked too
-        return [Problem(str(exc), "")]
+        problems = await source.check()
+        encoder = _encoder(config, source.connector)
+        try:
+            return problems, table_topics(encoder, await source.captured_tables())
+        except CdcdError as exc:
+            return [*problems, Problem(str(exc), "")], None
+    except CdcdError as exc:
+        return [Problem(str(exc), "")], None
     finally:
         await source.close()
 

@@ -20,15 +20,16 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from cdcd.encoding import DECIMAL_MODES, DecimalMode
 from cdcd.errors import ConfigError
-from cdcd.selection import TableSelection
+from cdcd.selection import TableSelection, parse_entries
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_TABLE = re.compile(r"^[^.\s]+\.[^.\s]+$")
 
 
 class _Strict(BaseModel):
@@ -53,21 +54,30 @@ class _SourceCommon(_Strict, TableSelection):
     dsn: str
     password_env: str | None = None
     password_file: str | None = None
-    tables: list[str] | None = Field(
-        default=None, description="include list of 'schema.table'; default: all tables"
+    tables: list[str | dict[str, str]] | None = Field(
+        default=None,
+        description="include list: regular expressions over 'schema.table' (or inline tables "
+        "{schema, table} naming one literally); default: all tables",
     )
-    exclude_tables: list[str] = Field(default_factory=list)
-    databases: list[str] | None = Field(
-        default=None, description="include list of databases (PostgreSQL: schemas); default: all"
+    exclude_tables: list[str | dict[str, str]] = Field(default_factory=list)
+    databases: list[str | dict[str, str]] | None = Field(
+        default=None,
+        description="include list of databases (PostgreSQL: schemas), regular expressions; "
+        "default: all",
     )
-    exclude_databases: list[str] = Field(default_factory=list)
+    exclude_databases: list[str | dict[str, str]] = Field(default_factory=list)
 
-    @field_validator("tables", "exclude_tables")
+    @field_validator("tables", "exclude_tables", "databases", "exclude_databases", mode="before")
     @classmethod
-    def _qualified(cls, value: list[str] | None) -> list[str] | None:
-        for name in value or ():
-            if not _TABLE.match(name):
-                raise ValueError(f"{name!r} must be written as 'schema.table' (database.table)")
+    def _entries(cls, value: Any, info: ValidationInfo) -> Any:
+        key = str(info.field_name)
+        if isinstance(value, list):
+            if not value and not key.startswith("exclude_"):
+                what = "table" if key == "tables" else "database"
+                raise ValueError(
+                    f"an empty list captures nothing; leave the key out to capture every {what}"
+                )
+            parse_entries(key, value)  # a ValueError names the entry and what is wrong
         return value
 
     def password(self) -> SecretStr | None:
@@ -225,6 +235,47 @@ class TransactionsConfig(_Strict):
     )
 
 
+class EncodingConfig(_Strict):
+    """How values are encoded, for the options Debezium's connectors share."""
+
+    decimal_handling_mode: DecimalMode = Field(
+        default="precise",
+        description="Debezium's decimal.handling.mode: numeric/DECIMAL/money as a Kafka "
+        "Connect Decimal (precise), a JSON number (double) or a plain string (string)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _debezium_spelling(cls, data: Any) -> Any:
+        # Accept Debezium's own key, written quoted in TOML: "decimal.handling.mode" = "string".
+        if isinstance(data, dict) and isinstance(data.get("decimal"), dict):
+            # Unquoted, TOML reads it as nested tables.
+            raise ValueError(
+                f'write Debezium\'s key quoted, "{_DEBEZIUM_DECIMAL_KEY}" = ..., '
+                "or as decimal_handling_mode = ..."
+            )
+        if isinstance(data, dict) and _DEBEZIUM_DECIMAL_KEY in data:
+            if "decimal_handling_mode" in data:
+                raise ValueError(
+                    f'decimal_handling_mode and "{_DEBEZIUM_DECIMAL_KEY}" are the same '
+                    "setting: keep one"
+                )
+            data = dict(data)
+            data["decimal_handling_mode"] = data.pop(_DEBEZIUM_DECIMAL_KEY)
+        return data
+
+    @field_validator("decimal_handling_mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        if value not in DECIMAL_MODES:
+            allowed = ", ".join(f'"{mode}"' for mode in DECIMAL_MODES)
+            raise ValueError(f"{value!r} is not one of {allowed}")
+        return value
+
+
+_DEBEZIUM_DECIMAL_KEY = "decimal.handling.mode"
+
+
 class Config(_Strict):
     name: str
     delivery: Literal["exactly-once", "at-least-once"] = "exactly-once"
@@ -233,6 +284,7 @@ class Config(_Strict):
     offsets: OffsetsConfig = OffsetsConfig()
     transactions: TransactionsConfig = TransactionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    encoding: EncodingConfig = EncodingConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="before")

@@ -12,6 +12,7 @@ transaction is framed by BEGIN and END records on the transaction topic.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,28 @@ import orjson
 
 from cdcd import __version__
 from cdcd.events import OP_DELETE, ChangeEvent, Commit, SchemaChange
+
+# What Kafka allows in a topic name (org.apache.kafka.common.internals.Topic), and its
+# longest; "." and ".." are reserved.
+KAFKA_TOPIC_CHARS = "a-zA-Z0-9._-"
+MAX_TOPIC_LENGTH = 249
+_ILLEGAL_TOPIC_CHAR = re.compile(f"[^{KAFKA_TOPIC_CHARS}]")
+
+
+def _underscores(match: re.Match[str]) -> str:
+    # Debezium replaces each Java char, so a character beyond the BMP (two UTF-16 units)
+    # becomes two underscores: the same topic as a Debezium connector writes.
+    return "__" if ord(match.group()) > 0xFFFF else "_"
+
+
+def kafka_topic_name(name: str) -> str:
+    """``name`` as a valid Kafka topic name, as Debezium's topic naming strategy makes it
+    (``sanitizedTopicName``): each character outside ``[a-zA-Z0-9._-]`` replaced by
+    ``_``, cut to 249 characters; ``.`` and ``..`` become ``_`` and ``__``."""
+    topic = _ILLEGAL_TOPIC_CHAR.sub(_underscores, name)[:MAX_TOPIC_LENGTH]
+    if topic in (".", ".."):
+        return "_" * len(topic)
+    return topic
 
 
 def _dumps(value: Any) -> bytes:
@@ -71,11 +94,12 @@ class EnvelopeEncoder:
         self._transaction: _OpenTransaction | None = None
 
     def topic_for(self, namespace: str, table: str) -> str:
-        """``<topic_prefix>.<schema or database>.<table>``, as Debezium names it."""
+        """``<topic_prefix>.<schema or database>.<table>``, as Debezium names it: made a
+        valid Kafka name by ``kafka_topic_name`` (once per table, then cached)."""
         key = (namespace, table)
         topic = self._topics.get(key)
         if topic is None:
-            topic = self._topics[key] = f"{self.topic_prefix}.{namespace}.{table}"
+            topic = self._topics[key] = kafka_topic_name(f"{self.topic_prefix}.{namespace}.{table}")
         return topic
 
     def envelope(self, event: ChangeEvent, now_ns: int | None = None) -> dict[str, Any]:

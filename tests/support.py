@@ -99,16 +99,23 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, e.g. a literal entry of source.tables
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+def _toml_key(key: str) -> str:
+    # A key with a '.' (Debezium's spelling, "decimal.handling.mode") must be quoted.
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
 def write_config(path: Path, config: dict[str, Any]) -> Path:
-    """Write a (two-level) configuration dict as TOML."""
+    """Write a (two-level) configuration dict as TOML (dicts in lists: inline tables)."""
     lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
     for section, values in config.items():
         if isinstance(values, dict):
             lines.append(f"\n[{section}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -165,7 +172,23 @@ class Daemon:
             time.sleep(0.05)
         raise AssertionError(
             f"no {needle!r} in the daemon's log after {timeout}s:\n{self.log_text()[-3000:]}"
+            f"\n{self.stacks()}"
         )
+
+    def stacks(self) -> str:
+        """Where each thread of the running daemon is (py-spy), to see why it waits."""
+        if self.process is None or self.process.poll() is not None:
+            return ""
+        spy = Path(sys.executable).parent / "py-spy"
+        if not spy.exists():
+            return "(no py-spy to show the daemon's stacks)"
+        dump = subprocess.run(
+            [str(spy), "dump", "--pid", str(self.process.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return f"the daemon's stacks:\n{dump.stdout}{dump.stderr}"
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.process is not None

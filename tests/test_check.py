@@ -46,10 +46,13 @@ def check(tmp_path: Path, cfg: dict[str, Any], *args: str):
 
 
 def test_a_healthy_setup_is_ready(tmp_path, pg_dsn, kafka_bootstrap, table):
-    result = check(tmp_path, config(pg_dsn, kafka_bootstrap, [table]))
+    cfg = config(pg_dsn, kafka_bootstrap, [table])
+    result = check(tmp_path, cfg)
+
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines == [
+    assert lines[:2] == ["tables -> topics (1):", f"  {table} -> {cfg['name']}.{table}"]
+    assert lines[2:] == [
         "postgres source: OK",
         f"kafka sink at {kafka_bootstrap}: OK",
         "ready to stream",

@@ -61,7 +61,13 @@ def test_example_configuration_is_valid(monkeypatch):
         ({"source": {}, "sink": {}}, "name: is required"),
         ({"name": "x", "source": {"kind": "oracle", "dsn": "x"}, "sink": {"kind": "stdout"}}, "source.kind: 'oracle' is not one of"),
         ({"name": "x", "source": {"dsn": "x"}, "sink": {"kind": "stdout"}}, "source.kind: is required"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": ["orders"]}, "sink": {"kind": "stdout"}}, "source.tables: 'orders' must be written as 'schema.table'"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": ["public.(orders"]}, "sink": {"kind": "stdout"}}, "source.tables: 'public.(orders' is not a valid regular expression"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": []}, "sink": {"kind": "stdout"}}, "source.tables: an empty list captures nothing; leave the key out to capture every table"),
+        ({"name": "x", "source": {"kind": "mysql", "dsn": "mysql://h/", "tables": []}, "sink": {"kind": "stdout"}}, "source.tables: an empty list captures nothing; leave the key out to capture every table"),
+        ({"name": "x", "source": {"kind": "mysql", "dsn": "mysql://h/", "databases": []}, "sink": {"kind": "stdout"}}, "source.databases: an empty list captures nothing"),
+        ({"name": "x", "source": {"kind": "mysql", "dsn": "mysql://h/", "exclude_databases": ["a", "b["]}, "sink": {"kind": "stdout"}}, "source.exclude_databases: 'b[' is not a valid regular expression"),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": [{"schema": "public"}]}, "sink": {"kind": "stdout"}}, 'source.tables: {\'schema\': \'public\'} must be written {schema = "...", table = "..."}'),
+        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": [{"schema": "public", "table": "t", "column": "c"}]}, "sink": {"kind": "stdout"}}, "source.tables: {'schema': 'public', 'table': 't', 'column': 'c'} must be written"),
         ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/"}, "sink": {"kind": "stdout"}}, "source.dsn: names no database"),
         ({"name": "x y", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "stdout"}}, "name: may hold only"),
         ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "kafka", "topic_prefix": "p"}}, "sink.bootstrap_servers: is required"),
@@ -86,13 +92,34 @@ def test_database_and_table_include_exclude_lists():
         ).source
 
     everything = source()
-    assert everything.includes("shop", "orders") and everything.captured_databases() is None
+    assert everything.includes("shop", "orders")
     shop = source(databases=["shop"], exclude_tables=["shop.secrets"])
     assert shop.includes("shop", "orders") and not shop.includes("crm", "orders")
     assert not shop.includes("shop", "secrets")
-    assert shop.captured_databases() == {"shop"}
+    assert shop.selection.includes_database("shop") and not shop.selection.includes_database("crm")
     not_crm = source(exclude_databases=["crm"])
     assert not not_crm.includes("crm", "x") and not_crm.includes("shop", "x")
     listed = source(tables=["shop.orders", "crm.people"], exclude_databases=["crm"])
-    assert listed.captured_databases() == {"shop"}
     assert listed.includes("shop", "orders") and not listed.includes("crm", "people")
+
+
+def test_decimal_handling_mode_in_either_spelling():
+    def encoding(toml: str):
+        import tomllib
+
+        data = {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://h/"}, "sink": {"kind": "stdout"}}
+        return parse_config({**data, "encoding": tomllib.loads(toml)}).encoding
+
+    assert encoding("").decimal_handling_mode == "precise"  # Debezium's default
+    assert encoding('decimal_handling_mode = "string"').decimal_handling_mode == "string"
+    assert encoding('"decimal.handling.mode" = "double"').decimal_handling_mode == "double"
+    for toml, message in [
+        ('decimal_handling_mode = "exact"', "encoding.decimal_handling_mode: 'exact' is not one of \"precise\", \"double\", \"string\""),
+        ('"decimal.handling.mode" = "DOUBLE"', "encoding.decimal_handling_mode: 'DOUBLE' is not one of"),
+        ('decimal.handling.mode = "string"', 'encoding: write Debezium\'s key quoted, "decimal.handling.mode" = ...'),
+        ('decimal_handling_mode = "string"\n"decimal.handling.mode" = "string"', "are the same setting: keep one"),
+        ('decimal_mode = "string"', "encoding.decimal_mode: is not a known key"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            encoding(toml)
+        assert message in str(info.value), str(info.value)

@@ -36,13 +36,16 @@ def test_the_plain_values_select_the_same_tables_and_carry_the_secret(kind, monk
     config = _source(
         kind,
         databases=["shop", "crm"],
+        tables=["shop\\..*", {"schema": "crm", "table": "people.v2"}, "CRM.People"],
         exclude_tables=["shop.secrets"],
         password_env="CDCD_TEST_SECRET",
     )
     plain = pickle.loads(pickle.dumps(PlainConfig.of(config)))
-    for schema, table in [("shop", "orders"), ("shop", "secrets"), ("crm", "people"), ("hr", "x")]:
+    names = [("shop", "orders"), ("shop", "secrets"), ("crm", "people"), ("crm", "people.v2")]
+    names += [("crm", "peoplexv2"), ("hr", "x"), ("crm", "other")]
+    for schema, table in names:
         assert plain.includes(schema, table) == config.includes(schema, table)
-    assert plain.captured_databases() == config.captured_databases() == {"shop", "crm"}
+    assert [n for n in names if plain.includes(*n)] == names[:1] + names[2:4]
     assert plain.password().get_secret_value() == "s3cret"
     for key, value in config.model_dump().items():
         assert getattr(plain, key) == value

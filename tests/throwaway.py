@@ -7,6 +7,7 @@ directory and is stopped (by its own PID) and removed when the block ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -65,10 +66,19 @@ class Server:
         finally:
             conn.close()
 
-    def restart(self, down_s: float = 0) -> None:
-        """Stop the server (SIGTERM, by its PID), leave it down ``down_s`` seconds, start
-        it again on the same port and data."""
-        _stop(self)
+    def restart(self, down_s: float = 0, how: str = "term") -> None:
+        """Stop the server, leave it down ``down_s`` seconds, start it again on the same
+        port and data. ``how``: "term" (SIGTERM, by its PID), "shutdown" (the SHUTDOWN
+        statement), "kill" (SIGKILL: a crash)."""
+        if how == "shutdown":
+            with contextlib.suppress(pymysql.err.MySQLError):
+                self.sql("SHUTDOWN")
+            self.process.wait(60)
+        elif how == "kill":
+            self.process.kill()
+            self.process.wait(10)
+        else:
+            _stop(self)
         time.sleep(down_s)
         self.process = subprocess.Popen(
             self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir

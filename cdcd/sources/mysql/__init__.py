@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # not at run time: the reader process does without pydantic
 
 def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
     from cdcd.config import MysqlSourceConfig
+    from cdcd.sources.mysql.types import EncodingOptions
 
     assert isinstance(config.source, MysqlSourceConfig)
     return MysqlSource(
@@ -21,4 +22,5 @@ def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
         name=config.name,
         log=log,
         split_after_events=config.transactions.split_after_events,
+        options=EncodingOptions(decimal_mode=config.encoding.decimal_handling_mode),
     )

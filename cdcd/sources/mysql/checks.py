@@ -6,12 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdcd.sources.base import Problem
+from cdcd.sources.base import Problem, selection_problems
 
 if TYPE_CHECKING:
     from cdcd.config import MysqlSourceConfig
+    from cdcd.selection import TableSelection
 
-_SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
+SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +138,9 @@ def _privilege_problems(cursor: Any) -> list[Problem]:
     return problems
 
 
-def _table_problems(cursor: Any, config: MysqlSourceConfig) -> list[Problem]:
+def list_tables(cursor: Any) -> list[tuple[str, str, bool]]:
+    """Every base table the user may see, but the system's: ``(database, table, has a
+    primary key)``, ordered by name."""
     # STATISTICS, not TABLE_CONSTRAINTS: MariaDB shows a user with only SELECT on a table
     # none of its constraints, and every table would seem to lack a primary key.
     cursor.execute(
@@ -145,29 +148,40 @@ def _table_problems(cursor: Any, config: MysqlSourceConfig) -> list[Problem]:
         "EXISTS (SELECT 1 FROM information_schema.statistics s "
         "        WHERE s.table_schema = t.table_schema AND s.table_name = t.table_name "
         "        AND s.index_name = 'PRIMARY') "
-        "FROM information_schema.tables t WHERE t.table_type = 'BASE TABLE'"
+        "FROM information_schema.tables t WHERE t.table_type = 'BASE TABLE' "
+        "ORDER BY 1, 2"
     )
-    problems = []
-    existing = set()
-    for schema, table, has_pk in cursor.fetchall():
-        if schema in _SYSTEM_SCHEMAS:
-            continue
-        existing.add(f"{schema}.{table}")
-        if config.includes(schema, table) and not has_pk:
-            problems.append(
-                Problem(
-                    f"table {schema}.{table} has no primary key: its events have no key",
-                    f"add a primary key to {schema}.{table} if its events need ordering per row",
-                    fatal=False,
-                )
-            )
-    for name in config.tables or ():
-        if name not in existing:
-            problems.append(
-                Problem(
-                    f"table {name} (source.tables) does not exist",
-                    "create it, or fix the name in source.tables (database.table)",
-                    fatal=False,
-                )
-            )
-    return problems
+    return [
+        (schema, table, bool(has_pk))
+        for schema, table, has_pk in cursor.fetchall()
+        if schema not in SYSTEM_SCHEMAS
+    ]
+
+
+def captured_tables(cursor: Any, config: TableSelection) -> list[tuple[str, str]]:
+    """The existing tables whose changes the configuration captures."""
+    return [(db, table) for db, table, _ in list_tables(cursor) if config.includes(db, table)]
+
+
+def _table_problems(cursor: Any, config: MysqlSourceConfig) -> list[Problem]:
+    tables = list_tables(cursor)
+    problems = [
+        Problem(
+            f"table {schema}.{table} has no primary key: its events have no key",
+            f"add a primary key to {schema}.{table} if its events need ordering per row",
+            fatal=False,
+        )
+        for schema, table, has_pk in tables
+        if config.includes(schema, table) and not has_pk
+    ]
+    databases = None
+    if config.databases is not None:
+        cursor.execute("SELECT schema_name FROM information_schema.schemata")
+        databases = [name for (name,) in cursor.fetchall() if name not in SYSTEM_SCHEMAS]
+    return problems + selection_problems(
+        config.selection,
+        [(schema, table) for schema, table, _ in tables],
+        databases,
+        where="on the server (that the user may see: it needs SELECT on the tables)",
+        schema_word="database",
+    )

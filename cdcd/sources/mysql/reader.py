@@ -2,10 +2,11 @@
 
 Started by the daemon through ``cdcd.worker`` as
 ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``. Its setup: ``source.*`` as
-plain values, the server's facts, where to cut huge transactions, where to start. It
-reads and decodes the binlog and writes what it decodes to the pipe ``fd``, chunk by
-chunk, as frames (``cdcd.frames``), an error as its last frame. It only reads: it is
-told nothing after its setup, and stopping it is always safe.
+plain values, the server's facts, where to cut huge transactions, where to start, and
+how to encode values (``EncodingOptions``, from ``[encoding]``). It reads and decodes the
+binlog and writes what it decodes to the pipe ``fd``, chunk by chunk, as frames
+(``cdcd.frames``), an error as its last frame. It only reads: it is told nothing after
+its setup, and stopping it is always safe.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ def main() -> None:
     setup = worker_setup()
     if setup is None:
         return
-    fd, (config, info, connector, server_id, split_after_events, start) = setup
-    # A PlainConfig: source.* without pydantic.
-    source = MysqlSource(cast(Any, config), name="reader", split_after_events=split_after_events)
+    fd, (config, info, connector, server_id, split_after_events, start, options) = setup
+    # A PlainConfig: source.* without pydantic; options: [encoding] as EncodingOptions.
+    source = MysqlSource(
+        cast(Any, config),
+        name="reader",
+        split_after_events=split_after_events,
+        options=options,
+    )
     source.info, source.connector, source.server_id = info, connector, server_id
     out = os.fdopen(fd, "wb")
 

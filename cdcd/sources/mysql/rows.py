@@ -22,6 +22,7 @@ from typing import Any
 from pymysql.charset import charset_by_name
 from pymysqlreplication.json_binary import parse_json
 
+from cdcd.encoding import DecimalMode, unscaled_encoder
 from cdcd.sources.mysql import types as mtypes
 
 # (bytes, offset) -> (value, next offset)
@@ -160,13 +161,7 @@ def _mysql_json(prefix: int, convert: Callable[[Any], Any]) -> Reader:
     return read
 
 
-def unscaled_base64(unscaled: int) -> str:
-    """Kafka Connect Decimal: big-endian two's complement, minimal length, base64."""
-    length = ((unscaled if unscaled >= 0 else ~unscaled).bit_length() + 8) // 8
-    return _b64(unscaled.to_bytes(length, "big", signed=True)).decode()
-
-
-def _decimal(precision: int, scale: int) -> Reader:
+def _decimal(precision: int, scale: int, mode: DecimalMode = "precise") -> Reader:
     # MySQL's decimal2bin: groups of 9 digits in 4 bytes, shorter groups for the leading
     # and trailing digits, big-endian; the sign bit flipped, every bit inverted if negative.
     integral = precision - scale
@@ -186,6 +181,7 @@ def _decimal(precision: int, scale: int) -> Reader:
         shift -= width * 8
         groups.append((shift, (1 << (width * 8)) - 1, digits))
     plan = tuple(groups)
+    encode = unscaled_encoder(mode, scale)  # decimal.handling.mode
 
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         raw = int.from_bytes(buf[pos : pos + size], "big")
@@ -194,7 +190,7 @@ def _decimal(precision: int, scale: int) -> Reader:
         value = 0
         for shift, mask, digits in plan:
             value = value * digits + (raw >> shift & mask)
-        return unscaled_base64(-value if negative else value), pos + size
+        return encode(-value if negative else value), pos + size
 
     return read
 
@@ -322,11 +318,20 @@ def _year(buf: bytes, pos: int) -> tuple[Any, int]:
     return buf[pos] + 1900, pos + 1
 
 
-def column_reader(column: Any, *, optional: bool, geometry_type: int | None, flavor: str) -> Reader:
-    """The reader of one column: bytes to Debezium's value."""
+def column_reader(
+    column: Any,
+    *,
+    optional: bool,
+    geometry_type: int | None,
+    flavor: str,
+    options: mtypes.EncodingOptions = mtypes.DEFAULT_OPTIONS,
+) -> Reader:
+    """The reader of one column: bytes to Debezium's value, in ``options``' modes."""
     kind = column.type
     unsigned = bool(column.unsigned)
-    convert = mtypes.make_converter(column, optional=optional, geometry_type=geometry_type)
+    convert = mtypes.make_converter(
+        column, optional=optional, geometry_type=geometry_type, options=options
+    )
     fixed = _FIXED.get((kind, unsigned))
     if fixed is not None:
         return _fixed(fixed)
@@ -335,7 +340,7 @@ def column_reader(column: Any, *, optional: bool, geometry_type: int | None, fla
     if kind == _FLOAT:
         return _float32(convert)
     if kind == _NEWDECIMAL:
-        return _decimal(column.precision, column.decimals)
+        return _decimal(column.precision, column.decimals, options.decimal_mode)
     if kind in (_VARCHAR, _STRING, _VAR_STRING):
         prefix = 2 if column.max_length > 255 else 1
         if mtypes._is_binary(column):
@@ -372,7 +377,12 @@ def column_reader(column: Any, *, optional: bool, geometry_type: int | None, fla
 class RowImageDecoder:
     """Decodes the row images of one table's rows events (FULL row image)."""
 
-    def __init__(self, table_map: Any, flavor: str) -> None:
+    def __init__(
+        self,
+        table_map: Any,
+        flavor: str,
+        options: mtypes.EncodingOptions = mtypes.DEFAULT_OPTIONS,
+    ) -> None:
         columns = table_map.columns
         bitmask = getattr(table_map, "null_bitmask", None)
         metadata = getattr(table_map, "optional_metadata", None)
@@ -382,7 +392,13 @@ class RowImageDecoder:
             optional = True if not bitmask else bool(bitmask[index // 8] & (1 << (index % 8)))
             geometry = next(geometry_types, None) if column.type == _GEOMETRY else None
             readers.append(
-                column_reader(column, optional=optional, geometry_type=geometry, flavor=flavor)
+                column_reader(
+                    column,
+                    optional=optional,
+                    geometry_type=geometry,
+                    flavor=flavor,
+                    options=options,
+                )
             )
         if any(not column.name for column in columns):
             raise UnsupportedColumn("columns without names")

@@ -38,13 +38,19 @@ from cdcd.positions import MysqlPosition, Position
 from cdcd.selection import PlainConfig, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
-from cdcd.sources.mysql.checks import ServerInfo, run_checks, server_info
+from cdcd.sources.mysql.checks import (
+    SYSTEM_SCHEMAS,
+    ServerInfo,
+    captured_tables,
+    run_checks,
+    server_info,
+)
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.history import check_position
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.tls import tls_context
-from cdcd.sources.mysql.types import RowConverter
+from cdcd.sources.mysql.types import DEFAULT_OPTIONS, EncodingOptions, RowConverter
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
@@ -177,9 +183,11 @@ class MysqlSource:
         name: str,
         log: Any = None,
         split_after_events: int = 20_000,
+        options: EncodingOptions = DEFAULT_OPTIONS,
     ) -> None:
         self.config = config
         self.log = log
+        self.options = options  # how values are encoded ([encoding])
         # A larger transaction is cut (a Commit inside it, with the count of its events
         # written): Kafka transactions stay short, memory bounded, and a restart resumes
         # inside it.
@@ -204,6 +212,7 @@ class MysqlSource:
         self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
         self._thread: threading.Thread | None = None
         self.acked: MysqlPosition | None = None
+        self.table_databases: set[str] = set()  # databases holding captured tables
 
     # -- connections and checks ------------------------------------------------------
 
@@ -227,6 +236,18 @@ class MysqlSource:
     async def check(self) -> list[Problem]:
         """What stops or spoils streaming, each with its fix (``cdcd check``)."""
         return await asyncio.to_thread(self._check_sync)
+
+    def _captured_tables_sync(self) -> list[tuple[str, str]]:
+        conn = self._connect()
+        try:
+            with conn.cursor() as cursor:
+                return captured_tables(cursor, self.config)
+        finally:
+            conn.close()
+
+    async def captured_tables(self) -> list[tuple[str, str]]:
+        """The existing tables whose changes are captured, ``(database, table)``."""
+        return await asyncio.to_thread(self._captured_tables_sync)
 
     async def prepare(self, resume: Position | None = None) -> None:
         """Refuse to start on a fatal problem (ROW format, FULL image and metadata,
@@ -500,6 +521,7 @@ class MysqlSource:
                 self.server_id,
                 self.split_after_events,
                 start,
+                self.options,
             )
         )
         worker.close_input()
@@ -525,6 +547,8 @@ class MysqlSource:
             pos=None if by_gtid else start.pos,
             heartbeat_s=self.config.heartbeat_interval_s,
         )
+        if self.config.tables is not None:
+            self.table_databases.update(db for db, _ in self._captured_tables_sync())
         try:
             binlog.open()
             self.checksum = binlog.checksum
@@ -731,31 +755,31 @@ class MysqlSource:
             hand_over(items)
 
     def _captures_database(self, database: str) -> bool:
-        captured = self.config.captured_databases()
-        if captured is None:
-            return database not in self.config.exclude_databases and database not in (
-                "mysql",
-                "sys",
-                "performance_schema",
-                "information_schema",
-            )
-        return database in captured
+        """Whether DDL of ``database`` is published: the database filters let it through
+        and, with a table include list, a table of it is captured (known from the catalog
+        at stream start and from the table maps since)."""
+        if database in SYSTEM_SCHEMAS or not self.config.selection.includes_database(database):
+            return False
+        return self.config.tables is None or database in self.table_databases
 
     def _table(self, packet: bytes, body: bytes) -> _Table:
         schema, name = bl.table_map_names(packet)
         if not self.config.includes(schema, name):
             return _Table(schema, name, included=False, map_body=body)
+        self.table_databases.add(schema)
         assert self.info is not None
         event = bl.library_event(
             packet, flavor=self.info.flavor, version=self.version, checksum=self.checksum
         )
         try:
-            convert = RowConverter.from_table_map(event)
+            convert = RowConverter.from_table_map(event, self.options)
         except ValueError as exc:
             raise SourceError(f"table {schema}.{name}: {exc}") from None
         key_columns = tuple(c.name for c in event.columns if getattr(c, "is_primary", False))
         try:
-            decoder: RowImageDecoder | None = RowImageDecoder(event, self.info.flavor)
+            decoder: RowImageDecoder | None = RowImageDecoder(
+                event, self.info.flavor, self.options
+            )
         except UnsupportedColumn as exc:
             decoder = None
             if self.log is not None:
@@ -834,6 +858,12 @@ class MysqlSource:
         """MySQL keeps no replica state on the server: the offset store holds positions."""
         assert isinstance(position, MysqlPosition)
         self.acked = position
+
+    @property
+    def description(self) -> str:
+        """The server, as messages name it: ``MariaDB at host:port``."""
+        flavor = "MariaDB" if self.connector == "mariadb" else "MySQL"
+        return f"{flavor} at {self._where}"
 
     @property
     def version(self) -> tuple[int, ...]:

@@ -4,7 +4,8 @@ Input: what python-mysql-replication 1.0.17 yields in ``event.rows[i]["values"]`
 for every type in notes/mysql-replication.md), with the column objects of the TABLE_MAP event
 (``binlog_row_metadata=FULL`` gives names, signedness, charsets, ENUM/SET strings).
 Output: what Kafka's JsonConverter (``schemas.enable=false``) prints for Debezium's value with
-the default settings: ``decimal.handling.mode=precise``, ``time.precision.mode=
+the default settings, ``decimal.handling.mode`` aside (``EncodingOptions``; precise unless
+``[encoding] decimal_handling_mode`` says otherwise), ``time.precision.mode=
 adaptive_time_microseconds``, ``bigint.unsigned.handling.mode=long``,
 ``binary.handling.mode=bytes``. Bytes become base64 text, as JsonConverter writes them.
 
@@ -24,6 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
+
+from cdcd.encoding import DecimalMode, unscaled_at_scale, unscaled_base64, unscaled_encoder
 
 __all__ = [
     "Converter",
@@ -64,8 +67,9 @@ _ABSENT_SOURCE = "cols bitmap"  # binlog_row_image=MINIMAL left the column out
 class EncodingOptions:
     """The Debezium connector options that change a value's encoding; defaults are Debezium's."""
 
-    # decimal.handling.mode: precise = base64 of the unscaled two's-complement value
-    decimal_mode: Literal["precise", "string", "double"] = "precise"
+    # decimal.handling.mode: precise = base64 of the unscaled two's-complement value,
+    # double = a JSON number, string = toPlainString (cdcd.encoding)
+    decimal_mode: DecimalMode = "precise"
     # bigint.unsigned.handling.mode: long wraps values >= 2^63 to negative numbers
     bigint_unsigned_mode: Literal["long", "precise"] = "long"
     # binary.handling.mode: bytes and base64 print alike through JsonConverter
@@ -117,7 +121,7 @@ def _encoder(column: Any, geometry_type: int | None, options: EncodingOptions) -
         if options.bigint_unsigned_mode == "precise":
             # SpecialValueDecimal.builder(DecimalMode.PRECISE, 20, 0): Decimal bytes whatever
             # decimal.handling.mode says
-            return lambda value: _base64(_unscaled_bytes(Decimal(value), 0))
+            return unscaled_base64
         # 'long': the binlog client hands Debezium a Java long, so 2^63.. wraps negative
         # (BinlogValueConverters.converter: BIGINT UNSIGNED + LONG -> convertBigInt).
         return _unsigned_bigint_as_long
@@ -129,8 +133,7 @@ def _encoder(column: Any, geometry_type: int | None, options: EncodingOptions) -
     if column_type == _DOUBLE:
         return _identity
     if column_type == _NEWDECIMAL:
-        scale = column.decimals
-        return lambda value: _decimal_value(value, scale, options)
+        return _decimal_encoder(column.decimals, options.decimal_mode)
     if column_type == _BIT:
         if column.bits == 1:
             return _bit_as_bool  # JdbcValueConverters.convertBit: BIT(1) -> boolean
@@ -187,28 +190,11 @@ def _float32(value: float) -> float:
     return value
 
 
-def _decimal_value(value: Decimal, scale: int, options: EncodingOptions) -> Any:
-    if options.decimal_mode == "double":
-        return float(value)
-    if options.decimal_mode == "string":
-        return format(value, "f")  # BigDecimal.toPlainString
-    return _base64(_unscaled_bytes(value, scale))
-
-
-def _unscaled_bytes(value: Decimal, scale: int) -> bytes:
-    """Kafka Connect's Decimal: BigInteger.toByteArray of the value at the column's scale."""
-    sign, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int):
-        raise ValueError(f"{value} cannot be written as a DECIMAL value")
-    shift = exponent + scale
-    if shift < 0:
-        raise ValueError(f"{value} has more than {scale} digits after the point")
-    unscaled = int("".join(map(str, digits)) or "0") * 10**shift
-    if sign:
-        unscaled = -unscaled
-    # Minimal two's complement with room for the sign bit, as Java writes it.
-    length = (unscaled if unscaled >= 0 else ~unscaled).bit_length() // 8 + 1
-    return unscaled.to_bytes(length, "big", signed=True)
+def _decimal_encoder(scale: int, mode: DecimalMode) -> Converter:
+    # The library yields a Decimal at the column's scale, as the binlog client gives
+    # Debezium a BigDecimal; cdcd.encoding writes it in the mode, as rows.py does.
+    encode = unscaled_encoder(mode, scale)
+    return lambda value: encode(unscaled_at_scale(value, scale))
 
 
 def _bit_as_bool(value: str) -> bool:
@@ -349,7 +335,7 @@ def _fallback(column: Any, geometry_type: int | None, options: EncodingOptions) 
     if column_type in (_FLOAT, _DOUBLE):
         return 0.0
     if column_type == _NEWDECIMAL:
-        return _decimal_value(Decimal(0).scaleb(-column.decimals), column.decimals, options)
+        return unscaled_encoder(options.decimal_mode, column.decimals)(0)
     if column_type == _LONGLONG and column.unsigned and options.bigint_unsigned_mode == "precise":
         return _base64(b"\x00")
     if column_type in (_ENUM, _SET, _JSON):

@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
+from psycopg import sql
 
-from cdcd.sources.base import Problem
+from cdcd.sources.base import Problem, selection_problems
 
 if TYPE_CHECKING:
     from cdcd.config import PostgresSourceConfig
+    from cdcd.selection import TableSelection
+
+_USER_SCHEMAS = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'"
+)
+
+
+class CatalogTable(NamedTuple):
+    """A table that logical replication can publish (partitions aside: they are
+    published as their partitioned table's)."""
+
+    schema: str
+    table: str
+    replica_identity: str  # pg_class.relreplident: d(efault), n(othing), f(ull), i(ndex)
+    has_primary_key: bool
+
+
+async def list_tables(conn: psycopg.AsyncConnection[Any]) -> list[CatalogTable]:
+    """Every user table of the database, ordered by name."""
+    cur = await conn.execute(
+        "SELECT n.nspname, c.relname, c.relreplident, "
+        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {_USER_SCHEMAS} "
+        "ORDER BY 1, 2"
+    )
+    return [CatalogTable(*row) for row in await cur.fetchall()]
+
+
+async def captured_tables(
+    conn: psycopg.AsyncConnection[Any], config: TableSelection
+) -> list[tuple[str, str]]:
+    """The existing tables whose changes the configuration captures."""
+    return [
+        (t.schema, t.table) for t in await list_tables(conn) if config.includes(t.schema, t.table)
+    ]
+
+
+async def _list_schemas(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    cur = await conn.execute(f"SELECT n.nspname FROM pg_namespace n WHERE {_USER_SCHEMAS}")
+    return [row[0] for row in await cur.fetchall()]
+
+
+def quoted(conn: psycopg.AsyncConnection[Any], schema: str, table: str) -> str:
+    """``"schema"."table"`` as SQL writes it, for the fixes cdcd suggests."""
+    return sql.Identifier(schema, table).as_string(conn)
 
 
 async def _one(conn: psycopg.AsyncConnection[Any], query: str, params: tuple[Any, ...] = ()) -> Any:
@@ -125,17 +173,8 @@ async def run_checks(
         )
         published = {(s, t) for s, t in await cur.fetchall()}
 
-    cur = await conn.execute(
-        "SELECT n.nspname, c.relname, c.relreplident, "
-        "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%' "
-        "ORDER BY 1, 2"
-    )
-    existing = set()
-    for schema, table, identity, has_pk in await cur.fetchall():
-        existing.add(f"{schema}.{table}")
+    tables = await list_tables(conn)
+    for schema, table, identity, has_pk in tables:
         if not config.includes(schema, table):
             continue
         name = f"{schema}.{table}"
@@ -143,7 +182,7 @@ async def run_checks(
             problems.append(
                 Problem(
                     f"table {name} is not in publication {publication!r}: its changes are not streamed",
-                    f"ALTER PUBLICATION {publication} ADD TABLE {name}",
+                    f"ALTER PUBLICATION {publication} ADD TABLE {quoted(conn, schema, table)}",
                 )
             )
         if identity == "n" or (identity == "d" and not has_pk):
@@ -151,7 +190,8 @@ async def run_checks(
                 Problem(
                     f"table {name} has no primary key and no replica identity: once published, "
                     "its UPDATEs and DELETEs fail on the server",
-                    f"add a primary key, or ALTER TABLE {name} REPLICA IDENTITY FULL",
+                    f"add a primary key, or ALTER TABLE {quoted(conn, schema, table)} "
+                    "REPLICA IDENTITY FULL",
                     fatal=False,
                 )
             )
@@ -164,12 +204,12 @@ async def run_checks(
                     fatal=False,
                 )
             )
-    for name in config.tables or ():
-        if name not in existing:
-            problems.append(
-                Problem(
-                    f"table {name} (source.tables) does not exist in database {database!r}",
-                    "create it, or fix the name in source.tables (schema.table)",
-                )
-            )
+    schemas = await _list_schemas(conn) if config.databases is not None else None
+    problems += selection_problems(
+        config.selection,
+        [(t.schema, t.table) for t in tables],
+        schemas,
+        where=f"in database {database!r}",
+        schema_word="schema",
+    )
     return problems

@@ -2,8 +2,8 @@
 
 Started by the daemon through ``cdcd.worker`` as
 ``python -m cdcd.sources.postgres.reader <fd> <daemon pid>``. Its setup: the source's
-configuration, the daemon's name, where to cut huge transactions, where to resume, and
-how to log. It runs the source's own stream (slot, pgoutput decoding, rows) and writes
+configuration, the daemon's name, where to cut huge transactions, where to resume, how
+to log, and ``[encoding] decimal_handling_mode``. It runs the source's own stream (slot, pgoutput decoding, rows) and writes
 each chunk to the pipe ``fd`` as a frame, an error as its last frame.
 
 On its stdin come the positions the daemon acknowledged (Kafka holds everything before
@@ -30,7 +30,7 @@ from cdcd.worker import worker_setup
 async def _run(fd: int, setup: Any) -> None:
     from cdcd.sources.postgres.source import PostgresSource
 
-    config, name, split_after_events, resume, log_settings = setup
+    config, name, split_after_events, resume, log_settings, decimal_mode = setup
     log = None
     if log_settings is not None:
         from cdcd.log import setup_logging
@@ -44,6 +44,7 @@ async def _run(fd: int, setup: Any) -> None:
         log=log,
         split_after_events=split_after_events,
         reader="inline",
+        decimal_mode=decimal_mode,
     )
     loop = asyncio.get_running_loop()
     out_transport, out_protocol = await loop.connect_write_pipe(

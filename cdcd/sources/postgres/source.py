@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import pq, sql
 
+from cdcd.encoding import DecimalMode
 from cdcd.errors import DecodeError, PositionLostError, SourceError, SourceUnavailableError
 from cdcd.events import (
     HEARTBEAT,
@@ -35,7 +36,7 @@ from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.selection import PlainConfig, dsn_parts
 from cdcd.sources.base import Problem
 from cdcd.sources.postgres import pgoutput
-from cdcd.sources.postgres.checks import run_checks
+from cdcd.sources.postgres.checks import captured_tables, run_checks
 from cdcd.sources.postgres.types import make_converter
 from cdcd.worker import Worker
 
@@ -154,24 +155,24 @@ class _Table:
     def __post_init__(self) -> None:
         self._row = _compile_row(self.columns, self.converters)
 
-    def row(self, values: tuple[Any, ...]) -> dict[str, Any]:
-        """The row of one tuple's values, each converted for its column."""
+    def row(self, values: tuple[Any, ...], lsn: int) -> dict[str, Any]:
+        """The row of one tuple's values, each converted for its column; ``lsn``, the
+        change's, names the position in an error."""
         try:
             return self._row(values)
-        except ValueError:
-            return self._row_checked(values)  # raises, naming the column
+        except (ValueError, DecodeError):
+            return self._row_checked(values, lsn)  # raises, naming the column
 
-    def _row_checked(self, values: tuple[Any, ...]) -> dict[str, Any]:
+    def _row_checked(self, values: tuple[Any, ...], lsn: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         name = ""
         try:
             for name, convert, value in zip(self.columns, self.converters, values, strict=True):
                 out[name] = _other_value(convert, value)
-        except ValueError as exc:
+        except (ValueError, DecodeError) as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
-            raise DecodeError(
-                f"cannot encode column {self.namespace}.{self.name}.{name}: {exc}"
-            ) from None
+            where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
 
     def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,10 +195,12 @@ class PostgresSource:
         split_after_events: int = 20_000,
         reader: str | None = None,
         log_settings: tuple[str, str] | None = None,
+        decimal_mode: DecimalMode = "precise",
     ) -> None:
         self.config = config
         self.log = log
         self.split_after_events = split_after_events
+        self.decimal_mode: DecimalMode = decimal_mode  # [encoding] decimal_handling_mode
         self.name = name
         # "process": the stream is read and decoded in a worker process (cdcd.worker);
         # "inline": here, in the daemon's event loop (and in that worker itself).
@@ -281,6 +284,14 @@ class PostgresSource:
         conn = await self._connect()
         try:
             return await run_checks(conn, self.config, self.slot, self.publication)
+        finally:
+            await conn.close()
+
+    async def captured_tables(self) -> list[tuple[str, str]]:
+        """The existing tables whose changes are captured, ``(schema, table)``."""
+        conn = await self._connect()
+        try:
+            return await captured_tables(conn, self.config)
         finally:
             await conn.close()
 
@@ -398,8 +409,11 @@ class PostgresSource:
         if self.config.tables is None:
             stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(self.publication))
         else:
+            # The tables the include list selects now, as Debezium's
+            # publication.autocreate.mode=filtered; the checks refused an empty selection.
             tables = sql.SQL(", ").join(
-                sql.Identifier(*name.split(".", 1)) for name in self.config.tables
+                sql.Identifier(schema, table)
+                for schema, table in await captured_tables(conn, self.config)
             )
             stmt = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
                 sql.Identifier(self.publication), tables
@@ -494,6 +508,7 @@ class PostgresSource:
                 self.split_after_events,
                 resume,
                 self._log_settings,
+                self.decimal_mode,
             )
         )
         try:
@@ -607,6 +622,11 @@ class PostgresSource:
                     if items:
                         yield items
                         items = []
+                    if self._meta is not None:
+                        # Idle: no session of ours but the walsender's stays open, so that
+                        # a smart shutdown of the server (it waits for client sessions to
+                        # end) is not held up by cdcd.
+                        await self._close_meta()
                     readable.clear()
                     await readable.wait()
                     try:
@@ -649,7 +669,9 @@ class PostgresSource:
         if included:
             key_columns = await self._primary_key(rel.oid)
         converters = tuple(
-            make_converter(col.type_oid, col.typmod, self._type_names.get(col.type_oid))
+            make_converter(
+                col.type_oid, col.typmod, self._type_names.get(col.type_oid), self.decimal_mode
+            )
             for col in rel.columns
         )
         self._tables[rel.oid] = _Table(
@@ -657,7 +679,8 @@ class PostgresSource:
         )
 
     async def _primary_key(self, relation_oid: int) -> tuple[str, ...]:
-        assert self._meta is not None
+        if self._meta is None or self._meta.closed:
+            self._meta = await self._connect()
         cur = await self._meta.execute(
             "SELECT a.attname FROM pg_index i "
             "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
@@ -688,7 +711,7 @@ class PostgresSource:
         if kind is pgoutput.Insert:
             table = self._tables[msg.relation_oid]
             if table.included:
-                after = table.row(msg.new)
+                after = table.row(msg.new, lsn)
                 event = self._event(OP_CREATE, table, lsn, table.key(after), None, after)
                 self._emit(event, items)
         elif kind is pgoutput.Update:
@@ -698,7 +721,7 @@ class PostgresSource:
         elif kind is pgoutput.Delete:
             table = self._tables[msg.relation_oid]
             if table.included:
-                before = table.row(msg.old)
+                before = table.row(msg.old, lsn)
                 event = self._event(OP_DELETE, table, lsn, table.key(before), before, None)
                 self._emit(event, items)
         elif kind is pgoutput.Begin:
@@ -736,8 +759,8 @@ class PostgresSource:
         # Origin and logical decoding messages carry no row change.
 
     def _on_update(self, table: _Table, msg: Any, lsn: int, items: list[SourceItem]) -> None:
-        after = table.row(msg.new)
-        before = table.row(msg.old) if msg.old is not None else None
+        after = table.row(msg.new, lsn)
+        before = table.row(msg.old, lsn) if msg.old is not None else None
         if before is not None and msg.old_kind == "O":
             # REPLICA IDENTITY FULL: the old row holds the TOASTed values the new one omits.
             for name, value in after.items():
@@ -871,6 +894,17 @@ class PostgresSource:
         finally:
             await conn.close()
 
+    async def _close_meta(self) -> None:
+        meta, self._meta = self._meta, None
+        if meta is not None:
+            with contextlib.suppress(Exception):
+                await meta.close()
+
+    @property
+    def description(self) -> str:
+        """The server, as messages name it: ``PostgreSQL at host:port``."""
+        return f"PostgreSQL at {self._where}"
+
     @property
     def acked_position(self) -> PgPosition:
         return PgPosition(self._acked_lsn)
@@ -886,8 +920,6 @@ class PostgresSource:
                 self._send_status(force=True)
             with contextlib.suppress(Exception):
                 await self._repl.close()
-        if self._meta is not None:
-            with contextlib.suppress(Exception):
-                await self._meta.close()
+        await self._close_meta()
         if self.log is not None and self._repl is not None:
             self.log.info("source closed", slot=self.slot, confirmed=lsn_to_str(self._acked_lsn))

@@ -2,7 +2,8 @@
 
 pgoutput (non-binary) sends every column as the text its output function writes. This
 module turns that text into what Debezium 2.x/3.x writes with the JsonConverter
-(``schemas.enable=false``) under its default settings: ``decimal.handling.mode=precise``,
+(``schemas.enable=false``) under its default settings, ``decimal.handling.mode`` aside
+(precise by default, or double or string: ``[encoding] decimal_handling_mode``),
 ``time.precision.mode=adaptive``, ``binary.handling.mode=bytes``,
 ``interval.handling.mode=numeric``, ``hstore.handling.mode=json``, ``money.fraction.digits=2``.
 
@@ -13,12 +14,9 @@ The rules, and where they come from (Debezium ``PostgresValueConverter``,
 - bool -> bool; int2/int4/int8/oid -> int.
 - float4/float8 -> float; NaN and +/-Infinity -> the strings ``"NaN"``, ``"Infinity"``,
   ``"-Infinity"`` (Jackson's default QUOTE_NON_NUMERIC_NUMBERS writes them quoted).
-- numeric(p,s) -> Kafka Connect Decimal: base64 of the big-endian two's-complement unscaled
-  integer at scale s. numeric without typmod -> VariableScaleDecimal
-  ``{"scale": s, "value": base64}`` with trailing zeros stripped (scale never negative).
-  NaN/Infinity cannot be expressed in precise mode: Debezium stops with an error, and so
-  does this module (DecodeError).
-- money -> Decimal at scale 2 (``money.fraction.digits``), rounded half-up.
+- numeric and money -> in each ``decimal.handling.mode``: see ``numeric`` (precise: a
+  Kafka Connect Decimal, VariableScaleDecimal without typmod, money at scale 2; NaN and
+  Infinity stop with a DecodeError naming the setting that encodes them).
 - bytea -> base64 of the bytes (BYTES in the JsonConverter).
 - date -> days since 1970-01-01 (io.debezium.time.Date).
 - time(p) -> ms past midnight (Time) for p <= 3, else us (MicroTime); no typmod means 6.
@@ -49,7 +47,7 @@ The text formats assumed are those of the replication session: ``DateStyle=ISO``
 timestamptz/timetz are honoured whatever ``TimeZone`` is.
 
 Converters raise ValueError on text they cannot parse, and DecodeError for values that
-Debezium's defaults cannot represent.
+the configured modes cannot represent.
 """
 
 from __future__ import annotations
@@ -59,10 +57,16 @@ import datetime
 import re
 import struct
 from collections.abc import Callable
-from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal
 from typing import Any, Final
 
-from cdcd.errors import DecodeError
+from cdcd.encoding import DecimalMode
+from cdcd.sources.postgres.numeric import (
+    SPECIALS_AS_DOUBLE,
+    encode_decimal,
+    encode_variable_scale_decimal,
+    money_converter,
+    numeric_converter,
+)
 
 __all__ = [
     "Converter",
@@ -78,8 +82,6 @@ Converter = Callable[[str], Any]
 _US_PER_DAY: Final = 86_400_000_000
 _UNIX_EPOCH_ORDINAL: Final = 719_163  # date(1970, 1, 1).toordinal()
 _DAYS_PER_MONTH_AVG: Final = 365.25 / 12.0  # MicroDuration.DAYS_PER_MONTH_AVG
-_MONEY_FRACTION_DIGITS: Final = 2
-_MONEY_QUANTUM: Final = Decimal(1).scaleb(-_MONEY_FRACTION_DIGITS)
 
 # Released Debezium's stand-ins for PostgreSQL's infinite dates and timestamps.
 _DATE_POS_INFINITY_DAYS: Final = -2_147_472_693  # LocalDate "-5877611-06-21"
@@ -99,111 +101,8 @@ def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
-def _twos_complement(value: int) -> bytes:
-    # java.math.BigInteger.toByteArray: minimal big-endian two's complement, >= 1 byte.
-    bits = value.bit_length() if value >= 0 else (~value).bit_length()
-    return value.to_bytes(bits // 8 + 1, "big", signed=True)
-
-
-# Decimal arithmetic rounds to its context's precision (28 digits by default); PostgreSQL's
-# numeric has up to 147455 digits, so encoding works in a context that never rounds.
-_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
-
-
-def _int(digits: str) -> int:
-    try:
-        return int(digits)
-    except ValueError:
-        # int() refuses strings of more than 4300 digits (sys.set_int_max_str_digits);
-        # Decimal has no such limit and converts exactly.
-        return int(_decimal(digits))
-
-
-def _decimal(text: str) -> Decimal:
-    try:
-        return Decimal(text)
-    except ArithmeticError:  # decimal.InvalidOperation
-        raise ValueError(f"not a number: {text!r}") from None
-
-
-def encode_decimal(value: Decimal, scale: int) -> str:
-    """Kafka Connect Decimal of ``value`` at ``scale``: base64 of its unscaled integer.
-
-    The value must be exact at that scale (more digits raise ValueError, as Java's
-    ``BigDecimal.setScale`` without rounding does).
-    """
-    if not value.is_finite():
-        raise ValueError(f"{value} has no Kafka Connect Decimal encoding")
-    scaled = value.scaleb(scale, context=_EXACT)
-    unscaled = int(scaled)
-    if unscaled != scaled:
-        raise ValueError(f"{value} has more than {scale} fractional digits")
-    return _b64(_twos_complement(unscaled))
-
-
-def encode_variable_scale_decimal(value: Decimal) -> dict[str, Any]:
-    """io.debezium.data.VariableScaleDecimal of ``value``: trailing zeros stripped."""
-    if not value.is_finite():
-        raise ValueError(f"{value} has no VariableScaleDecimal encoding")
-    sign, digits, exponent = value.normalize(context=_EXACT).as_tuple()
-    assert isinstance(exponent, int)
-    unscaled = _int("".join(map(str, digits)) or "0")
-    if exponent > 0:  # BigDecimal.stripTrailingZeros, then setScale(0) if the scale is < 0
-        unscaled *= 10**exponent
-        exponent = 0
-    if sign:
-        unscaled = -unscaled
-    return {"scale": -exponent, "value": _b64(_twos_complement(unscaled))}
-
-
-def _special_numeric(text: str) -> DecodeError:
-    return DecodeError(
-        f"numeric value {text!r} cannot be encoded: Debezium's decimal.handling.mode=precise "
-        "(the only mode cdcd implements) has no representation for NaN or Infinity"
-    )
-
-
-def _fixed_numeric(scale: int) -> Converter:
-    if scale < 0:  # numeric(p, -s), PostgreSQL 15+
-
-        def negative_scale(text: str) -> str:
-            if text[-1] in "Ny":  # NaN, Infinity, -Infinity
-                raise _special_numeric(text)
-            return encode_decimal(_decimal(text), scale)
-
-        return negative_scale
-
-    def convert(text: str) -> str:
-        if text[-1] in "Ny":
-            raise _special_numeric(text)
-        whole, _, fraction = text.partition(".")
-        if len(fraction) != scale:  # PostgreSQL stores the column's scale; be lenient anyway
-            return encode_decimal(_decimal(text), scale)
-        return _b64(_twos_complement(_int(whole + fraction)))
-
-    return convert
-
-
-def _variable_numeric(text: str) -> dict[str, Any]:
-    if text[-1] in "Ny":
-        raise _special_numeric(text)
-    whole, _, fraction = text.partition(".")
-    fraction = fraction.rstrip("0")
-    return {"scale": len(fraction), "value": _b64(_twos_complement(_int(whole + fraction)))}
-
-
-def _money(text: str) -> str:
-    negative = text.startswith("-") or text.startswith("(")
-    digits = "".join(c for c in text if c.isdigit() or c == ".")
-    amount = _decimal(digits).quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_UP)
-    return encode_decimal(-amount if negative else amount, _MONEY_FRACTION_DIGITS)
-
-
-_FLOAT_SPECIALS: Final = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
-
-
 def _float(text: str) -> float | str:
-    special = _FLOAT_SPECIALS.get(text)
+    special = SPECIALS_AS_DOUBLE.get(text)
     return special if special is not None else float(text)
 
 
@@ -675,16 +574,6 @@ def _precision(typmod: int) -> int:
     return 6 if typmod < 0 else typmod
 
 
-def _numeric_scale(typmod: int) -> int:
-    # typmod = ((precision << 16) | (scale & 0x7ff)) + 4; the scale is 11-bit signed (PG 15).
-    scale = (typmod - 4) & 0x7FF
-    return scale - 0x800 if scale & 0x400 else scale
-
-
-def _numeric(typmod: int) -> Converter:
-    return _variable_numeric if typmod < 0 else _fixed_numeric(_numeric_scale(typmod))
-
-
 def _bit(typmod: int) -> Converter:
     # Column length is the typmod (bit(n), varbit(n)); varbit without one is 2^31 - 1.
     return _bits_as_bool if typmod == 1 else _bits
@@ -699,8 +588,6 @@ _SCALARS: Final[dict[int, Callable[[int], Converter]]] = {
     OID: lambda _: int,
     FLOAT4: lambda _: _float,
     FLOAT8: lambda _: _float,
-    NUMERIC: _numeric,
-    MONEY: lambda _: _money,
     DATE: lambda _: _date,
     TIME: lambda typmod: _time_ms if _precision(typmod) <= 3 else _time_us,
     TIMETZ: lambda _: _timetz,
@@ -710,6 +597,12 @@ _SCALARS: Final[dict[int, Callable[[int], Converter]]] = {
     BIT: _bit,
     VARBIT: _bit,
     POINT: lambda _: _point,
+}
+
+# The types decimal.handling.mode applies to.
+_DECIMALS: Final[dict[int, Callable[[int, DecimalMode], Converter]]] = {
+    NUMERIC: numeric_converter,
+    MONEY: money_converter,
 }
 
 # Array type OID -> element type OID (pg_type.typelem), for the builtin types above and the
@@ -799,33 +692,42 @@ _NAMES: Final = {
 _EXTENSIONS: Final[dict[str, Converter]] = {"hstore": _hstore}
 
 
-def _scalar(type_oid: int, typmod: int) -> Converter:
+def _scalar(type_oid: int, typmod: int, decimal_mode: DecimalMode) -> Converter:
+    decimal = _DECIMALS.get(type_oid)
+    if decimal is not None:
+        return decimal(typmod, decimal_mode)
     factory = _SCALARS.get(type_oid)
     return str if factory is None else factory(typmod)
 
 
-def make_converter(type_oid: int, typmod: int, type_name: str | None = None) -> Converter:
+def make_converter(
+    type_oid: int,
+    typmod: int,
+    type_name: str | None = None,
+    decimal_mode: DecimalMode = "precise",
+) -> Converter:
     """Build the converter of one column from its Relation message type and typmod.
 
     ``type_name`` comes from the Type message pgoutput sends for non-builtin types (enums,
     domains, extension types); it is ignored for builtin OIDs. Anything unrecognised is
-    passed through as its text, as are enums.
+    passed through as its text, as are enums. ``decimal_mode`` is Debezium's
+    ``decimal.handling.mode`` (numeric and money, their arrays and domains).
     """
-    if type_oid in _SCALARS:
-        return _scalar(type_oid, typmod)
+    if type_oid in _SCALARS or type_oid in _DECIMALS:
+        return _scalar(type_oid, typmod, decimal_mode)
     element = _ARRAYS.get(type_oid)
     if element is not None:
-        return _array(_scalar(element, typmod))
+        return _array(_scalar(element, typmod, decimal_mode))
     if type_name is None or type_oid < 10000:  # builtin text-encoded type, or unknown
         return str
-    return _converter_by_name(type_name, typmod)
+    return _converter_by_name(type_name, typmod, decimal_mode)
 
 
-def _converter_by_name(type_name: str, typmod: int) -> Converter:
+def _converter_by_name(type_name: str, typmod: int, decimal_mode: DecimalMode) -> Converter:
     if type_name.startswith("_"):  # array types are named after their element, with '_'
-        return _array(_converter_by_name(type_name[1:], typmod))
+        return _array(_converter_by_name(type_name[1:], typmod, decimal_mode))
     extension = _EXTENSIONS.get(type_name)
     if extension is not None:
         return extension
     builtin = _NAMES.get(type_name)  # a domain over a builtin type
-    return str if builtin is None else _scalar(builtin, typmod)
+    return str if builtin is None else _scalar(builtin, typmod, decimal_mode)

@@ -12,6 +12,7 @@ import decimal
 import random
 import struct
 import uuid
+from fractions import Fraction
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,8 +21,9 @@ from hypothesis import strategies as st
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2, unscaled_base64
-from cdcd.sources.mysql.types import RowConverter
+from cdcd.encoding import unscaled_base64
+from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2
+from cdcd.sources.mysql.types import EncodingOptions, RowConverter
 
 from .conftest import connect
 
@@ -202,11 +204,19 @@ def _rows(rnd: random.Random, count: int, first_id: int, written: dict) -> list[
     return out
 
 
-def _expected_decimal(text: str | None, scale: int) -> str | None:
+def _expected_decimal(text: str | None, scale: int, mode: str = "precise") -> object:
     if text is None:
         return None
+    if mode == "string":
+        return format(decimal.Decimal(text), "f")  # BigDecimal.toPlainString
+    if mode == "double":
+        return float(Fraction(text))  # BigDecimal.doubleValue: the nearest double
     with decimal.localcontext(decimal.Context(prec=100)):
         return unscaled_base64(int(decimal.Decimal(text).scaleb(scale)))
+
+
+# The other decimal.handling.modes, decoded from the same bytes.
+OTHER_MODES = {mode: EncodingOptions(decimal_mode=mode) for mode in ("string", "double")}
 
 
 @pytest.fixture(params=["mariadb", "mysql8"])
@@ -279,7 +289,7 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
         **start,
     )
     compared = decimals_checked = 0
-    decoders: dict[str, tuple[RowImageDecoder, RowConverter]] = {}
+    decoders: dict[str, tuple[RowImageDecoder, RowConverter, dict[str, RowImageDecoder]]] = {}
     try:
         for event in reader:
             if isinstance(event, TableMapEvent):
@@ -287,9 +297,10 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
                     decoders[event.table] = (
                         RowImageDecoder(event, flavor),
                         RowConverter.from_table_map(event),
+                        {m: RowImageDecoder(event, flavor, o) for m, o in OTHER_MODES.items()},
                     )
                 continue
-            decoder, converter = decoders[event.table]
+            decoder, converter, in_modes = decoders[event.table]
             packet = event.packet
             body = packet.read(event.event_size - packet.read_bytes)
             update = isinstance(event, UpdateRowsEvent)
@@ -302,6 +313,11 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
                         expected = _expected_decimal(written[row["id"]][name], scale)
                         assert row[name] == expected, (row["id"], name, written[row["id"]][name])
                     decimals_checked += 1
+                for mode, in_mode in in_modes.items():
+                    for row in in_mode.images(body):
+                        for name, scale in DECIMALS.items():
+                            text = written[row["id"]][name]
+                            assert row[name] == _expected_decimal(text, scale, mode), (mode, text)
                 if decimals_checked == 500:
                     break  # the last statement written; others' binlog may go on and on
                 continue
@@ -382,6 +398,11 @@ def test_decimal_bytes_decode_to_the_unscaled_value(case):
     decoded, end = _decimal(precision, scale)(b"\x07" + data + b"\x07", 1)
     assert end == 1 + len(data)
     assert decoded == unscaled_base64(unscaled)
+    # decimal.handling.mode=string: toPlainString; double: the nearest double
+    text, end = _decimal(precision, scale, "string")(data, 0)
+    assert end == len(data) and text == format(value, "f")
+    double, _ = _decimal(precision, scale, "double")(data, 0)
+    assert double == float(Fraction(unscaled, 10**scale))
 
 
 def _time2_bytes(micros: int, fsp: int) -> bytes:

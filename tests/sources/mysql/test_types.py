@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import struct
 from decimal import Decimal
+from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
 
@@ -439,11 +440,44 @@ def test_bigint_unsigned_precise_mode() -> None:
     assert convert(col, None, optional=False, options=both) == "AA=="
 
 
-def test_decimal_string_and_double_modes() -> None:
-    col = column(NEWDECIMAL, precision=10, decimals=2)
-    value = Decimal("-12345678.91")
-    assert convert(col, value, options=EncodingOptions(decimal_mode="string")) == "-12345678.91"
-    assert convert(col, value, options=EncodingOptions(decimal_mode="double")) == -12345678.91
+STRING = EncodingOptions(decimal_mode="string")
+DOUBLE = EncodingOptions(decimal_mode="double")
+
+
+@pytest.mark.parametrize(
+    ("precision", "scale", "value", "string", "double"),
+    [
+        # SpecialValueDecimal.fromLogical: toPlainString at the column's scale (the binlog
+        # client's BigDecimal has it) / BigDecimal.doubleValue()
+        (10, 2, "-12345678.91", "-12345678.91", -12345678.91),
+        (10, 2, "0.00", "0.00", 0.0),
+        (10, 2, "1.50", "1.50", 1.5),
+        (5, 5, "-0.12345", "-0.12345", -0.12345),
+        (30, 0, "123456789012345678901234567890", "123456789012345678901234567890", 1.2345678901234568e29),
+        (65, 30, "-12345678901234567890123456789012345.123456789012345678901234567890",
+         "-12345678901234567890123456789012345.123456789012345678901234567890", -1.2345678901234568e34),
+    ],
+)  # fmt: skip
+def test_decimal_string_and_double_modes(
+    precision: int, scale: int, value: str, string: str, double: float
+) -> None:
+    col = column(NEWDECIMAL, precision=precision, decimals=scale)
+    assert convert(col, Decimal(value), options=STRING) == string
+    assert convert(col, Decimal(value), options=DOUBLE) == double
+    # Debezium's fallback for a NULL in a NOT NULL column (zero at the column's scale)
+    zero = f"0.{'0' * scale}" if scale else "0"
+    assert convert(col, None, optional=False, options=STRING) == zero
+    assert convert(col, None, optional=False, options=DOUBLE) == 0.0
+
+
+@given(st.integers(-(10**65) + 1, 10**65 - 1), st.integers(0, 30))
+def test_decimal_string_is_to_plain_string_and_double_the_nearest_double(
+    unscaled: int, scale: int
+) -> None:
+    value = Decimal(f"{unscaled}e-{scale}")
+    col = column(NEWDECIMAL, precision=65, decimals=scale)
+    assert convert(col, value, options=STRING) == format(value, "f")
+    assert convert(col, value, options=DOUBLE) == float(Fraction(unscaled, 10**scale))
 
 
 def test_binary_url_safe_mode() -> None:

@@ -110,13 +110,18 @@ def test_huge_transaction_is_cut_and_resumed_inside_after_sigkill(pg_case, tmp_p
     assert final["index"] == 0 and "transaction" not in final
 
     # The old cut offset restored once the slot has moved past that transaction: the
-    # daemon refuses to skip events of another transaction.
+    # daemon refuses to skip events of another transaction (since the slot only moves
+    # past what Kafka holds, it now sees the slot ahead of the offset and stops first).
     asyncio.run(_store_raw_offset(pg_case.bootstrap, pg_case.name, cut))
     with daemon(tmp_path, config, start=False) as d:
         start_again(d)
         pg_case.execute(f"INSERT INTO {s}.big VALUES (-1, 'after')")
         assert d.process.wait(30) == 1
-    assert "cannot be read again" in d.log_text() or "re-sent one with 1" in d.log_text()
+    assert (
+        "cannot be read again" in d.log_text()
+        or "re-sent one with 1" in d.log_text()
+        or "is before replication slot" in d.log_text()
+    )
 
 
 async def _store_raw_offset(bootstrap, name, value):
