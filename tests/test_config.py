@@ -123,3 +123,25 @@ def test_decimal_handling_mode_in_either_spelling():
         with pytest.raises(ConfigError) as info:
             encoding(toml)
         assert message in str(info.value), str(info.value)
+
+
+def test_unusable_kafka_tls_files_name_their_key(tmp_path):
+    from cdcd.errors import ConfigError
+    from cdcd.sinks.kafka_offsets import client_options
+
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    for keys, needle in (
+        ({"ssl_cafile": str(tmp_path / "missing.pem")}, "sink.ssl_cafile: cannot use"),
+        ({"ssl_certfile": str(not_pem)}, f"sink.ssl_certfile: cannot use {not_pem}"),
+    ):
+        sink = {"kind": "kafka", "bootstrap_servers": "k:9093", "topic_prefix": "shop"}
+        config = parse_config(
+            {
+                "name": "shop",
+                "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+                "sink": {**sink, "security_protocol": "SSL", **keys},
+            }
+        )
+        with pytest.raises(ConfigError, match=needle):
+            client_options(config.sink)

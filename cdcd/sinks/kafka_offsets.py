@@ -59,17 +59,24 @@ def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
 
 
 def _ssl_context(sink: KafkaSinkConfig) -> ssl.SSLContext:
-    key = "sink.ssl_cafile"
+    # ssl.SSLError is an OSError: not a PEM file, a key that does not match the certificate.
     try:
         context = ssl.create_default_context(cafile=sink.ssl_cafile)
-        if sink.ssl_certfile:
-            key = "sink.ssl_certfile"
+    except OSError as exc:
+        raise ConfigError(f"sink.ssl_cafile: cannot use {sink.ssl_cafile}: {_reason(exc)}") from None
+    if sink.ssl_certfile:
+        try:
             context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
-    except OSError as exc:  # ssl.SSLError included: not a PEM file, a key that does not match
-        path = sink.ssl_cafile if key == "sink.ssl_cafile" else sink.ssl_certfile
-        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
-        raise ConfigError(f"{key}: cannot use {path}: {reason}") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"sink.ssl_certfile: cannot use {sink.ssl_certfile} (key: sink.ssl_keyfile "
+                f"or the same file): {_reason(exc)}"
+            ) from None
     return context
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or getattr(exc, "reason", None) or str(exc)
 
 
 def default_replication(configured: int | None, brokers: int) -> int:
