@@ -1,4 +1,4 @@
-# cdcd: make demo | make test | make lint | make testenv-up / testenv-down
+# cdcd: make demo | make test | make test-long | make lint | make testenv-up / testenv-down
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -26,6 +26,12 @@ demo: venv
 test: venv
 	scripts/testenv up || { scripts/testenv down; exit 1; }
 	rc=0; $(PY) -m pytest -ra $(PYTEST_ARGS) || rc=$$?; scripts/testenv down; exit $$rc
+
+# The long scenarios at full size (a server away for minutes, ...); `make test` runs
+# them smaller, still proving the point.
+.PHONY: test-long
+test-long:
+	CDCD_TEST_LONG=1 $(MAKE) test
 
 # Benchmarks (benchmarks/README.md): cdcd, Debezium and the C tools on the same backlog.
 # Starts the test servers if they are not running (and leaves them running); BENCH_ARGS
