@@ -161,7 +161,7 @@ async def _run(config: Config, log: Any) -> PipelineStats:
             if time.monotonic() - pipeline.stats.started_at > _HEALTHY_RUN_S:
                 pause = 1.0  # it streamed a good while: a new failure, not the same one
             if isinstance(exc, SinkUnavailableError):
-                what, awaited = "Kafka unavailable", f"Kafka at {config.sink.bootstrap_servers}"
+                what, awaited = "Kafka unavailable", config.sink.where()
             else:
                 what = "source unavailable"
                 awaited = getattr(source, "description", config.source.kind)
@@ -250,7 +250,8 @@ async def _check_all(config: Config) -> tuple[tuple[_Part, list[TableTopic] | No
     (source_problems, topics), sink_problems = await asyncio.gather(
         _check_source(config), check_sink(config)
     )
-    where = f" at {config.sink.bootstrap_servers}" if sink_problems is not None else ""
+    address = config.sink.address()
+    where = f" at {address}" if address and sink_problems is not None else ""
     return (
         ((f"{config.source.kind} source", source_problems), topics),
         (f"{config.sink.kind} sink{where}", sink_problems),
@@ -294,7 +295,7 @@ def _describe(offset: StoredOffset | None) -> str:
 @config_option
 def offsets_show(config_path: str) -> None:
     """Print the stored offset and whether the daemon runs."""
-    from cdcd.sinks.kafka_offsets import offsets_status
+    from cdcd.sinks.kafka.offsets import offsets_status
 
     try:
         config = load_config(config_path)
@@ -353,7 +354,8 @@ async def _prepare_reset(config: Config, position: Position) -> Position:
 
 
 def _change_offset(config_path: str, yes: bool, position_text: str | None, to: str | None) -> None:
-    from cdcd.sinks.kafka_offsets import offsets_status, refuse_if_running, store_offset
+    from cdcd.sinks.kafka.membership import refuse_if_running
+    from cdcd.sinks.kafka.offsets import offsets_status, store_offset
 
     try:
         config = load_config(config_path)

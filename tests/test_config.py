@@ -127,7 +127,7 @@ def test_decimal_handling_mode_in_either_spelling():
 
 def test_unusable_kafka_tls_files_name_their_key(tmp_path):
     from cdcd.errors import ConfigError
-    from cdcd.sinks.kafka_offsets import client_options
+    from cdcd.sinks.kafka.client import client_options
 
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("not a certificate\n")

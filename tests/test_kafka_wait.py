@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cdcd.sinks.kafka_wait import KafkaWait
+from cdcd.sinks.kafka.wait import KafkaWait
 
 
 class Log:

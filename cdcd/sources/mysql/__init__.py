@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cdcd.sources.mysql.source import MysqlSource
-
 __all__ = ["MysqlSource", "build"]
 
-if TYPE_CHECKING:  # not at run time: the reader process does without pydantic
+if TYPE_CHECKING:  # the package stays light: importing config.py loads no driver
     from cdcd.config import Config
+    from cdcd.sources.mysql.source import MysqlSource
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MysqlSource":
+        from cdcd.sources.mysql.source import MysqlSource
+
+        return MysqlSource
+    raise AttributeError(name)
 
 
 def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
-    from cdcd.config import MysqlSourceConfig
+    from cdcd.sources.mysql.config import MysqlSourceConfig
+    from cdcd.sources.mysql.source import MysqlSource
     from cdcd.sources.mysql.types import EncodingOptions
 
     assert isinstance(config.source, MysqlSourceConfig)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from cdcd.sources.base import Problem, selection_problems
 
 if TYPE_CHECKING:
-    from cdcd.config import MysqlSourceConfig
     from cdcd.selection import TableSelection
+    from cdcd.sources.mysql.config import MysqlSourceConfig
 
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 

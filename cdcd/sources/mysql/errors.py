@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from cdcd.errors import SourceError, SourceUnavailableError
 
 if TYPE_CHECKING:
-    from cdcd.config import MysqlSourceConfig
+    from cdcd.sources.mysql.config import MysqlSourceConfig
 
 # Client-side codes (CR_*) and server codes that mean the connection, not the request,
 # failed: the same request on a new connection may succeed.

@@ -54,7 +54,7 @@ from cdcd.sources.mysql.types import DEFAULT_OPTIONS, EncodingOptions, RowConver
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
-    from cdcd.config import MysqlSourceConfig
+    from cdcd.sources.mysql.config import MysqlSourceConfig
 
 _CHUNK_ITEMS = 2000
 _YEAR = 13  # FIELD_TYPE.YEAR

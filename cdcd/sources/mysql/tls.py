@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cdcd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from cdcd.config import MysqlSourceConfig
+    from cdcd.sources.mysql.config import MysqlSourceConfig
 
 
 def tls_context(config: MysqlSourceConfig) -> ssl.SSLContext | None:

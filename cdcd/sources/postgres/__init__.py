@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cdcd.sources.postgres.source import PostgresSource
-
 __all__ = ["PostgresSource", "build"]
 
-if TYPE_CHECKING:  # not at run time: the reader process does without pydantic
+if TYPE_CHECKING:  # the package stays light: importing config.py loads no driver
     from cdcd.config import Config
+    from cdcd.sources.postgres.source import PostgresSource
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresSource":
+        from cdcd.sources.postgres.source import PostgresSource
+
+        return PostgresSource
+    raise AttributeError(name)
 
 
 def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
-    from cdcd.config import PostgresSourceConfig
+    from cdcd.sources.postgres.config import PostgresSourceConfig
+    from cdcd.sources.postgres.source import PostgresSource
 
     assert isinstance(config.source, PostgresSourceConfig)
     return PostgresSource(

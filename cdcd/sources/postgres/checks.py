@@ -10,8 +10,8 @@ from psycopg import sql
 from cdcd.sources.base import Problem, selection_problems
 
 if TYPE_CHECKING:
-    from cdcd.config import PostgresSourceConfig
     from cdcd.selection import TableSelection
+    from cdcd.sources.postgres.config import PostgresSourceConfig
 
 _USER_SCHEMAS = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') "

@@ -41,7 +41,7 @@ from cdcd.sources.postgres.types import make_converter
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
-    from cdcd.config import PostgresSourceConfig
+    from cdcd.sources.postgres.config import PostgresSourceConfig
 
 # Debezium's placeholder for a TOASTed value that an UPDATE left unchanged and the
 # server therefore did not send (unavailable.value.placeholder).

@@ -12,11 +12,11 @@ import uuid
 
 import pytest
 
-from cdcd.config import MysqlSourceConfig
 from cdcd.errors import DecodeError
 from cdcd.events import Commit, SchemaChange
 from cdcd.positions import MysqlPosition
 from cdcd.sources.mysql.checks import ServerInfo
+from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.source import MysqlSource, _Start
 
 SERVER_UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"

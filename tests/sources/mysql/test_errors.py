@@ -10,8 +10,8 @@ import pymysql
 import pytest
 from throwaway import make_tls_files
 
-from cdcd.config import MysqlSourceConfig
 from cdcd.errors import ConfigError, SourceError, SourceUnavailableError
+from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.tls import tls_context
 

@@ -25,7 +25,6 @@ from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka import codec as aiokafka_codec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
@@ -38,51 +37,21 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 from aiokafka.partitioner import murmur2
-from aiokafka.producer import sender as aiokafka_sender
-from aiokafka.record import default_records as aiokafka_default_records
 
-try:
-    from aiokafka.record._crecords import default_records as aiokafka_c_records
-except ImportError:  # aiokafka built without its C extensions
-    aiokafka_c_records = None  # type: ignore[assignment]
-
-from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
+from cdcd.config import OffsetsConfig
 from cdcd.envelope import Record
 from cdcd.errors import FencedError, SinkError
 from cdcd.offsets import StoredOffset
 from cdcd.sinks.base import Delivery, SinkUnavailableError
-from cdcd.sinks.kafka_connect import unreachable
-from cdcd.sinks.kafka_offsets import (
-    OffsetsTopic,
-    Presence,
-    client_options,
-    default_replication,
-    quiet_library_logs,
-)
-from cdcd.sinks.kafka_wait import KafkaWait
+from cdcd.sinks.kafka import shims
+from cdcd.sinks.kafka.client import client_options, default_replication, quiet_library_logs
+from cdcd.sinks.kafka.config import KafkaSinkConfig
+from cdcd.sinks.kafka.connect import unreachable
+from cdcd.sinks.kafka.membership import Presence
+from cdcd.sinks.kafka.offsets import OffsetsTopic
+from cdcd.sinks.kafka.wait import KafkaWait
 
 TRANSACTION_TIMEOUT_MS = 60_000
-# A transaction begun right after a commit waits for the coordinator to finish writing the
-# previous one's markers (a few ms); aiokafka polls every 20 ms (KAFKA-5477), which caps
-# exactly-once at ~45 transactions/s and adds 20 ms to each. Poll every 2 ms instead.
-_CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
-if hasattr(aiokafka_sender, "BACKOFF_OVERRIDE"):
-    aiokafka_sender.BACKOFF_OVERRIDE = _CONCURRENT_TRANSACTIONS_BACKOFF_S
-
-# lz4 as the Java client does it at its default level: its fast compressor. aiokafka asks
-# cramjam for level 9, which is LZ4 HC: ten times slower for about the same size (measured
-# on envelopes: 3.6 ms against 0.3 ms per MB, 27.1 against 26.7 kB out). The record batch
-# builders (the C one and the Python one) look lz4_encode up in their module at each batch.
-LZ4_LEVEL = 1
-
-
-def _lz4_fast(payload: Any, level: int = LZ4_LEVEL) -> bytes:
-    return aiokafka_codec.lz4_encode(payload, level)
-
-
-for _module in (aiokafka_default_records, aiokafka_c_records):
-    if _module is not None and hasattr(_module, "lz4_encode"):
-        _module.lz4_encode = _lz4_fast
 COMMIT_TIMEOUT_S = 60.0  # a commit that takes longer is given up and the pipeline restarted
 
 
@@ -193,7 +162,36 @@ class KafkaSink:
         self._wait = KafkaWait(sink.bootstrap_servers, log, done=done)
 
     async def start(self) -> None:
+        """Connect, then activate: what a daemon that may write at once does."""
+        await self.connect()
+        await self.activate()
+
+    async def connect(self) -> None:
+        """Reach Kafka without claiming anything: the admin client, the offsets topic
+        (created or checked), membership of the daemon's group. Fences nobody, so an
+        instance may connect and wait (a standby) while another one writes."""
+        shims.install()
         options = self.offsets.options
+        self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
+        loop = asyncio.get_running_loop()
+        if loop.get_exception_handler() is None:
+            loop.set_exception_handler(_quiet_abandoned_futures)
+
+        async def connect() -> None:
+            assert self._admin is not None
+            await asyncio.wait_for(self._admin.start(), timeout=30)
+            self._topics = set(await self._admin.list_topics())
+            brokers = len((await self._admin.describe_cluster())["brokers"])
+            await self.offsets.ensure(self._admin, brokers)
+            self._presence = Presence(self.offsets, client_id=self.client_id, log=self.log)
+            await asyncio.wait_for(self._presence.start(), timeout=30)
+
+        await self._reaching(connect)
+
+    async def activate(self) -> None:
+        """Claim the right to write: the producer starts. With exactly-once delivery that
+        registers the transactional id ``cdcd-<name>``: an older instance is fenced and its
+        open transaction aborted here, so the last committed offset is final after it."""
         compression = None if self.config.compression == "none" else self.config.compression
         transactional: dict[str, Any] = {}
         if self.exactly_once:
@@ -202,7 +200,7 @@ class KafkaSink:
                 "transaction_timeout_ms": TRANSACTION_TIMEOUT_MS,
             }
         self._producer = AIOKafkaProducer(
-            **options,
+            **self.offsets.options,
             client_id=self.client_id,
             enable_idempotence=True,
             acks="all",
@@ -213,25 +211,22 @@ class KafkaSink:
             max_request_size=self.config.max_request_bytes,
             **transactional,
         )
-        self._admin = AIOKafkaAdminClient(**options, client_id=f"{self.client_id}-admin")
-        loop = asyncio.get_running_loop()
-        if loop.get_exception_handler() is None:
-            loop.set_exception_handler(_quiet_abandoned_futures)
+
+        async def activate() -> None:
+            assert self._producer is not None
+            await asyncio.wait_for(self._producer.start(), timeout=30)
+            self._wait.answered()
+
+        await self._reaching(activate)
+
+    async def _reaching(self, step: Any) -> None:
+        """Run a step that talks to Kafka; a failure closes the sink and says why."""
         with quiet_library_logs():
             try:
-                # For a transactional producer, start() registers the transactional id:
-                # an older instance is fenced and its open transaction aborted here.
-                await asyncio.wait_for(self._producer.start(), timeout=30)
-                await asyncio.wait_for(self._admin.start(), timeout=30)
-                self._topics = set(await self._admin.list_topics())
-                brokers = len(self._producer.client.cluster.brokers())
-                await self.offsets.ensure(self._admin, brokers)
-                self._presence = Presence(self.offsets, client_id=self.client_id, log=self.log)
-                await asyncio.wait_for(self._presence.start(), timeout=30)
-                self._wait.answered()
+                await step()
             except TimeoutError:
                 await self.close()
-                raise await unreachable(self.config, options) or SinkUnavailableError(
+                raise await unreachable(self.config, self.offsets.options) or SinkUnavailableError(
                     f"cannot reach Kafka at {self.config.bootstrap_servers} within 30 s: "
                     "check sink.bootstrap_servers"
                 ) from None
@@ -239,7 +234,7 @@ class KafkaSink:
                 await self.close()
                 error = explain_kafka_error(exc, self.config.bootstrap_servers)
                 if isinstance(error, SinkUnavailableError):  # a connection may tell why
-                    error = await unreachable(self.config, options) or error
+                    error = await unreachable(self.config, self.offsets.options) or error
                 raise error from None
             except SinkError:
                 await self.close()
@@ -279,7 +274,7 @@ class KafkaSink:
         if partitions is None:
             assert self._producer is not None
             # A new topic's leader is elected asynchronously: wait until the producer sees it.
-            found = await self._producer.client._wait_on_metadata(topic)
+            found = await shims.wait_on_metadata(self._producer, topic)
             partitions = self._partitions[topic] = sorted(found)
         return partitions
 
@@ -400,10 +395,9 @@ class KafkaSink:
             raise self._transaction_failure() from None
 
     def _transaction_failure(self) -> SinkError:
-        manager = getattr(self._producer, "_txn_manager", None)
-        waiter = manager.wait_for_transaction_end() if manager is not None else None
-        if waiter is not None and waiter.done() and waiter.exception() is not None:
-            return explain_kafka_error(waiter.exception(), self.config.bootstrap_servers)
+        cause = shims.transaction_error(self._producer)
+        if cause is not None:
+            return explain_kafka_error(cause, self.config.bootstrap_servers)
         return SinkError("the Kafka producer is in a failed state")
 
     async def _write_idempotent(
@@ -465,12 +459,7 @@ class KafkaSink:
             try:
                 await asyncio.wait_for(producer.stop(), 10)  # flushes pending batches first
             except (TimeoutError, KafkaError, AssertionError):
-                sender = getattr(producer, "_sender", None)
-                task = getattr(sender, "sender_task", None)
-                if task is not None:
-                    task.cancel()
-                with contextlib.suppress(Exception):
-                    await producer.client.close()
+                await shims.abandon(producer)
         stopped_producer = time.monotonic()
         if self._admin is not None:
             admin, self._admin = self._admin, None
@@ -483,15 +472,3 @@ class KafkaSink:
                 producer_s=round(stopped_producer - left_group, 3),
                 total_s=round(time.monotonic() - started, 3),
             )
-
-
-def build(config: Config, log: Any = None, **_: Any) -> KafkaSink:
-    assert isinstance(config.sink, KafkaSinkConfig)
-    return KafkaSink(
-        config.sink,
-        config.offsets,
-        name=config.name,
-        source_kind=config.source.kind,
-        exactly_once=config.delivery == "exactly-once",
-        log=log,
-    )

@@ -1,14 +1,10 @@
-"""The offsets topic in Kafka, and the sign that a daemon is running.
+"""The offsets topic in Kafka (the sign that a daemon runs: membership.py).
 
 - The topic is compacted (``cleanup.policy=compact``), created when missing, refused when
   it exists without compaction (it would forget offsets).
 - Reading takes the partitions' high watermarks first and then reads, read_committed, up
   to them: another daemon's open transaction on a shared partition delays the read, it
   never hides this daemon's last committed offset.
-- A running daemon is a member of the consumer group ``cdcd-<name>`` (it subscribes to
-  the offsets topic and pauses it: membership, no consumption). That works across hosts:
-  ``cdcd offsets`` asks the group coordinator, wherever the daemon runs. A daemon killed
-  with SIGKILL stays a member until its session times out (10 s).
 - ``cdcd offsets set/reset`` write through a transactional producer with the daemon's
   own ``transactional.id``: a daemon started meanwhile is fenced, never left running on a
   position read before the change.
@@ -18,101 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
-from cdcd.config import Config, KafkaSinkConfig, OffsetsConfig
-from cdcd.errors import ConfigError, SinkError
+from cdcd.config import Config, OffsetsConfig
+from cdcd.errors import SinkError
 from cdcd.offsets import StoredOffset, offset_key
+from cdcd.sinks.kafka import shims
+from cdcd.sinks.kafka.client import (
+    client_options,
+    default_replication,
+    group_id,
+    quiet_library_logs,
+    transactional_id,
+)
+from cdcd.sinks.kafka.config import KafkaSinkConfig
+from cdcd.sinks.kafka.membership import Member, members, refuse_if_running
 
-SESSION_TIMEOUT_S = 10
 _NOT_FOUND = object()
 READ_TIMEOUT_S = 90  # longer than a transaction may stay open (60 s), so reads wait it out
-
-
-def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
-    """Connection options shared by the producer, the admin client and consumers."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": sink.bootstrap_servers,
-        "security_protocol": sink.security_protocol,
-    }
-    if sink.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = _ssl_context(sink)
-    if sink.sasl_mechanism:
-        password = sink.sasl_password()
-        options.update(
-            sasl_mechanism=sink.sasl_mechanism,
-            sasl_plain_username=sink.sasl_username,
-            sasl_plain_password=password.get_secret_value() if password else None,
-        )
-    return options
-
-
-def _ssl_context(sink: KafkaSinkConfig) -> ssl.SSLContext:
-    # ssl.SSLError is an OSError: not a PEM file, a key that does not match the certificate.
-    try:
-        context = ssl.create_default_context(cafile=sink.ssl_cafile)
-    except OSError as exc:
-        raise ConfigError(f"sink.ssl_cafile: cannot use {sink.ssl_cafile}: {_reason(exc)}") from None
-    if sink.ssl_certfile:
-        try:
-            context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
-        except OSError as exc:
-            raise ConfigError(
-                f"sink.ssl_certfile: cannot use {sink.ssl_certfile} (key: sink.ssl_keyfile "
-                f"or the same file): {_reason(exc)}"
-            ) from None
-    return context
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or getattr(exc, "reason", None) or str(exc)
-
-
-def default_replication(configured: int | None, brokers: int) -> int:
-    """The replication factor of a topic cdcd creates: as configured, else 3 or fewer."""
-    return configured or min(3, brokers or 1)
-
-
-def transactional_id(name: str) -> str:
-    """The ``transactional.id`` of daemon ``name``: one writer per name, zombies fenced."""
-    return f"cdcd-{name}"
-
-
-def group_id(name: str) -> str:
-    """The consumer group a running daemon ``name`` is a member of."""
-    return f"cdcd-{name}"
-
-
-@contextlib.contextmanager
-def quiet_library_logs() -> Iterator[None]:
-    """aiokafka logs each failed attempt itself; cdcd's own error says it all."""
-    library_log = logging.getLogger("aiokafka")
-    level = library_log.level
-    library_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        library_log.setLevel(level)
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    client_id: str
-    host: str
-
-    def __str__(self) -> str:
-        return f"{self.client_id} on {self.host.lstrip('/')}"
 
 
 class OffsetsTopic:
@@ -272,7 +199,7 @@ class OffsetsTopic:
         )
         await consumer.start()
         try:
-            await consumer._client.force_metadata_update()
+            await shims.refresh_metadata(consumer)
             found = consumer.partitions_for_topic(self.topic)
             if not found:
                 return {}
@@ -300,88 +227,7 @@ class OffsetsTopic:
         finally:
             await producer.stop()
 
-    # -- is the daemon running? --------------------------------------------------------
-
-    async def members(self, admin: AIOKafkaAdminClient) -> list[Member]:
-        """The members of the daemon's group: one when it runs, none when it does not."""
-        responses = await admin.describe_consumer_groups([self.group_id])
-        members = []
-        for response in responses:
-            for group in response.groups:
-                error_code, _group, state, *_rest = group
-                group_members = group[5]
-                if error_code != 0 or state in ("Dead", "Empty"):
-                    continue
-                for member in group_members:
-                    # v0-v3: member_id, client_id, client_host, ...; v4+ adds group_instance_id
-                    first = 1 if len(member) == 5 else 2
-                    client_id, host = member[first], member[first + 1]
-                    members.append(Member(client_id, host))
-        return members
-
-
-class _PauseOnAssign(ConsumerRebalanceListener):
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
-        self.consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        if assigned:
-            self.consumer.pause(*assigned)
-
-
-class Presence:
-    """Membership of the daemon's consumer group for as long as it streams."""
-
-    def __init__(self, offsets: OffsetsTopic, *, client_id: str, log: Any = None) -> None:
-        self.offsets = offsets
-        self.client_id = client_id
-        self.log = log
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        consumer = self._consumer = AIOKafkaConsumer(
-            **self.offsets.options,
-            client_id=self.client_id,
-            group_id=self.offsets.group_id,
-            enable_auto_commit=False,
-            session_timeout_ms=SESSION_TIMEOUT_S * 1000,
-            heartbeat_interval_ms=3000,
-        )
-        await consumer.start()
-        consumer.subscribe([self.offsets.topic], listener=_PauseOnAssign(consumer))
-        self._task = asyncio.create_task(self._poll(consumer), name="cdcd-presence")
-
-    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
-        # aiokafka leaves the group when the application stops polling (max_poll_interval).
-        while True:
-            try:
-                await consumer.getmany(timeout_ms=1000)
-            except KafkaError as exc:
-                if self.log is not None:
-                    self.log.warning("consumer group membership interrupted", error=str(exc))
-                await asyncio.sleep(1)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 10)  # leaves the group at once
-
-
 # -- for `cdcd offsets` ----------------------------------------------------------------
-
-
-class DaemonRunningError(SinkError):
-    """The daemon runs: its offsets must not be changed under it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,23 +273,13 @@ async def offsets_status(config: Config) -> OffsetsStatus:
     with quiet_library_logs():
         admin = await _admin(offsets)
         try:
-            members = await offsets.members(admin)
+            running = await members(admin, offsets.group_id)
             stored = await offsets.read()
         except KafkaError as exc:
             raise SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}") from None
         finally:
             await admin.close()
-    return OffsetsStatus(offsets.topic, offsets.key, offsets.group_id, members, stored)
-
-
-def refuse_if_running(config: Config, members: list[Member]) -> None:
-    if members:
-        raise DaemonRunningError(
-            f"cdcd {config.name!r} is running ({', '.join(map(str, members))}, a member of "
-            f"consumer group {group_id(config.name)}): stop it first (systemctl stop "
-            f"cdcd@{config.name}); a daemon killed a moment ago stays a member for "
-            f"{SESSION_TIMEOUT_S} s"
-        )
+    return OffsetsStatus(offsets.topic, offsets.key, offsets.group_id, running, stored)
 
 
 async def store_offset(config: Config, offset: StoredOffset | None) -> None:
@@ -452,7 +288,7 @@ async def store_offset(config: Config, offset: StoredOffset | None) -> None:
     with quiet_library_logs():
         admin = await _admin(offsets)
         try:
-            refuse_if_running(config, await offsets.members(admin))
+            refuse_if_running(config, await members(admin, offsets.group_id))
             brokers = len((await admin.describe_cluster())["brokers"])
             await offsets.ensure(admin, brokers)
             await offsets.write(offset)

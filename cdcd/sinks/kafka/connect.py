@@ -17,9 +17,9 @@ from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from cdcd.config import KafkaSinkConfig
 from cdcd.errors import SinkError
 from cdcd.sinks.base import SinkUnavailableError
+from cdcd.sinks.kafka.config import KafkaSinkConfig
 from cdcd.sources.base import Problem
 
 CONNECT_TIMEOUT_S = 10.0

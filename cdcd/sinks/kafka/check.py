@@ -30,16 +30,13 @@ from aiokafka.errors import (
     for_code,
 )
 
-from cdcd.config import Config, KafkaSinkConfig
+from cdcd.config import Config
 from cdcd.errors import ConfigError
-from cdcd.sinks.kafka import explain_kafka_error
-from cdcd.sinks.kafka_connect import connection_problem
-from cdcd.sinks.kafka_offsets import (
-    OffsetsTopic,
-    client_options,
-    default_replication,
-    quiet_library_logs,
-)
+from cdcd.sinks.kafka.client import client_options, default_replication, quiet_library_logs
+from cdcd.sinks.kafka.config import KafkaSinkConfig
+from cdcd.sinks.kafka.connect import connection_problem
+from cdcd.sinks.kafka.offsets import OffsetsTopic
+from cdcd.sinks.kafka.sink import explain_kafka_error
 from cdcd.sources.base import Problem
 
 # A fresh cluster creates __transaction_state / __consumer_offsets on the first lookup

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
@@ -50,7 +50,3 @@ class StdoutSink:
 
     async def close(self) -> None:
         self._stream.flush()
-
-
-def build(config: Any, **_: Any) -> StdoutSink:
-    return StdoutSink()

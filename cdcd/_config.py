@@ -1,0 +1,107 @@
+"""What every part's configuration model is built on: strict, frozen models; secrets
+read from the environment or a file; the source options every database shares.
+
+The models of a source or sink live beside its code (``cdcd/sources/<kind>/config.py``,
+``cdcd/sinks/<kind>/config.py``, each exposing ``MODEL``); ``cdcd.config`` assembles
+them. No database driver and no Kafka client here: the reader processes import it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from cdcd.errors import ConfigError
+from cdcd.selection import TableSelection, parse_entries
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_topic_name(value: str) -> str:
+    """A validator's body: a name Kafka accepts as a topic (prefix)."""
+    if not NAME.match(value):
+        raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+    return value
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; values never change once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def read_secrets(self) -> None:
+        """Read every secret the model names (none by default)."""
+
+
+def read_secret(env: str | None, file: str | None, what: str) -> SecretStr | None:
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{what}_env: environment variable {env} is not set")
+        return SecretStr(value)
+    if file:
+        try:
+            return SecretStr(Path(file).read_text().rstrip("\r\n"))
+        except OSError as exc:
+            raise ConfigError(f"{what}_file: cannot read {file}: {exc.strerror}") from None
+    return None
+
+
+class SinkConfigBase(Strict):
+    """What the core reads of any sink's configuration."""
+
+    kind: str
+    topic_prefix: str
+    tombstones_on_delete: bool = True
+
+    def address(self) -> str | None:
+        """Where the sink is reached (Kafka's bootstrap servers); None: nowhere."""
+        return None
+
+    def where(self) -> str:
+        """The sink, as messages name it (``Kafka at host:9092``)."""
+        return self.kind
+
+
+class SourceConfigBase(Strict, TableSelection):
+    kind: str
+    dsn: str
+    password_env: str | None = None
+    password_file: str | None = None
+    tables: list[str | dict[str, str]] | None = Field(
+        default=None,
+        description="include list: regular expressions over 'schema.table' (or inline tables "
+        "{schema, table} naming one literally); default: all tables",
+    )
+    exclude_tables: list[str | dict[str, str]] = Field(default_factory=list)
+    databases: list[str | dict[str, str]] | None = Field(
+        default=None,
+        description="include list of databases (PostgreSQL: schemas), regular expressions; "
+        "default: all",
+    )
+    exclude_databases: list[str | dict[str, str]] = Field(default_factory=list)
+
+    @field_validator("tables", "exclude_tables", "databases", "exclude_databases", mode="before")
+    @classmethod
+    def _entries(cls, value: Any, info: ValidationInfo) -> Any:
+        key = str(info.field_name)
+        if isinstance(value, list):
+            if not value and not key.startswith("exclude_"):
+                what = "table" if key == "tables" else "database"
+                raise ValueError(
+                    f"an empty list captures nothing; leave the key out to capture every {what}"
+                )
+            parse_entries(key, value)  # a ValueError names the entry and what is wrong
+        return value
+
+    def password(self) -> SecretStr | None:
+        """The source password from ``password_env`` or ``password_file``, if either is set."""
+        return read_secret(self.password_env, self.password_file, "source.password")
+
+    def read_secrets(self) -> None:
+        """Read every secret now, so that a missing one stops the daemon before it connects."""
+        self.password()

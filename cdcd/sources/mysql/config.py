@@ -1,0 +1,42 @@
+"""``[source]`` with ``kind = "mysql"`` (MySQL 8 and MariaDB alike)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from cdcd._config import SourceConfigBase
+
+
+class MysqlSourceConfig(SourceConfigBase):
+    kind: Literal["mysql"]
+    server_id: int = Field(default=0, ge=0, description="replica server id; 0: derived from name")
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_verify_identity: bool = False
+    initial_position: str = Field(
+        default="latest",
+        description="where to start when no offset is stored: 'latest' (the binlog's end), "
+        "'earliest' (the oldest binlog kept), a GTID set, or 'file:pos'",
+    )
+    schema_changes: bool = Field(
+        default=True, description="publish DDL to the <topic_prefix> topic"
+    )
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    reader: Literal["process", "thread"] = Field(
+        default="process",
+        description="where the binlog is read and decoded: a worker process (uses a second "
+        "core) or a thread of the daemon",
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _mysql_dsn(cls, value: str) -> str:
+        if not value.startswith(("mysql://", "mariadb://")):
+            raise ValueError("must be a URL like mysql://user@host:3306/")
+        return value
+
+
+MODEL = MysqlSourceConfig

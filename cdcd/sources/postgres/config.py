@@ -1,0 +1,36 @@
+"""``[source]`` with ``kind = "postgres"``."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from cdcd._config import SourceConfigBase
+
+
+class PostgresSourceConfig(SourceConfigBase):
+    kind: Literal["postgres"]
+    slot_name: str | None = Field(default=None, description="default: cdcd_<name>")
+    publication_name: str | None = Field(default=None, description="default: cdcd_<name>")
+    create_slot: bool = True
+    create_publication: bool = True
+    status_interval_s: float = Field(default=10.0, gt=0)
+    reader: Literal["inline", "process"] = Field(
+        default="inline",
+        description="where the replication stream is read and decoded: the daemon itself, "
+        "or a worker process (a second core: faster catch-up, more memory)",
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _pg_dsn(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a URL like postgresql://user@host:5432/dbname")
+        if not urlsplit(value).path.strip("/"):
+            raise ValueError("names no database: add it, as in postgresql://user@host:5432/dbname")
+        return value
+
+
+MODEL = PostgresSourceConfig
