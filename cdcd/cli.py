@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
-import os
-import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,23 +13,17 @@ import orjson
 
 from cdcd import __version__
 from cdcd.config import Config, load_config
-from cdcd.envelope import EnvelopeEncoder
-from cdcd.errors import CdcdError, ConfigError, PositionLostError, SourceUnavailableError
+from cdcd.errors import CdcdError, ConfigError, PositionLostError
 from cdcd.log import setup_logging
-from cdcd.offsets import PinnableSource, SeekableSource, StoredOffset, parse_position
-from cdcd.pipeline import Pipeline, PipelineStats
+from cdcd.offsets import SeekableSource, StoredOffset, parse_position
 from cdcd.positions import Position
-from cdcd.sinks import build_sink, check_sink
-from cdcd.sinks.base import SinkUnavailableError
+from cdcd.runtime.daemon import Daemon
+from cdcd.sinks import check_sink
 from cdcd.sources import Problem, build_source
-from cdcd.topics import TableTopic, shared_topics, table_topics, warn_about_topics
+from cdcd.topics import TableTopic, TopicNaming, shared_topics, table_topics
 from cdcd.topics import describe as describe_topics
 
 T = TypeVar("T")
-
-# A pipeline that ran this long before failing was healthy: the next start over waits
-# the shortest pause again.
-_HEALTHY_RUN_S = 60.0
 
 config_option = click.option(
     "--config",
@@ -75,134 +65,9 @@ def run(config_path: str) -> None:
     try:
         config = load_config(config_path)
         log = setup_logging(config.log.level, config.log.format).bind(name=config.name)
-        stats = _run_async(lambda: _run(config, log))
+        _run_async(lambda: Daemon(config, log).run())
     except CdcdError as exc:
         _fail(exc)
-    log.info(
-        "stopped",
-        events=stats.events,
-        transactions=stats.transactions,
-        position=str(stats.acked_position) if stats.acked_position else None,
-    )
-
-
-def _encoder(config: Config, connector: str) -> EnvelopeEncoder:
-    transaction_topic = None
-    if config.transactions.metadata:
-        transaction_topic = config.transactions.topic or f"{config.sink.topic_prefix}.transaction"
-    return EnvelopeEncoder(
-        config.sink.topic_prefix,
-        connector,
-        tombstones_on_delete=config.sink.tombstones_on_delete,
-        skipped_operations=frozenset(config.pipeline.skipped_operations),
-        transaction_topic=transaction_topic,
-    )
-
-
-async def _run(config: Config, log: Any) -> PipelineStats:
-    """Stream until stopped. When Kafka or the source's connection fails in a way that may
-    pass (a broker restarting, a lost or refused database connection), start over from
-    the last committed offset, with growing pauses; a failure at the first start-up, a
-    fenced producer or any other error stops the daemon."""
-    stopping = asyncio.Event()
-    pipelines: list[Pipeline] = []
-    total = PipelineStats()
-
-    def stop() -> None:
-        stopping.set()
-        for pipeline in pipelines:
-            pipeline.stop()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    started = False
-    pause = 1.0
-    while True:
-        source = build_source(config, log=log)
-        sink = build_sink(config, log=log)
-        pipeline = Pipeline(
-            source,
-            sink,
-            _encoder(config, source.connector),
-            log=log,
-            max_batch_events=config.pipeline.max_batch_events,
-            max_in_flight_batches=config.pipeline.max_in_flight_batches,
-        )
-        pipelines[:] = [pipeline]
-        if stopping.is_set():
-            return total
-        try:
-            await sink.start()  # first: no slot is created for a daemon that cannot deliver
-            resume = await sink.read_offset()
-            # With a stored offset, the source checks it can continue from it exactly.
-            await source.prepare(resume.position if resume is not None else None)
-            if not started:
-                await warn_about_topics(source, _encoder(config, source.connector), log)
-            if resume is None:
-                resume = await _pin_start_position(source, sink, log)
-            log.info(
-                "started",
-                source=config.source.kind,
-                sink=config.sink.kind,
-                delivery=config.delivery if _keeps_offsets(sink) else "none",
-                offset=str(resume.position) if resume is not None else None,
-                version=__version__,
-                pid=os.getpid(),
-            )
-            started = True
-            stats = await pipeline.run(resume)
-            _add(total, stats)
-            return total
-        except (SinkUnavailableError, SourceUnavailableError) as exc:
-            if not started:
-                raise
-            _add(total, pipeline.stats)
-            if time.monotonic() - pipeline.stats.started_at > _HEALTHY_RUN_S:
-                pause = 1.0  # it streamed a good while: a new failure, not the same one
-            if isinstance(exc, SinkUnavailableError):
-                what, awaited = "Kafka unavailable", config.sink.where()
-            else:
-                what = "source unavailable"
-                awaited = getattr(source, "description", config.source.kind)
-            log.warning(
-                f"{what}: starting over from the last committed offset once {awaited} "
-                f"answers (next attempt in {pause:g} s)",
-                error=str(exc),
-                pause_s=pause,
-            )
-        finally:
-            log.debug("closing", source=config.source.kind, sink=config.sink.kind)
-            await source.close()
-            await sink.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), pause)
-        pause = min(pause * 2, 30.0)
-
-
-def _keeps_offsets(sink: Any) -> bool:
-    """False for a sink that stores no offsets (stdout): it guarantees no delivery."""
-    return bool(getattr(sink, "keeps_offsets", True))
-
-
-async def _pin_start_position(source: Any, sink: Any, log: Any) -> StoredOffset | None:
-    """First start: store where the source starts, before anything can be lost."""
-    start_position = getattr(source, "start_position", None)
-    if not callable(start_position) or not _keeps_offsets(sink):
-        return None
-    pinnable: PinnableSource = source
-    offset = StoredOffset(await pinnable.start_position())
-    await (await sink.write([], offset))
-    log.info("start position stored", position=str(offset.position))
-    return offset
-
-
-def _add(total: PipelineStats, stats: PipelineStats) -> None:
-    total.events += stats.events
-    total.records += stats.records
-    total.transactions += stats.transactions
-    if stats.acked_position is not None:
-        total.acked_position = stats.acked_position
 
 
 @main.command()
@@ -266,9 +131,9 @@ async def _check_source(config: Config) -> tuple[list[Problem], list[TableTopic]
         return [Problem(str(exc), "")], None
     try:
         problems = await source.check()
-        encoder = _encoder(config, source.connector)
+        naming = TopicNaming(config.sink.topic_prefix)
         try:
-            return problems, table_topics(encoder, await source.captured_tables())
+            return problems, table_topics(naming, await source.captured_tables())
         except CdcdError as exc:
             return [*problems, Problem(str(exc), "")], None
     except CdcdError as exc:

@@ -40,17 +40,21 @@ class StoredOffset:
 
     ``transaction`` holds the open transaction's metadata counters (``id``, ``ts_ms``,
     ``total_order``, ``data_collections``) when ``position`` is inside a split
-    transaction and transaction metadata is on; None otherwise.
+    transaction and transaction metadata is on; None otherwise. ``snapshot`` holds a
+    running snapshot's progress (None: none runs).
     """
 
     position: Position
     transaction: dict[str, Any] | None = None
     ts_ms: int = 0
+    snapshot: dict[str, Any] | None = None  # a running snapshot's progress
 
     def to_json(self) -> bytes:
         value = self.position.to_dict()
         if self.transaction is not None:
             value["transaction"] = self.transaction
+        if self.snapshot is not None:
+            value["snapshot"] = self.snapshot
         value["ts_ms"] = self.ts_ms or time.time_ns() // 1_000_000
         return orjson.dumps(value)
 
@@ -62,7 +66,12 @@ class StoredOffset:
             position = position_from_dict(value)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a cdcd offset: {data[:200]!r} ({exc})") from None
-        return cls(position, value.get("transaction"), int(value.get("ts_ms") or 0))
+        return cls(
+            position,
+            value.get("transaction"),
+            int(value.get("ts_ms") or 0),
+            value.get("snapshot"),
+        )
 
 
 class OffsetStore(Protocol):

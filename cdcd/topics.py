@@ -5,12 +5,49 @@ one: it refuses a topic whose name differs from an existing one only in '.' and 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cdcd.envelope import KAFKA_TOPIC_CHARS, MAX_TOPIC_LENGTH, EnvelopeEncoder
+# What Kafka allows in a topic name (org.apache.kafka.common.internals.Topic), and its
+# longest; "." and ".." are reserved.
+KAFKA_TOPIC_CHARS = "a-zA-Z0-9._-"
+MAX_TOPIC_LENGTH = 249
+_ILLEGAL_TOPIC_CHAR = re.compile(f"[^{KAFKA_TOPIC_CHARS}]")
+
+
+def _underscores(match: re.Match[str]) -> str:
+    # Debezium replaces each Java char, so a character beyond the BMP (two UTF-16 units)
+    # becomes two underscores: the same topic as a Debezium connector writes.
+    return "__" if ord(match.group()) > 0xFFFF else "_"
+
+
+def kafka_topic_name(name: str) -> str:
+    """``name`` as a valid Kafka topic name, as Debezium's topic naming strategy makes it
+    (``sanitizedTopicName``): each character outside ``[a-zA-Z0-9._-]`` replaced by
+    ``_``, cut to 249 characters; ``.`` and ``..`` become ``_`` and ``__``."""
+    topic = _ILLEGAL_TOPIC_CHAR.sub(_underscores, name)[:MAX_TOPIC_LENGTH]
+    if topic in (".", ".."):
+        return "_" * len(topic)
+    return topic
+
+
+class TopicNaming:
+    """Debezium's default topic naming: ``<topic_prefix>.<schema or database>.<table>``,
+    made a valid Kafka name by ``kafka_topic_name`` (once per table, then cached)."""
+
+    def __init__(self, topic_prefix: str) -> None:
+        self.topic_prefix = topic_prefix
+        self._topics: dict[tuple[str, str], str] = {}
+
+    def for_table(self, namespace: str, table: str) -> str:
+        key = (namespace, table)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = kafka_topic_name(f"{self.topic_prefix}.{namespace}.{table}")
+        return topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +65,12 @@ class TableTopic:
         return f"{self.namespace}.{self.table}"
 
 
-def table_topics(encoder: EnvelopeEncoder, tables: Iterable[tuple[str, str]]) -> list[TableTopic]:
-    """Each table's topic, as the encoder names it when it writes the table's changes."""
+def table_topics(naming: TopicNaming, tables: Iterable[tuple[str, str]]) -> list[TableTopic]:
+    """Each table's topic, as the daemon names it when it writes the table's changes."""
     mapping = []
     for namespace, table in tables:
-        topic = encoder.topic_for(namespace, table)
-        renamed = topic != f"{encoder.topic_prefix}.{namespace}.{table}"
+        topic = naming.for_table(namespace, table)
+        renamed = topic != f"{naming.topic_prefix}.{namespace}.{table}"
         mapping.append(TableTopic(namespace, table, topic, renamed))
     return mapping
 
@@ -90,6 +127,6 @@ def log_topics(log: Any, mapping: list[TableTopic]) -> None:
         log.warning(_shared(group), tables=[entry.name for entry in group])
 
 
-async def warn_about_topics(source: Any, encoder: EnvelopeEncoder, log: Any) -> None:
+async def warn_about_topics(source: Any, naming: TopicNaming, log: Any) -> None:
     """At start: the warnings of ``log_topics`` for the tables ``source`` captures."""
-    log_topics(log, table_topics(encoder, await source.captured_tables()))
+    log_topics(log, table_topics(naming, await source.captured_tables()))

@@ -11,7 +11,7 @@ from offsets_support import offset_history
 from support import consume, unique_name
 
 from cdcd.config import parse_config
-from cdcd.envelope import Record
+from cdcd.serialization import Record
 from cdcd.offsets import StoredOffset
 from cdcd.positions import PgPosition
 from cdcd.sinks.kafka import build

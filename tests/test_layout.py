@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ["cdcd.events", "cdcd.positions", "cdcd.envelope", "cdcd.pipeline", "cdcd.offsets", "cdcd.config"]
+CORE = ["cdcd.events", "cdcd.positions", "cdcd.envelope", "cdcd.runtime.pipeline", "cdcd.offsets", "cdcd.config"]
 FORBIDDEN = ["psycopg", "pymysql", "pymysqlreplication", "aiokafka"]
 
 

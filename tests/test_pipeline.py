@@ -6,10 +6,31 @@ import asyncio
 
 import orjson
 
-from cdcd.envelope import EnvelopeEncoder, Record
+from cdcd.encoder import EnvelopeEncoder
+from cdcd.envelope import EnvelopeBuilder
 from cdcd.events import ChangeEvent, Commit
-from cdcd.pipeline import Pipeline
 from cdcd.positions import PgPosition
+from cdcd.runtime.pipeline import Pipeline
+from cdcd.serialization import Record
+from cdcd.topics import TopicNaming
+from cdcd.transforms.builtin import DeleteTombstones, TableTopics
+
+
+def encoder() -> EnvelopeEncoder:
+    """Today's defaults: the table's topic, a tombstone after a delete."""
+    builder = EnvelopeBuilder("shop", "postgresql")
+    return EnvelopeEncoder(builder, [TableTopics(TopicNaming("shop")), DeleteTombstones()])
+
+
+def pipeline_of(source, sink, **options) -> Pipeline:
+    async def ack(checkpoint):
+        await source.ack(checkpoint.position)
+
+    return Pipeline(sink, encoder(), ack, **options)
+
+
+def run(pipeline: Pipeline, source, cut_transaction=None):
+    return pipeline.run(source.stream(None), cut_transaction)
 
 
 class ListSource:
@@ -77,9 +98,8 @@ async def test_positions_are_acked_only_after_delivery_and_in_order():
         [insert(4), Commit(PgPosition(200)), insert(5)],  # 5 belongs to an open transaction
     ]
     source, sink = ListSource(chunks), GatedSink()
-    encoder = EnvelopeEncoder("shop", "postgresql")
-    pipeline = Pipeline(source, sink, encoder, log=None, max_batch_events=1000)
-    run = asyncio.create_task(pipeline.run())
+    pipeline = pipeline_of(source, sink, max_batch_events=1000)
+    running = asyncio.create_task(run(pipeline, source))
     await asyncio.wait_for(source.exhausted.wait(), 5)
     await asyncio.sleep(0.05)
     assert source.acked == []  # nothing stored yet, so nothing acknowledged
@@ -88,8 +108,9 @@ async def test_positions_are_acked_only_after_delivery_and_in_order():
     # In order, ending at the last commit (writes waiting together are joined into one).
     assert source.acked in ([PgPosition(100), PgPosition(200)], [PgPosition(200)])
     pipeline.stop()
-    stats = await asyncio.wait_for(run, 5)
-    assert stats.acked_position == PgPosition(200)
+    await asyncio.wait_for(running, 5)
+    stats = pipeline.stats
+    assert stats.acked.position == PgPosition(200)
     assert [orjson.loads(r.key)["id"] for r in sink.stored] == [1, 2, 3, 4]
 
 
@@ -103,9 +124,9 @@ async def test_a_failed_delivery_acks_nothing_and_fails_the_run():
 
             return asyncio.ensure_future(deliver())
 
-    pipeline = Pipeline(source, FailingSink(), EnvelopeEncoder("shop", "postgresql"), log=None)
+    pipeline = pipeline_of(source, FailingSink())
     try:
-        await asyncio.wait_for(pipeline.run(), 5)
+        await asyncio.wait_for(run(pipeline, source), 5)
     except RuntimeError as exc:
         assert "broker said no" in str(exc)
     else:
@@ -136,14 +157,14 @@ async def test_every_write_ends_at_a_commit_or_inside_a_transaction_with_no_offs
         return await write(records, offset)
 
     sink.write = spy
-    pipeline = Pipeline(
-        source, sink, EnvelopeEncoder("shop", "postgresql"), log=None, max_batch_events=2
+    pipeline = pipeline_of(source, sink, max_batch_events=2
     )
-    run = asyncio.create_task(pipeline.run())
+    running = asyncio.create_task(run(pipeline, source))
     await asyncio.wait_for(source.exhausted.wait(), 5)
     await asyncio.sleep(0.05)
     pipeline.stop()
-    stats = await asyncio.wait_for(run, 5)
+    await asyncio.wait_for(running, 5)
+    stats = pipeline.stats
     assert sum(n for n, _ in written) == 7
     offsets = [o for _, o in written if o is not None]
     assert [o.position for o in offsets] == [PgPosition(50, 2), PgPosition(120), PgPosition(220)]
@@ -151,20 +172,21 @@ async def test_every_write_ends_at_a_commit_or_inside_a_transaction_with_no_offs
     assert offsets[1].transaction is None and offsets[2].transaction is None
     assert None in [o for _, o in written]  # the long transaction went out before its end
     assert source.acked == [PgPosition(50, 2), PgPosition(120), PgPosition(220)]
-    assert stats.transactions == 2 and stats.acked_position == PgPosition(220)
+    assert stats.transactions == 2 and stats.acked.position == PgPosition(220)
 
 
 async def test_resuming_a_cut_in_another_transaction_fails_before_writing():
     from cdcd.errors import SourceError
     from cdcd.offsets import StoredOffset
+    from cdcd.runtime.coordinator import _cut_transaction
 
     source = ListSource([[change(3, "8:200"), Commit(PgPosition(220), txid="8:200")]])
     sink = GatedSink()
     sink.release.set()
-    pipeline = Pipeline(source, sink, EnvelopeEncoder("shop", "postgresql"), log=None)
+    pipeline = pipeline_of(source, sink)
     resume = StoredOffset(PgPosition(50, 2), {"id": "7:100"})
     try:
-        await asyncio.wait_for(pipeline.run(resume), 5)
+        await asyncio.wait_for(run(pipeline, source, _cut_transaction(resume)), 5)
     except SourceError as exc:
         assert "cuts transaction 7:100" in str(exc) and "8:200" in str(exc)
     else:
@@ -176,25 +198,25 @@ async def test_stop_writes_what_was_read_whole_and_no_more():
     chunks = [[insert(1), Commit(PgPosition(100)), insert(2)]]  # 2: an open transaction
     source, sink = ListSource(chunks), GatedSink()
     sink.release.set()
-    pipeline = Pipeline(source, sink, EnvelopeEncoder("shop", "postgresql"), log=None)
-    run = asyncio.create_task(pipeline.run())
+    pipeline = pipeline_of(source, sink)
+    running = asyncio.create_task(run(pipeline, source))
     await asyncio.wait_for(source.exhausted.wait(), 5)
     pipeline.stop()
-    await asyncio.wait_for(run, 5)
+    await asyncio.wait_for(running, 5)
     assert [orjson.loads(r.key)["id"] for r in sink.stored] == [1]
     assert source.acked == [PgPosition(100)]
 
 
 async def test_stop_gives_up_on_a_sink_that_never_commits():
     source, sink = ListSource([[insert(1), Commit(PgPosition(100))]]), GatedSink()  # never released
-    pipeline = Pipeline(
-        source, sink, EnvelopeEncoder("shop", "postgresql"), log=None, drain_timeout_s=0.2
+    pipeline = pipeline_of(source, sink, drain_timeout_s=0.2
     )
-    run = asyncio.create_task(pipeline.run())
+    running = asyncio.create_task(run(pipeline, source))
     await asyncio.wait_for(source.exhausted.wait(), 5)
     pipeline.stop()
-    stats = await asyncio.wait_for(run, 5)  # returns: the batch is read again next time
-    assert stats.acked_position is None and source.acked == []
+    await asyncio.wait_for(running, 5)
+    stats = pipeline.stats  # returns: the batch is read again next time
+    assert stats.acked is None and source.acked == []
 
 
 async def test_a_writer_that_is_behind_takes_many_small_transactions_in_one_write():
@@ -218,16 +240,15 @@ async def test_a_writer_that_is_behind_takes_many_small_transactions_in_one_writ
         return await write(records, offset)
 
     sink.ready, sink.write = ready, spy
-    pipeline = Pipeline(
-        source, sink, EnvelopeEncoder("shop", "postgresql"), log=None, max_batch_events=150
+    pipeline = pipeline_of(source, sink, max_batch_events=150
     )
-    run = asyncio.create_task(pipeline.run())
+    running = asyncio.create_task(run(pipeline, source))
     await asyncio.wait_for(source.exhausted.wait(), 5)
     assert written == []  # the writer still waits for the sink, the reader did not
     gate.set()
     await asyncio.sleep(0.05)
     pipeline.stop()
-    await asyncio.wait_for(run, 5)
+    await asyncio.wait_for(running, 5)
     ids = [i for batch, _ in written for i in batch]
     assert ids == list(range(200))  # each once, in order
     assert all(len(batch) <= 150 for batch, _ in written)  # within max_batch_events

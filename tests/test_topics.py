@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdcd.envelope import EnvelopeEncoder, kafka_topic_name
+from cdcd.topics import TopicNaming, kafka_topic_name
 from cdcd.topics import describe, log_topics, shared_topics, table_topics
 
 # org.apache.kafka.common.internals.Topic.validate: legal characters, length, not . or ..
@@ -44,7 +44,7 @@ def test_every_topic_name_produced_is_a_valid_kafka_name(name):
 
 @given(st.text(max_size=120), st.text(max_size=120))
 def test_every_table_gets_a_valid_topic(namespace, table):
-    topic = EnvelopeEncoder("shop", "postgresql").topic_for(namespace, table)
+    topic = TopicNaming("shop").for_table(namespace, table)
     assert _valid_kafka_name(topic)
 
 
@@ -57,10 +57,10 @@ class _Log:
 
 
 def test_the_map_names_renamed_and_shared_topics():
-    encoder = EnvelopeEncoder("q", "postgresql")
+    naming = TopicNaming("q")
     tables = [("public", "orders"), ("public", 'quo"te'), ("public", "quo'te"), ("public", "a.b")]
     tables.append(("public", "a_b"))
-    mapping = table_topics(encoder, tables)
+    mapping = table_topics(naming, tables)
     assert [(m.topic, m.renamed) for m in mapping] == [
         ("q.public.orders", False),
         ("q.public.quo_te", True),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Protocol
 
-from cdcd.envelope import Record
 from cdcd.errors import SinkError
 from cdcd.offsets import StoredOffset
+from cdcd.serialization import Record
 
 # Completes when every record of one ``write`` (and its offset, if any) is durably
 # stored; raises if any is not.
@@ -15,8 +15,13 @@ Delivery = Awaitable[None]
 
 
 class Sink(Protocol):
-    async def start(self) -> None:
-        """Connect; raise ``SinkError`` saying what to fix when that is impossible."""
+    async def connect(self) -> None:
+        """Reach the sink without claiming the right to write (an instance may connect and
+        wait while another writes); raise ``SinkError`` saying what to fix."""
+
+    async def activate(self) -> None:
+        """Claim the right to write (Kafka: the transactional producer starts, fencing an
+        older instance); after it, ``read_offset`` gives the last committed offset."""
 
     async def read_offset(self) -> StoredOffset | None:
         """The daemon's last stored offset (None: never stored, or the sink keeps none)."""

@@ -39,9 +39,9 @@ from aiokafka.errors import (
 from aiokafka.partitioner import murmur2
 
 from cdcd.config import OffsetsConfig
-from cdcd.envelope import Record
 from cdcd.errors import FencedError, SinkError
 from cdcd.offsets import StoredOffset
+from cdcd.serialization import Record
 from cdcd.sinks.base import Delivery, SinkUnavailableError
 from cdcd.sinks.kafka import shims
 from cdcd.sinks.kafka.client import client_options, default_replication, quiet_library_logs

@@ -13,8 +13,8 @@ from typing import IO
 
 import orjson
 
-from cdcd.envelope import Record
 from cdcd.offsets import StoredOffset
+from cdcd.serialization import Record
 from cdcd.sinks.base import Delivery
 
 
@@ -27,6 +27,12 @@ class StdoutSink:
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
+
+    async def connect(self) -> None:
+        return None  # nothing to reach
+
+    async def activate(self) -> None:
+        return None  # nothing to claim
 
     async def start(self) -> None:
         return None

@@ -625,7 +625,6 @@ class MysqlSource:
                     "ts_ms": ts * 1000,
                     "ts_us": ts * 1_000_000,
                     "ts_ns": ts * 1_000_000_000,
-                    "snapshot": "false",
                     "db": table.schema,
                     "sequence": None,
                     "table": table.name,
@@ -721,7 +720,6 @@ class MysqlSource:
                                 {
                                     "connector": connector,
                                     "ts_ms": ts * 1000,
-                                    "snapshot": "false",
                                     "db": database,
                                     "table": None,
                                     "server_id": server_id,

@@ -696,7 +696,6 @@ class PostgresSource:
             "ts_ms": ts_us // 1000,
             "ts_us": ts_us,
             "ts_ns": ts_us * 1000,
-            "snapshot": "false",
             "db": self.database,
             "sequence": f'[{self._last_commit_lsn_text},"{lsn}"]',
             "schema": table.namespace,

@@ -1,16 +1,18 @@
-"""Source -> envelope -> sink, with the ack rule.
+"""Stream -> encoder -> sink, with the ack rule.
 
-The one place that decides order. Three tasks joined by bounded queues (so memory stays
-bounded whatever the size of a transaction):
+Three tasks joined by bounded queues (so memory stays bounded whatever the size of a
+transaction):
 
-- the reader encodes what the source yields, in order, and cuts it into segments: the
+- the reader encodes what the stream yields, in order, and cuts it into segments: the
   records up to a commit (whole transactions, or a safe cut of a huge one) with the
-  offset to resume after them, or, inside a huge transaction, records without one;
+  checkpoint to resume after them, or, inside a huge transaction, records without one;
 - the writer hands segments to the sink, joining those already waiting into one write
   (one Kafka transaction with exactly-once delivery) up to ``max_batch_events``: the
   slower Kafka answers, the larger the transactions, while the reader keeps encoding;
 - the acker waits for each write to be stored (committed) and only then acknowledges
-  its position to the source (the ack rule).
+  its checkpoint to the source (the ack rule).
+
+Which stream runs, and when, is the coordinator's decision (``cdcd.runtime.coordinator``).
 """
 
 from __future__ import annotations
@@ -19,31 +21,23 @@ import asyncio
 import collections
 import contextlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from cdcd.envelope import EnvelopeEncoder, Record
+from cdcd.checkpoint import Checkpoint
+from cdcd.encoder import EnvelopeEncoder
 from cdcd.errors import SourceError
-from cdcd.events import Commit
-from cdcd.offsets import StoredOffset, inside_transaction
-from cdcd.positions import Position
+from cdcd.events import SourceItem
+from cdcd.runtime.context import Stats
+from cdcd.serialization import Record
 from cdcd.sinks.base import Delivery, Sink
-from cdcd.sources.base import Source
-
-
-@dataclass
-class PipelineStats:
-    events: int = 0
-    records: int = 0
-    transactions: int = 0
-    acked_position: Position | None = None
-    started_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
 class _Segment:
     records: list[Record]
-    offset: StoredOffset | None  # where to resume after these records; None: mid-transaction
+    checkpoint: Checkpoint | None  # where to resume after these records; None: mid-transaction
 
 
 _SEGMENTS_AHEAD = 2
@@ -71,12 +65,12 @@ class _Segments:
                 return
             last = waiting[-1]
             if (
-                segment.offset is not None
-                and last.offset is not None
+                segment.checkpoint is not None
+                and last.checkpoint is not None
                 and len(last.records) + len(segment.records) <= self._limit
             ):
                 last.records.extend(segment.records)
-                last.offset = segment.offset
+                last.checkpoint = segment.checkpoint.after(last.checkpoint)
                 return
             self._not_full.clear()
             await self._not_full.wait()
@@ -94,30 +88,34 @@ class _Segments:
             self._not_empty.clear()
             await self._not_empty.wait()
         return self.get_nowait()
-_Delivered = tuple[Delivery, StoredOffset | None]
+_Delivered = tuple[Delivery, Checkpoint | None]
+Stream = AsyncIterator[list[SourceItem]]
 
 
 class Pipeline:
-    """Moves changes from one source to one sink until stopped or failed."""
+    """Moves one stream's changes to one sink until stopped or failed; ``ack`` is told
+    each checkpoint once Kafka holds everything up to it."""
 
     def __init__(
         self,
-        source: Source,
         sink: Sink,
         encoder: EnvelopeEncoder,
+        ack: Callable[[Checkpoint], Awaitable[None]],
         *,
-        log: Any,
+        stats: Stats | None = None,
+        log: Any = None,
         max_batch_events: int = 5000,
         max_in_flight_batches: int = 8,
         drain_timeout_s: float = 20.0,
     ) -> None:
-        self.source = source
         self.sink = sink
         self.encoder = encoder
+        self.ack = ack
         self.log = log
         self.max_batch_events = max_batch_events
         self.drain_timeout_s = drain_timeout_s
-        self.stats = PipelineStats()
+        self.stats = stats if stats is not None else Stats()
+        self.started_at = time.monotonic()
         # A few segments ahead of the writer: enough to encode the next write while Kafka
         # commits the last one; more would only hold memory.
         self._segments = _Segments(_SEGMENTS_AHEAD, max_batch_events)
@@ -130,12 +128,11 @@ class Pipeline:
         """Ask the pipeline to drain and return (safe to call from a signal handler)."""
         self._stopping.set()
 
-    async def run(self, resume: StoredOffset | None = None) -> PipelineStats:
-        """Stream from ``resume`` until ``stop()``; then drain what was read whole and
-        acknowledge it."""
-        if resume is not None:
-            self.encoder.restore_transaction(resume.transaction)
-        reader = asyncio.create_task(self._read_loop(resume), name="cdcd-reader")
+    async def run(self, stream: Stream, cut_transaction: str | None = None) -> None:
+        """Move ``stream`` until ``stop()``; then drain what was read whole and acknowledge
+        it. ``cut_transaction``: the id of the transaction the stored offset cuts; the
+        stream must resume inside that very transaction."""
+        reader = asyncio.create_task(self._read_loop(stream, cut_transaction), name="cdcd-reader")
         writer = asyncio.create_task(self._write_loop(), name="cdcd-writer")
         acker = asyncio.create_task(self._ack_loop(), name="cdcd-acker")
         stopper = asyncio.create_task(self._stopping.wait(), name="cdcd-stop")
@@ -162,7 +159,6 @@ class Pipeline:
                         "stopped without waiting longer for Kafka to commit the last batch",
                         waited_s=self.drain_timeout_s,
                     )
-            return self.stats
         finally:
             for worker in workers:
                 worker.cancel()
@@ -174,43 +170,38 @@ class Pipeline:
         await writer
         await acker
 
-    async def _read_loop(self, resume: StoredOffset | None) -> None:
-        encoder = self.encoder
-        encode = encoder.encode
+    async def _read_loop(self, stream: Stream, expected: str | None) -> None:
+        encode = self.encoder.encode
         put = self._segments.put
-        batch: list[Record] = []
-        last_commit: Commit | None = None  # the last commit in ``batch``
-        committed = 0  # records in ``batch`` up to it
-        transaction_state: dict[str, Any] | None = None
+        limit = self.max_batch_events
+        batch: list[Record] = []  # records after the last commit (inside a transaction)
         stats = self.stats
-        # A position that cuts a transaction must resume inside that very transaction.
-        expected = _cut_transaction(resume)
-        async for chunk in self.source.stream(resume.position if resume is not None else None):
-            now_ns = time.time_ns()
+        async for chunk in stream:
             if expected is not None and _resumed_transaction_checked(expected, chunk):
                 expected = None
-            for item in chunk:
-                if type(item) is Commit:
-                    partial = inside_transaction(item.position)
-                    encoder.commit(item, batch, partial=partial)
-                    last_commit, committed = item, len(batch)
-                    transaction_state = None
-                    if partial:
-                        transaction_state = encoder.transaction_state() or {"id": item.txid}
-                    if not partial and not (item.extra and item.extra.get("heartbeat")):
-                        stats.transactions += 1
-                else:
-                    encode(item, batch, now_ns)  # type: ignore[arg-type]
-                    stats.events += 1
-            if last_commit is not None:
-                # Whole transactions (or safe cuts) with their offset; what follows the
+            encoded = encode(chunk, time.time_ns())
+            stats.events += encoded.events
+            stats.transactions += encoded.transactions
+            records = encoded.records
+            if encoded.marks:
+                # Whole transactions (or safe cuts) with their checkpoint; what follows the
                 # last commit waits for its own, so a segment never ends inside a
                 # transaction that its offset counts as written.
-                offset = StoredOffset(last_commit.position, transaction_state)
-                tail = batch[committed:]
-                await put(_Segment(batch[:committed] if tail else batch, offset))
-                batch, last_commit, committed = tail, None, 0
-            if len(batch) >= self.max_batch_events:
+                at, checkpoint = encoded.marks[-1]
+                for _, earlier in encoded.marks[:-1]:
+                    checkpoint = checkpoint.after(earlier)
+                tail = records[at:]
+                head = records if not tail else records[:at]
+                if batch:
+                    batch.extend(head)
+                    head = batch
+                await put(_Segment(head, checkpoint))
+                batch = tail
+            elif batch:
+                batch.extend(records)
+            else:
+                batch = records
+            if len(batch) >= limit:
                 await put(_Segment(batch, None))  # inside a huge transaction: bounded memory
                 batch = []
 
@@ -227,14 +218,14 @@ class Pipeline:
                 return
             if ready is not None:
                 await ready()  # e.g. the last Kafka transaction committed: join what came since
-            records, offset = segment.records, segment.offset
-            if offset is not None:
+            records, checkpoint = segment.records, segment.checkpoint
+            if checkpoint is not None:
                 # Join the segments already waiting (each ends at a commit) into one write.
                 while not segments.empty():
                     following = segments.get_nowait()
                     if (
                         following is _END
-                        or following.offset is None
+                        or following.checkpoint is None
                         or len(records) + len(following.records) > limit
                     ):
                         carried = following
@@ -242,28 +233,22 @@ class Pipeline:
                     if records is segment.records:
                         records = list(records)
                     records.extend(following.records)
-                    offset = following.offset
+                    checkpoint = following.checkpoint.after(checkpoint)
+            offset = checkpoint.stored_offset() if checkpoint is not None else None
             delivery = await self.sink.write(records, offset)
             self.stats.records += len(records)
-            await self._deliveries.put((delivery, offset))
+            await self._deliveries.put((delivery, checkpoint))
 
     async def _ack_loop(self) -> None:
         while True:
             item = await self._deliveries.get()
             if item is None:
                 return
-            delivery, offset = item
+            delivery, checkpoint = item
             await delivery
-            if offset is not None:
-                await self.source.ack(offset.position)
-                self.stats.acked_position = offset.position
-
-
-def _cut_transaction(resume: StoredOffset | None) -> str | None:
-    if resume is None or not inside_transaction(resume.position) or not resume.transaction:
-        return None
-    txid = resume.transaction.get("id")
-    return str(txid) if txid is not None else None
+            if checkpoint is not None:
+                await self.ack(checkpoint)
+                self.stats.acknowledged(checkpoint)
 
 
 def _resumed_transaction_checked(expected: str, chunk: list[Any]) -> bool:

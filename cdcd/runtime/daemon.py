@@ -1,0 +1,131 @@
+"""The daemon's lifecycle: start, stream, start over when a failure may pass, stop.
+
+One ``Daemon`` per process. It makes the ``Context`` once (logger, counters, health,
+notifier: they outlive every restart) and, for each start, a source, a sink and a
+``Coordinator``: Kafka is reached first (``connect``, which fences nobody), then the right
+to write is claimed (``activate``: the transactional producer fences an older instance),
+the last committed offset read, and the coordinator runs. When Kafka or the source fails
+in a way that may pass (a broker restarting, a lost or refused database connection), it
+starts over from the last committed offset, with growing pauses; a failure at the first
+start, a fenced producer, a lost position or any other error stops the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from typing import Any
+
+from cdcd import __version__
+from cdcd.config import Config
+from cdcd.errors import SourceUnavailableError
+from cdcd.runtime.context import Context, State, Stats
+from cdcd.runtime.coordinator import Coordinator, keeps_offsets
+from cdcd.sinks import build_sink
+from cdcd.sinks.base import SinkUnavailableError
+from cdcd.sources import build_source
+from cdcd.topics import TopicNaming, warn_about_topics
+
+# A pipeline that ran this long before failing was healthy: the next start over waits
+# the shortest pause again.
+HEALTHY_RUN_S = 60.0
+LONGEST_PAUSE_S = 30.0
+
+
+class Daemon:
+    def __init__(self, config: Config, log: Any) -> None:
+        self.ctx = Context(config, log)
+        self._stopping = asyncio.Event()
+        self._coordinator: Coordinator | None = None
+        self._started = False  # the first start got as far as streaming
+
+    def stop(self) -> None:
+        """Drain what was read whole, then return from ``run`` (SIGTERM, SIGINT)."""
+        self._stopping.set()
+        self.ctx.enter(State.STOPPING)
+        if self._coordinator is not None:
+            self._coordinator.stop()
+
+    async def run(self) -> Stats:
+        """Stream until stopped; the counters of the whole run."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        pause = 1.0
+        while not self._stopping.is_set():
+            try:
+                await self._start_and_stream()
+                break
+            except (SinkUnavailableError, SourceUnavailableError) as exc:
+                if not self._started:
+                    raise  # at the first start: a failure, not a passing one
+                ran_since = self._coordinator.started_at if self._coordinator else None
+                if ran_since is not None and time.monotonic() - ran_since > HEALTHY_RUN_S:
+                    pause = 1.0  # it streamed a good while: a new failure, not the same one
+                self._waiting(exc, pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            pause = min(pause * 2, LONGEST_PAUSE_S)
+            self.ctx.stats.restarts += 1
+        self._stopped()
+        return self.ctx.stats
+
+    async def _start_and_stream(self) -> None:
+        ctx, config = self.ctx, self.ctx.config
+        ctx.enter(State.STARTING, "connecting")
+        source = build_source(config, log=ctx.log)
+        sink = build_sink(config, log=ctx.log)
+        coordinator = self._coordinator = Coordinator(ctx, source, sink)
+        if self._stopping.is_set():
+            coordinator.stop()
+        try:
+            await sink.connect()  # first: no slot is created for a daemon that cannot deliver
+            # (An active/standby pair waits here for leadership, connected, fencing nobody.)
+            await sink.activate()
+            resume = await coordinator.start(await sink.read_offset())
+            if not self._started:
+                await warn_about_topics(source, TopicNaming(config.sink.topic_prefix), ctx.log)
+            ctx.log.info(
+                "started",
+                source=config.source.kind,
+                sink=config.sink.kind,
+                delivery=config.delivery if keeps_offsets(sink) else "none",
+                offset=str(resume.position) if resume is not None else None,
+                version=__version__,
+                pid=os.getpid(),
+            )
+            self._started = True
+            await coordinator.run(resume)
+        finally:
+            ctx.log.debug("closing", source=config.source.kind, sink=config.sink.kind)
+            await source.close()
+            await sink.close()
+
+    def _waiting(self, exc: Exception, pause: float) -> None:
+        config = self.ctx.config
+        if isinstance(exc, SinkUnavailableError):
+            what, awaited = "Kafka unavailable", config.sink.where()
+        else:
+            what = "source unavailable"
+            source = self._coordinator.source if self._coordinator is not None else None
+            awaited = getattr(source, "description", config.source.kind)
+        self.ctx.enter(State.STARTING, f"{what}: waiting for {awaited}")
+        self.ctx.log.warning(
+            f"{what}: starting over from the last committed offset once {awaited} "
+            f"answers (next attempt in {pause:g} s)",
+            error=str(exc),
+            pause_s=pause,
+        )
+
+    def _stopped(self) -> None:
+        stats = self.ctx.stats
+        acked = stats.acked.position if stats.acked is not None else None
+        self.ctx.log.info(
+            "stopped",
+            events=stats.events,
+            transactions=stats.transactions,
+            position=str(acked) if acked is not None else None,
+        )
