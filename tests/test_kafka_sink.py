@@ -11,9 +11,9 @@ from offsets_support import offset_history
 from support import consume, unique_name
 
 from cdcd.config import parse_config
-from cdcd.serialization import Record
 from cdcd.offsets import StoredOffset
 from cdcd.positions import PgPosition
+from cdcd.serialization import Record
 from cdcd.sinks.kafka import build
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,14 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdcd.topics import TopicNaming, kafka_topic_name
-from cdcd.topics import describe, log_topics, shared_topics, table_topics
+from cdcd.topics import (
+    TopicNaming,
+    describe,
+    kafka_topic_name,
+    log_topics,
+    shared_topics,
+    table_topics,
+)
 
 # org.apache.kafka.common.internals.Topic.validate: legal characters, length, not . or ..
 _VALID = re.compile(r"[a-zA-Z0-9._-]{1,249}")
