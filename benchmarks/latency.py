@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -414,7 +414,7 @@ def _steal_at(steal_samples: list[tuple[int, float]], window_start: int, second:
 
 def _by_second(
     commits: list[list[int]],
-    ids: dict[int, float],
+    ids: Mapping[int, float],
     window_start: int,
     steal_samples: list[tuple[int, float]],
     target_ms: float = 50.0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -224,8 +225,6 @@ _CONFIG_MODELS = {
 
 def _config_model(module_name: str, name: str) -> Any:
     """A configuration model from its own module, or from ``cdcd.config`` (older layout)."""
-    import importlib
-
     try:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
