@@ -6,13 +6,20 @@ own high-water mark (``VmHWM``) of each process, summed over the tree (for one p
 it is exact; for several an upper bound), next to the largest sampled sum of current
 RSS. CPU seconds are user + system time (``utime + stime``) of the tree, plus what
 children that already exited left in their parent's ``cutime + cstime``.
+
+``CpuMeter`` reads the whole machine meanwhile (/proc/stat): how busy it was, what the
+hypervisor stole, which other processes used the CPU; ``machine()`` describes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
 import subprocess
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -115,8 +122,6 @@ def run_measured(
     Peak RSS is the largest ``VmHWM`` sampled every 2 ms while it runs (not wait4()'s
     ``ru_maxrss``, which keeps the forking Python process's size across exec); CPU
     seconds come from wait4()."""
-    import time
-
     started = time.monotonic()
     proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr)
     deadline = None if timeout is None else started + timeout
@@ -144,4 +149,83 @@ def run_measured(
         "wall_s": round(wall, 3),
         "peak_rss_mb": round(hwm_kb / 1024, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+    }
+
+
+class CpuMeter:
+    """How busy the whole machine was (in cores) between two readings of /proc/stat, and
+    which processes other than the reader used it (a noisy neighbour, a server still
+    purging its backlog)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+        self.start_by_process = self._by_process()
+
+    @staticmethod
+    def _by_process() -> dict[int, tuple[str, float]]:
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            fields = text[text.rindex(")") + 2 :].split()
+            out[int(stat.parent.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+        return out
+
+    def others(self, reader: set[int], top: int = 3) -> list[tuple[str, float]]:
+        """The processes outside ``reader`` that used the most CPU seconds since the
+        start (by name, at least 0.5 s)."""
+        used: dict[str, float] = {}
+        for pid, (name, cpu) in self._by_process().items():
+            if pid in reader:
+                continue
+            if pid == os.getpid():
+                name = "harness"  # its Kafka consumer, when it follows a topic meanwhile
+            before = self.start_by_process.get(pid, (name, 0.0))[1]
+            used[name] = used.get(name, 0.0) + cpu - before
+        ranked = sorted(used.items(), key=lambda item: -item[1])
+        return [(name, round(cpu, 1)) for name, cpu in ranked[:top] if cpu >= 0.5]
+
+    @staticmethod
+    def _read() -> tuple[float, float, float]:
+        """Now, CPU seconds the machine ran anything, and those the hypervisor took for
+        others (steal: on a shared host, the reason one run is slower than the next)."""
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        idle, steal = values[3] + values[4], values[7]
+        tick = os.sysconf("SC_CLK_TCK")
+        return time.monotonic(), (sum(values[:7]) - idle) / tick, steal / tick
+
+    @classmethod
+    def steal_s(cls) -> float:
+        """CPU seconds the hypervisor took for others since boot (for a series of samples)."""
+        return cls._read()[2]
+
+    def busy_cores(self) -> float:
+        t1, b1, _ = self._read()
+        t0, b0, _ = self.start
+        return round((b1 - b0) / (t1 - t0), 2) if t1 > t0 else 0.0
+
+    def steal_cores(self) -> float:
+        t1, _, s1 = self._read()
+        t0, _, s0 = self.start
+        return round((s1 - s0) / (t1 - t0), 2) if t1 > t0 else 0.0
+
+
+def machine() -> dict[str, Any]:
+    """The machine the run is on, its load average at the start."""
+    mem = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
+        mem = int(fh.readline().split()[1]) // 1024
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    return {
+        "cpus": os.cpu_count(),
+        "memory_mb": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "java": java[0] if java else None,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }

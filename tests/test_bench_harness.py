@@ -1,5 +1,6 @@
-"""The benchmark harness's own arithmetic (benchmarks/run.py): how a latency window is
-read second by second, and which window counts."""
+"""The benchmark harness's own arithmetic: how a latency window is read second by second
+and which window counts (benchmarks/latency.py), where Kafka's transaction markers are
+(benchmarks/kafka_tools.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import run  # noqa: E402
+import latency  # noqa: E402
 
 S = 1_000_000_000  # ns
 
@@ -29,7 +30,7 @@ def test_by_second_counts_slow_seconds_and_splits_them_at_the_reader():
     commits.append([999, 1, start - S, start - S + 1])
     ids[999] = (start - S) / 1e6 + 500
     steal = [(start - S, 0.0), (start + S, 0.1), (start + 2 * S, 0.9)]
-    out = run._by_second(commits, ids, start, steal, target_ms=50.0, reader_ts=reader_ts)
+    out = latency._by_second(commits, ids, start, steal, target_ms=50.0, reader_ts=reader_ts)
     assert out["seconds"] == 2 and out["seconds_over_target"] == 1
     worst = out["worst"][0]
     assert worst["second"] == 1
@@ -43,8 +44,8 @@ def test_the_window_with_the_least_host_steal_counts_whatever_its_latency():
         {"window": 2, "host_steal_cores": 0.05, "p99_ms": 90.0},
         {"window": 3, "host_steal_cores": 0.01, "error": "rows missing"},
     ]
-    assert run._choose_window(windows)["window"] == 2
-    assert run._choose_window(windows[:1])["window"] == 1
+    assert latency._choose_window(windows)["window"] == 2
+    assert latency._choose_window(windows[:1])["window"] == 1
 
 
 def test_transaction_markers_are_read_from_the_log_segment(tmp_path):

@@ -114,9 +114,9 @@ def test_huge_transaction_is_cut_and_resumed_inside_after_sigkill(pg_case, tmp_p
     # past what Kafka holds, it now sees the slot ahead of the offset and stops first).
     asyncio.run(_store_raw_offset(pg_case.bootstrap, pg_case.name, cut))
     with daemon(tmp_path, config, start=False) as d:
-        start_again(d)
+        d.start(wait_for="")  # refused at start (the slot check) or at the next transaction
         pg_case.execute(f"INSERT INTO {s}.big VALUES (-1, 'after')")
-        assert d.process.wait(30) == 1
+        assert d.process is not None and d.process.wait(30) == 1
     assert (
         "cannot be read again" in d.log_text()
         or "re-sent one with 1" in d.log_text()

@@ -1,0 +1,179 @@
+"""PostgreSQL under test: the ``bench`` database, its publication, one replication slot
+per reader (created before the backlog, so that every slot holds all of it), and how each
+reader is pointed at its slot (cdcd's source keys, Debezium's properties,
+``pg_recvlogical``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import load
+from harness import PG_BIN, Options, log, log_tail, url_parts
+from procstat import run_measured
+
+
+class PostgresBench:
+    """PostgreSQL: database ``bench``, publication ``bench_pub``, one slot per reader."""
+
+    name = "postgres"
+    db = "postgres"  # load.py's name of the database kind
+    family = "postgres"
+    connector = "io.debezium.connector.postgresql.PostgresConnector"
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        u = urlsplit(opts.pg_dsn)
+        self.admin_dsn = opts.pg_dsn
+        self.dsn = urlunsplit(u._replace(path="/bench"))
+        self.parts = url_parts(self.dsn)
+        self.publication = "bench_pub"
+        self.slots: list[str] = []
+        self.start: dict[str, Any] = {}
+
+    def _conn(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True)
+
+    def prepare(self, roles: list[str]) -> dict[str, Any]:
+        import psycopg
+
+        with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = 'bench'").fetchone():
+                admin.execute("CREATE DATABASE bench")
+        load.create_table("postgres", self.dsn)
+        with self._conn() as conn:
+            # Inactive slots of an earlier, interrupted run of this harness retain WAL.
+            for (slot,) in conn.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'bench\\_%' "
+                "AND database = 'bench' AND NOT active"
+            ).fetchall():
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            conn.execute(f"DROP PUBLICATION IF EXISTS {self.publication}")
+            conn.execute(f"CREATE PUBLICATION {self.publication} FOR TABLE bench.orders")
+        self.start = {"slots": {role: self.create_slot(role) for role in roles}}
+        return self.start
+
+    def create_slot(self, role: str) -> str:
+        slot = f"bench_{role}_{self.opts.run_id}"
+        with self._conn() as conn:
+            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        self.slots.append(slot)
+        return slot
+
+    def end_position(self) -> dict[str, Any]:
+        with self._conn() as conn:
+            return {"lsn": conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]}
+
+    def settle(self) -> dict[str, Any]:
+        """After the backlog: its dead rows vacuumed and a checkpoint written now, so that
+        autovacuum and a checkpoint do not land inside the latency window."""
+        started = time.monotonic()
+        with self._conn() as conn:
+            conn.execute("VACUUM (ANALYZE) bench.orders")
+            conn.execute("CHECKPOINT")
+        return {
+            "settle_s": round(time.monotonic() - started, 3),
+            "did": "VACUUM ANALYZE, CHECKPOINT",
+        }
+
+    def cdcd_source(self, role: str, slot: str) -> dict[str, Any]:
+        return {
+            "kind": "postgres",
+            "dsn": self.dsn,
+            "tables": ["bench.orders"],
+            "slot_name": slot,
+            "publication_name": self.publication,
+            "create_slot": False,
+            "create_publication": False,
+        }
+
+    def cdcd_catchup_source(self, role: str) -> dict[str, Any]:
+        return self.cdcd_source(role, self.start["slots"][role])
+
+    def debezium_props(self, role: str, slot: str, prefix: str, workdir: Path) -> dict[str, str]:
+        p = self.parts
+        return {
+            "name": f"bench-dbz-{self.name}",
+            "connector.class": self.connector,
+            "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+            "offset.storage.file.filename": str(workdir / "offsets.dat"),
+            "offset.flush.interval.ms": "10000",
+            "database.hostname": p["host"],
+            "database.port": str(p["port"] or 5432),
+            "database.user": p["user"],
+            "database.password": p["password"],
+            "database.dbname": "bench",
+            "topic.prefix": prefix,
+            "plugin.name": "pgoutput",
+            "slot.name": slot,
+            "publication.name": self.publication,
+            "publication.autocreate.mode": "disabled",
+            "snapshot.mode": "no_data",
+            "table.include.list": "bench.orders",
+        }
+
+    def debezium_catchup_props(self, role: str, prefix: str, workdir: Path) -> dict[str, str]:
+        return self.debezium_props(role, self.start["slots"][role], prefix, workdir)
+
+    def c_limit(self, end: dict[str, Any], workdir: Path) -> dict[str, Any]:
+        p = self.parts
+        argv = [
+            str(PG_BIN / "pg_recvlogical"),
+            "-d",
+            f"host={p['host']} port={p['port'] or 5432} user={p['user']} dbname=bench",
+            "--slot",
+            self.start["slots"]["c"],
+            "--start",
+            "--endpos",
+            end["lsn"],
+            "-o",
+            "proto_version=1",
+            "-o",
+            f"publication_names={self.publication}",
+            "-f",
+            "/dev/null",
+            "--no-loop",
+        ]
+        env = {**os.environ, "PGPASSWORD": p["password"]}
+        with open(workdir / "pg_recvlogical.log", "wb") as err:
+            result = run_measured(argv, env=env, stderr=err, timeout=1800)
+        result["reader"] = "pg_recvlogical (pgoutput proto 1, binary to /dev/null)"
+        if result.get("returncode"):
+            result["error"] = (
+                f"pg_recvlogical exited {result['returncode']}: "
+                f"{log_tail(workdir / 'pg_recvlogical.log')}"
+            )
+        return result
+
+    def latency_start(self, role: str) -> dict[str, Any]:
+        return {"slot": self.create_slot(role)}
+
+    def cdcd_latency_source(self, role: str, start: dict[str, Any]) -> dict[str, Any]:
+        return self.cdcd_source(role, start["slot"])
+
+    def debezium_latency_props(
+        self, role: str, start: dict[str, Any], prefix: str, workdir: Path
+    ) -> dict[str, str]:
+        return self.debezium_props(role, start["slot"], prefix, workdir)
+
+    def cleanup(self) -> None:
+        with self._conn() as conn:
+            for slot in self.slots:
+                for _ in range(20):
+                    row = conn.execute(
+                        "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+                    ).fetchone()
+                    if row is None:
+                        break
+                    if row[0] is None:
+                        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                        break
+                    time.sleep(0.5)
+                else:
+                    log(f"slot {slot} still in use: not dropped")
+        self.slots.clear()
