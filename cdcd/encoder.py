@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cdcd.checkpoint import Checkpoint
-from cdcd.envelope import EnvelopeBuilder, Message
-from cdcd.events import ChangeEvent, Commit, SchemaChange, SourceItem
+from cdcd.envelope import EnvelopeBuilder
+from cdcd.events import Commit, SourceItem
 from cdcd.offsets import inside_transaction
 from cdcd.serialization import JsonSerializer, Record
 from cdcd.transforms import CommitMark, Item, Transform, build_transforms
@@ -56,32 +56,23 @@ class EnvelopeEncoder:
 
     def encode(self, items: list[SourceItem], now_ns: int) -> Encoded:
         encoded = Encoded()
-        messages: list[Item] = []
-        append = messages.append
-        change = self.builder.change
-        for item in items:
-            kind = type(item)
-            if kind is ChangeEvent:
-                append(change(item, now_ns))  # type: ignore[arg-type]
-            elif isinstance(item, Commit):
-                append(CommitMark(item, inside_transaction(item.position)))
-            else:
-                assert isinstance(item, SchemaChange)
-                append(self.builder.schema_change(item, now_ns))
-        encoded.events = len(items)
+        messages: list[Item] = [
+            CommitMark(item, inside_transaction(item.position))
+            if isinstance(item, Commit)
+            else item
+            for item in self.builder.messages(items, now_ns)
+        ]
         for transform in self.transforms:
             messages = transform.apply(messages)
-        records = encoded.records
-        serialize = self.serializer.serialize
-        for message in messages:
-            if type(message) is Message:
-                serialize(message, records)
-            else:
-                assert isinstance(message, CommitMark)
-                encoded.events -= 1
-                checkpoint = _checkpoint(message)
-                encoded.transactions += checkpoint.transactions
-                encoded.marks.append((len(records), checkpoint))
+        marks = encoded.marks
+
+        def mark(item: Any, at: int) -> None:
+            checkpoint = _checkpoint(item)
+            encoded.transactions += checkpoint.transactions
+            marks.append((at, checkpoint))
+
+        self.serializer.serialize_all(messages, encoded.records, mark)
+        encoded.events = len(items) - len(marks)
         return encoded
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdcd import __version__
-from cdcd.events import ChangeEvent, SchemaChange
+from cdcd.events import ChangeEvent, Commit, SchemaChange, SourceItem
 
 
 @dataclass(slots=True)
@@ -67,6 +67,34 @@ class EnvelopeBuilder:
     def change(self, event: ChangeEvent, now_ns: int) -> Message:
         """The message of a row change (no topic yet)."""
         return Message("", event.key, self.envelope(event, now_ns), None, event)
+
+    def messages(self, items: list[SourceItem], now_ns: int) -> list[Message | Commit]:
+        """The messages of a chunk, in order, with its commits left in place (one loop a
+        chunk: this is the hot path, so the envelope is built inline)."""
+        out: list[Message | Commit] = []
+        append = out.append
+        common = self._source_common
+        ts_ms, ts_us = now_ns // 1_000_000, now_ns // 1_000
+        for item in items:
+            kind = type(item)
+            if kind is ChangeEvent:
+                value = {
+                    "before": item.before,  # type: ignore[union-attr]
+                    "after": item.after,  # type: ignore[union-attr]
+                    "source": {**common, **item.source},  # type: ignore[union-attr]
+                    "transaction": None,
+                    "op": item.op,  # type: ignore[union-attr]
+                    "ts_ms": ts_ms,
+                    "ts_us": ts_us,
+                    "ts_ns": now_ns,
+                }
+                append(Message("", item.key, value, None, item))  # type: ignore[union-attr, arg-type]
+            elif kind is Commit:
+                append(item)  # type: ignore[arg-type]
+            else:
+                assert isinstance(item, SchemaChange)
+                append(self.schema_change(item, now_ns))
+        return out
 
     def schema_change(self, change: SchemaChange, now_ns: int) -> Message:
         """A DDL statement on the ``<topic_prefix>`` topic, keyed by database, as Debezium's

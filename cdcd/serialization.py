@@ -32,14 +32,40 @@ class Record:
 class JsonSerializer:
     """JSON without schema (Kafka Connect's JsonConverter with ``schemas.enable=false``)."""
 
-    def serialize(self, message: Message, out: list[Record]) -> None:
-        key = message.key
-        value = message.value
-        out.append(
-            Record(
-                message.topic,
-                None if key is None else dumps(key),
-                None if value is None else dumps(value),
-                message.headers,
-            )
+    def serialize(self, message: Message) -> Record:
+        key, value = message.key, message.value
+        return Record(
+            message.topic,
+            None if key is None else dumps(key),
+            None if value is None else dumps(value),
+            message.headers,
         )
+
+    def serialize_all(self, messages: list[Any], out: list[Record], other: Any) -> None:
+        """Append the record of each message to ``out``, in order; anything else among
+        them (a commit mark) goes to ``other(item, len(out))``. One loop a chunk, and a
+        tombstone's key (the delete's, just before it) encoded once."""
+        append = out.append
+        last_key: Any = None
+        last_key_bytes: bytes | None = None
+        for message in messages:
+            if type(message) is not Message:
+                other(message, len(out))
+                continue
+            key = message.key
+            if key is None:
+                key_bytes = None
+            elif key is last_key:
+                key_bytes = last_key_bytes
+            else:
+                key_bytes = last_key_bytes = dumps(key)
+                last_key = key
+            value = message.value
+            append(
+                Record(
+                    message.topic,
+                    key_bytes,
+                    None if value is None else dumps(value),
+                    message.headers,
+                )
+            )

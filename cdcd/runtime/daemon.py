@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import time
@@ -35,6 +36,19 @@ HEALTHY_RUN_S = 60.0
 LONGEST_PAUSE_S = 30.0
 
 
+def tune_gc() -> None:
+    """Collect cycles rarely, and never among the objects made at start.
+
+    The encoder holds a chunk's messages (a few thousand envelope dicts) until they are
+    serialised; with CPython's defaults each 700 allocations start a collection that
+    walks them, and every older generation's walk all the modules loaded at start: 1.2
+    µs more per event (3.4 against 2.2 µs to encode one, measured on 200,000 bench rows).
+    The hot path makes no reference cycles (plain refcounting frees its garbage), so a
+    collection every 50,000 allocations is plenty."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 class Daemon:
     def __init__(self, config: Config, log: Any) -> None:
         self.ctx = Context(config, log)
@@ -51,6 +65,7 @@ class Daemon:
 
     async def run(self) -> Stats:
         """Stream until stopped; the counters of the whole run."""
+        tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)

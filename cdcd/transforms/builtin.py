@@ -40,11 +40,16 @@ class TableTopics:
 
     def apply(self, items: list[Item]) -> list[Item]:
         for_table = self.naming.for_table
+        last: tuple[str, str] | None = None
+        topic = ""
         for item in items:
             if type(item) is Message and not item.topic:
                 event = item.event
                 assert type(event) is ChangeEvent
-                item.topic = for_table(event.namespace, event.table)
+                table = (event.namespace, event.table)
+                if table != last:  # consecutive changes mostly share a table
+                    topic, last = for_table(*table), table
+                item.topic = topic
         return items
 
 
