@@ -23,6 +23,7 @@ from cdcd.sources.postgres.types import make_converter
 UNAVAILABLE_VALUE = "__debezium_unavailable_value"
 
 Row = Callable[[tuple[Any, ...]], dict[str, Any]]
+Key = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 def _other_value(convert: Callable[[str], Any], value: Any) -> Any:
@@ -60,9 +61,27 @@ def _too_many(values: tuple[Any, ...]) -> dict[str, Any]:
     raise ValueError(f"{len(values)} values for a relation without columns")
 
 
+def compile_key(key_columns: tuple[str, ...]) -> Key:
+    """The function that picks a row's primary-key columns, written for one relation
+    (no loop); it returns None when the relation has no primary key."""
+    if not key_columns:
+        return _no_key
+    bound: dict[str, Any] = {f"k{i}": name for i, name in enumerate(key_columns)}
+    entries = ", ".join(f"k{i}: row[k{i}]" for i in range(len(key_columns)))
+    source = f"def key(row):\n    return {{{entries}}}\n"
+    exec(compile(source, f"<key of {len(key_columns)} columns>", "exec"), bound)
+    key: Key = bound["key"]
+    return key
+
+
+def _no_key(_row: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(slots=True)
 class Table:
-    """A relation as its changes are decoded; ``included``: captured (source.tables)."""
+    """A relation as its changes are decoded; ``included``: captured (source.tables).
+    ``key(row)``: the row's primary-key columns, None when the table has none."""
 
     namespace: str
     name: str
@@ -71,9 +90,11 @@ class Table:
     converters: tuple[Callable[[str], Any], ...]
     key_columns: tuple[str, ...]  # the primary key; empty when the table has none
     _row: Row = field(init=False, repr=False)
+    key: Key = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._row = compile_row(self.columns, self.converters)
+        self.key = compile_key(self.key_columns)
 
     @classmethod
     def of(
@@ -111,12 +132,6 @@ class Table:
             where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
             raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
-
-    def key(self, row: dict[str, Any]) -> dict[str, Any] | None:
-        """The row's primary-key columns; None when the table has no primary key."""
-        if not self.key_columns:
-            return None
-        return {name: row[name] for name in self.key_columns}
 
 
 async def primary_key_columns(
