@@ -79,6 +79,36 @@ async def run_checks(
     ``setup`` is True when the daemon is about to start: then a missing publication or
     slot is only a problem if the configuration forbids creating it.
     """
+    problems = await _server_problems(conn)
+    user, superuser, replication = await _one(
+        conn, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+    )
+    if not (superuser or replication):
+        problems.append(
+            Problem(
+                f"role {user!r} has no REPLICATION attribute",
+                f"ALTER ROLE {user} REPLICATION  (as a superuser)",
+            )
+        )
+    (database,) = await _one(conn, "SELECT current_database()")
+    problems += await _slot_problems(conn, config, slot, database, setup)
+    published, found = await _publication_problems(conn, config, publication, user, superuser)
+    problems += found
+    tables = await list_tables(conn)
+    problems += _table_problems(conn, config, tables, publication, published)
+    schemas = await _list_schemas(conn) if config.databases is not None else None
+    problems += selection_problems(
+        config.selection,
+        [(t.schema, t.table) for t in tables],
+        schemas,
+        where=f"in database {database!r}",
+        schema_word="schema",
+    )
+    return problems
+
+
+async def _server_problems(conn: psycopg.AsyncConnection[Any]) -> list[Problem]:
+    """The server's settings for logical decoding."""
     problems: list[Problem] = []
     (wal_level,) = await _one(conn, "SHOW wal_level")
     if wal_level != "logical":
@@ -96,84 +126,104 @@ async def run_checks(
             problems.append(
                 Problem(f"{setting} is {value}", f"set {setting} to at least 4 and restart PostgreSQL")
             )
+    return problems
 
-    user, superuser, replication = await _one(
-        conn, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
-    )
-    if not (superuser or replication):
-        problems.append(
-            Problem(
-                f"role {user!r} has no REPLICATION attribute",
-                f"ALTER ROLE {user} REPLICATION  (as a superuser)",
-            )
-        )
 
+async def _slot_problems(
+    conn: psycopg.AsyncConnection[Any],
+    config: PostgresSourceConfig,
+    slot: str,
+    database: str,
+    setup: bool,
+) -> list[Problem]:
+    """The replication slot: missing (and not to be created), or not one cdcd can use."""
     slot_row = await _one(
         conn,
         "SELECT plugin, database, active, active_pid FROM pg_replication_slots WHERE slot_name = %s",
         (slot,),
     )
-    (database,) = await _one(conn, "SELECT current_database()")
     if slot_row is None:
-        if not config.create_slot:
-            problems.append(
-                Problem(
-                    f"replication slot {slot!r} does not exist and source.create_slot is false",
-                    f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'), "
-                    "or set source.create_slot = true",
-                )
+        if config.create_slot:
+            return []
+        return [
+            Problem(
+                f"replication slot {slot!r} does not exist and source.create_slot is false",
+                f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput'), "
+                "or set source.create_slot = true",
             )
-    else:
-        plugin, slot_db, active, pid = slot_row
-        if plugin != "pgoutput":
-            problems.append(
-                Problem(
-                    f"replication slot {slot!r} uses the plugin {plugin!r}, cdcd needs 'pgoutput'",
-                    f"drop it (SELECT pg_drop_replication_slot('{slot}')) or set source.slot_name",
-                )
+        ]
+    problems: list[Problem] = []
+    plugin, slot_db, active, pid = slot_row
+    if plugin != "pgoutput":
+        problems.append(
+            Problem(
+                f"replication slot {slot!r} uses the plugin {plugin!r}, cdcd needs 'pgoutput'",
+                f"drop it (SELECT pg_drop_replication_slot('{slot}')) or set source.slot_name",
             )
-        if slot_db != database:
-            problems.append(
-                Problem(
-                    f"replication slot {slot!r} belongs to database {slot_db!r}, not {database!r}",
-                    "set source.slot_name to a slot of this database",
-                )
+        )
+    if slot_db != database:
+        problems.append(
+            Problem(
+                f"replication slot {slot!r} belongs to database {slot_db!r}, not {database!r}",
+                "set source.slot_name to a slot of this database",
             )
-        if active and not setup:
-            problems.append(
-                Problem(
-                    f"replication slot {slot!r} is in use by backend pid {pid}",
-                    "stop the other consumer (another cdcd with the same name?) first",
-                    fatal=False,
-                )
+        )
+    if active and not setup:
+        problems.append(
+            Problem(
+                f"replication slot {slot!r} is in use by backend pid {pid}",
+                "stop the other consumer (another cdcd with the same name?) first",
+                fatal=False,
             )
+        )
+    return problems
 
+
+async def _publication_problems(
+    conn: psycopg.AsyncConnection[Any],
+    config: PostgresSourceConfig,
+    publication: str,
+    user: str,
+    superuser: bool,
+) -> tuple[set[tuple[str, str]] | None, list[Problem]]:
+    """(the tables the publication lists, None when it has them all or does not exist;
+    the problems of a missing publication that cdcd may not or cannot create)."""
     pub_row = await _one(conn, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,))
-    published: set[tuple[str, str]] | None = None
     if pub_row is None:
         if not config.create_publication:
-            problems.append(
+            return None, [
                 Problem(
                     f"publication {publication!r} does not exist and source.create_publication is false",
                     f"CREATE PUBLICATION {publication} FOR ALL TABLES (or FOR TABLE ...)",
                 )
-            )
-        elif config.tables is None and not superuser:
-            problems.append(
+            ]
+        if config.tables is None and not superuser:
+            return None, [
                 Problem(
                     f"publication {publication!r} does not exist and creating it FOR ALL TABLES "
                     f"needs a superuser, which {user!r} is not",
                     f"as a superuser: CREATE PUBLICATION {publication} FOR ALL TABLES; "
                     "or list the tables in source.tables",
                 )
-            )
-    elif not pub_row[0]:
-        cur = await conn.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,)
-        )
-        published = {(s, t) for s, t in await cur.fetchall()}
+            ]
+        return None, []
+    if pub_row[0]:
+        return None, []
+    cur = await conn.execute(
+        "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,)
+    )
+    return {(s, t) for s, t in await cur.fetchall()}, []
 
-    tables = await list_tables(conn)
+
+def _table_problems(
+    conn: psycopg.AsyncConnection[Any],
+    config: PostgresSourceConfig,
+    tables: list[CatalogTable],
+    publication: str,
+    published: set[tuple[str, str]] | None,
+) -> list[Problem]:
+    """The captured tables the publication leaves out, or whose changes lack a key."""
+    problems: list[Problem] = []
     for schema, table, identity, has_pk in tables:
         if not config.includes(schema, table):
             continue
@@ -204,12 +254,4 @@ async def run_checks(
                     fatal=False,
                 )
             )
-    schemas = await _list_schemas(conn) if config.databases is not None else None
-    problems += selection_problems(
-        config.selection,
-        [(t.schema, t.table) for t in tables],
-        schemas,
-        where=f"in database {database!r}",
-        schema_word="schema",
-    )
     return problems

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from cdcd.sources.postgres.source import connection_lost
+from cdcd.sources.postgres.errors import connection_lost
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def test_huge_transaction_is_cut_and_resumed_inside_after_sigkill(pg_case, tmp_p
         assert d.process is not None and d.process.wait(30) == 1
     assert (
         "cannot be read again" in d.log_text()
-        or "re-sent one with 1" in d.log_text()
+        or "sent it again with 1" in d.log_text()
         or "is before replication slot" in d.log_text()
     )
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from cdcd.errors import DecodeError
 from cdcd.sources.postgres import pgoutput
-from cdcd.sources.postgres.source import UNAVAILABLE_VALUE, _Table
+from cdcd.sources.postgres.rows import UNAVAILABLE_VALUE, Table
 from cdcd.sources.postgres.types import make_converter
 
 # int8, int4, varchar, numeric(12,2), text, timestamp(6), json, bool
@@ -17,9 +17,9 @@ _TYPES = [(20, -1), (23, -1), (1043, 20), (1700, (12 << 16 | 2) + 4), (25, -1), 
 _GOOD = ["0", "42", "-7", "12.50", "NaN", "t", "f", "2026-11-22 08:30:01.123456", '{"a": 1}', "text"]
 
 
-def _table(types: list[tuple[int, int]], names: list[str]) -> _Table:
+def _table(types: list[tuple[int, int]], names: list[str]) -> Table:
     converters = tuple(make_converter(oid, typmod, None) for oid, typmod in types)
-    return _Table("public", "t", True, tuple(names), converters, ())
+    return Table("public", "t", True, tuple(names), converters, ())
 
 
 def _outcome(call, values):
@@ -78,5 +78,5 @@ def test_a_numeric_nan_in_precise_mode_names_table_column_position_and_setting()
         'decimal_handling_mode = "string" (or "double") to encode it, then restart'
     )
     converters = tuple(make_converter(oid, -1, None, "string") for oid in (20, 1700))
-    as_string = _Table("public", "t", True, ("id", "amount"), converters, ())
+    as_string = Table("public", "t", True, ("id", "amount"), converters, ())
     assert as_string.row(("7", "NaN"), 0x1A2B3C8) == {"id": 7, "amount": "NAN"}

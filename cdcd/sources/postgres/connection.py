@@ -1,0 +1,51 @@
+"""Sessions with PostgreSQL: the metadata connection and the replication one.
+
+Every session is opened with the settings the type converters assume (``types``): UTC,
+ISO dates, ``IntervalStyle=postgres``, hex bytea, C money, round-tripping floats.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from cdcd.selection import dsn_parts
+from cdcd.sources.postgres.errors import connect_error
+
+if TYPE_CHECKING:
+    from cdcd.sources.postgres.config import PostgresSourceConfig
+
+SESSION_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3 "
+    "-c bytea_output=hex -c lc_monetary=C"
+)
+
+
+class Connector:
+    """Opens the sessions of one source (``source.dsn``, its password)."""
+
+    def __init__(self, config: PostgresSourceConfig, application_name: str) -> None:
+        self.config = config
+        self.application_name = application_name
+        parts = dsn_parts(config.dsn)
+        self.database: str = parts["database"]
+        self.where = f"{parts['host']}:{parts['port'] or 5432}"  # as messages name the server
+
+    async def connect(self, replication: bool = False) -> psycopg.AsyncConnection[Any]:
+        """A session in autocommit; ``replication``: a walsender's (START_REPLICATION)."""
+        password = self.config.password()
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": 10,
+            "application_name": self.application_name,
+            "options": SESSION_OPTIONS,
+        }
+        if password is not None:
+            kwargs["password"] = password.get_secret_value()
+        if replication:
+            kwargs["replication"] = "database"
+        try:
+            return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise connect_error(exc, self.where, replication) from None
