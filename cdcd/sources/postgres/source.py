@@ -175,6 +175,7 @@ class PostgresSource:
         confirmed = await self._replication_slot.confirmed_lsn(self._meta, resume)
         start = self._start_lsn(resume, confirmed)
         self._last_commit_lsn = start  # the next transaction's predecessor, for cut positions
+        self._last_heartbeat = time.monotonic()  # the first heartbeat one interval from now
         self._last_commit_lsn_text = f'"{start}"'
         self._acked_lsn = max(self._acked_lsn, start, confirmed)
         await self._replication_slot.start_replication(self._repl, start)
