@@ -17,7 +17,8 @@ from cdcd.events import Commit, SchemaChange
 from cdcd.positions import MysqlPosition
 from cdcd.sources.mysql.checks import ServerInfo
 from cdcd.sources.mysql.config import MysqlSourceConfig
-from cdcd.sources.mysql.source import MysqlSource, _Start
+from cdcd.sources.mysql.source import MysqlSource
+from cdcd.sources.mysql.start import Start
 
 SERVER_UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 
@@ -71,7 +72,7 @@ def source(flavor: str = "mysql") -> MysqlSource:
     return src
 
 
-def run(events, start: _Start, flavor: str = "mysql") -> list:
+def run(events, start: Start, flavor: str = "mysql") -> list:
     chunks: list = []
     source(flavor).consume(events, start, chunks.append)
     return [item for chunk in chunks for item in chunk]
@@ -87,7 +88,7 @@ def test_gtid_transactions_and_ddl_move_the_mysql_gtid_set():
         log.gtid(SERVER_UUID, 12),
         log.query("ALTER TABLE shop.orders ADD COLUMN note TEXT"),
     ]
-    items = run(events, _Start(f"{SERVER_UUID}:1-10", None, None))
+    items = run(events, Start(f"{SERVER_UUID}:1-10", None, None))
     commits = [i for i in items if isinstance(i, Commit)]
     assert [c.position for c in commits] == [
         MysqlPosition("mysql", f"{SERVER_UUID}:1-11", "binlog.000007", log_pos(events[3]), 0, HERE),
@@ -108,7 +109,7 @@ def test_a_gap_in_the_gtid_set_is_kept():
         log.xid(1),
     ]
     [commit] = [
-        i for i in run(events, _Start(f"{SERVER_UUID}:1-10", None, None)) if isinstance(i, Commit)
+        i for i in run(events, Start(f"{SERVER_UUID}:1-10", None, None)) if isinstance(i, Commit)
     ]
     assert commit.position.gtid_set == f"{SERVER_UUID}:1-10:20"
 
@@ -129,7 +130,7 @@ def test_an_event_that_cannot_be_decoded_stops_the_stream(event_type, says):
     events = [log.rotate("binlog.000002"), log.gtid(SERVER_UUID, 5), log.event(event_type, payload)]
     handed: list = []
     with pytest.raises(DecodeError) as info:
-        source().consume(events, _Start(f"{SERVER_UUID}:1-4", None, None), handed.append)
+        source().consume(events, Start(f"{SERVER_UUID}:1-4", None, None), handed.append)
     assert says in str(info.value)
     assert "binlog.000002:" in str(info.value)
     assert not any(isinstance(i, Commit) for chunk in handed for i in chunk)
@@ -145,5 +146,5 @@ def test_harmless_undecoded_events_are_passed_over():
         log.event(0x24, b"\x00" * 12),  # TRANSACTION_CONTEXT (group replication)
         log.xid(9),
     ]
-    commits = [i for i in run(events, _Start("", None, None)) if isinstance(i, Commit)]
+    commits = [i for i in run(events, Start("", None, None)) if isinstance(i, Commit)]
     assert [c.position.gtid_set for c in commits] == [f"{SERVER_UUID}:1"]
