@@ -292,8 +292,18 @@ def table_map_names(packet: bytes) -> tuple[str, str]:
 
 
 def full_bitmaps(columns: int) -> frozenset[bytes]:
-    """The columns-present bitmaps of a row image holding all ``columns`` columns."""
-    return frozenset({((1 << columns) - 1).to_bytes((columns + 7) // 8, "little")})
+    """The columns-present bitmaps of a row image holding all ``columns`` columns: the
+    unused bits of the last byte clear (as MariaDB writes them) or set (MySQL 8)."""
+    size = (columns + 7) // 8
+    full = (1 << columns) - 1
+    return frozenset({full.to_bytes(size, "little"), b"\xff" * size})
+
+
+def all_columns(bitmap: bytes, columns: int) -> bool:
+    """Whether a columns-present bitmap names each of ``columns`` columns, whatever its
+    unused bits."""
+    full = (1 << columns) - 1
+    return len(bitmap) == (columns + 7) // 8 and int.from_bytes(bitmap, "little") & full == full
 
 
 def rows_body(packet: bytes, event_type: int, end: int) -> tuple[bytes, bytes, bytes]:

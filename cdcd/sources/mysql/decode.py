@@ -200,10 +200,10 @@ class BinlogDecoder:
             "query": None,
         }
         present, present_after, body = _rows_body(packet, kind, 1 + size - self._crc)
-        decoder, full = table.decoder, table.full_bitmaps
+        decoder, full = table.decoder, table.full_bitmaps  # FULL images, any usual padding
         rows: list[Any]
         if decoder is None or present not in full or present_after not in full:
-            rows = self._table_maps.rows(kind, table, packet)
+            rows = self._table_maps.rows(kind, table, packet, (present, present_after), body)
         elif kind not in _UPDATE_ROWS:
             rows = decoder.images(body)
         else:

@@ -143,12 +143,23 @@ class TableMaps:
             event.get_table(),
         )
 
-    def rows(self, kind: int, table: Table, packet: bytes) -> list[Any]:
-        """The rows of a rows event the fast decoder does not take (a column type it does
-        not handle, or a partial row image): after images (write), before images (delete),
-        or (before, after) pairs (update), values encoded as Debezium's, decoded by the
-        library."""
+    def rows(
+        self,
+        kind: int,
+        table: Table,
+        packet: bytes,
+        bitmaps: tuple[bytes, bytes],
+        body: bytes,
+    ) -> list[Any]:
+        """The rows of a rows event whose columns-present ``bitmaps`` (before, after) are
+        not the usual ones: after images (write), before images (delete), or (before,
+        after) pairs (update), values encoded as Debezium's. The fast decoder takes them
+        when every column is present after all; else (a column type it does not handle,
+        or a partial row image) the library decodes the event."""
+        decoder, columns = table.decoder, table.columns
         update = kind in bl.UPDATE_ROWS
+        if decoder is not None and all(bl.all_columns(bitmap, columns) for bitmap in bitmaps):
+            return decoder.image_pairs(body) if update else decoder.images(body)
         assert table.convert is not None
         event = self._library_event(packet, {bl.table_id(packet): table.library_table})
         convert = table.convert
