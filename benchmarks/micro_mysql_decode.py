@@ -14,9 +14,9 @@ padding bits of the columns-present bitmap set, as MySQL 8 writes them) or Maria
 ``--present-padding`` overrides the columns-present padding bits, to compare decoders on
 the same path.
 
-    .venv/bin/python benchmarks/micro_mysql_decode.py                    # this tree's code
+    .venv/bin/python benchmarks/micro_mysql_decode.py                   # this tree's code
     .venv/bin/python benchmarks/micro_mysql_decode.py --flavor mariadb
-    git worktree add /tmp/cdcd-runtime runtime                           # another version:
+    git worktree add --detach /tmp/cdcd-runtime runtime                # another version
     .venv/bin/python benchmarks/micro_mysql_decode.py --code /tmp/cdcd-runtime
 
 Prints one JSON line: µs per row event (fastest and median round), events per second,
