@@ -16,11 +16,14 @@ the same path.
 
     .venv/bin/python benchmarks/micro_mysql_decode.py                   # this tree's code
     .venv/bin/python benchmarks/micro_mysql_decode.py --flavor mariadb
-    git worktree add --detach /tmp/cdcd-runtime runtime                # another version
-    .venv/bin/python benchmarks/micro_mysql_decode.py --code /tmp/cdcd-runtime
+    .venv/bin/python benchmarks/micro_mysql_decode.py --against runtime
+        # rounds alternate between this tree and the cdcd/ of git ref "runtime"
+    .venv/bin/python benchmarks/micro_mysql_decode.py --code /some/other/tree
 
-Prints one JSON line: µs per row event (fastest and median round), events per second,
-and how many rows events python-mysql-replication decoded (the slow path).
+Prints a JSON line per tree: µs per row event (fastest and median round), events per
+second, and how many rows events python-mysql-replication decoded (the slow path). On a
+shared machine prefer ``--against`` (both measured in the same minutes) to figures of
+separate runs.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import gc
 import json
 import statistics
 import struct
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -278,27 +283,8 @@ def _source(flavor: str) -> tuple[Any, Any]:
     return source, Start(start, None, None)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--flavor", choices=["mysql", "mariadb"], default="mysql")
-    parser.add_argument("-n", type=int, default=154_000, help="inserts (events: 1.3 n)")
-    parser.add_argument("--tx", type=int, default=1000, help="row events per transaction")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(
-        "--present-padding",
-        choices=["server", "set", "clear"],
-        default="server",
-        help="unused bits of the columns-present bitmap: as the server writes them "
-        "(MySQL 8 sets them, MariaDB clears them), or forced",
-    )
-    parser.add_argument(
-        "--code",
-        type=Path,
-        default=Path(__file__).resolve().parent.parent,
-        help="import cdcd from this source tree (default: the one holding this script)",
-    )
-    parser.add_argument("--show", action="store_true", help="print the first events decoded")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """``args.rounds`` rounds of ``consume`` in this process, with the code of ``args.code``."""
     sys.path.insert(0, str(args.code.resolve()))
     import cdcd
     from cdcd.sources.mysql import binlog
@@ -329,23 +315,90 @@ def main() -> None:
         began = time.perf_counter()
         source.consume(packets, start, hand_over)
         times.append(time.perf_counter() - began)
-    best, median = min(times), statistics.median(times)
-    print(
-        json.dumps(
-            {
-                "code": str(Path(cdcd.__file__).parent.parent),
-                "flavor": args.flavor,
-                "present_padding": args.present_padding,
-                "row_events": events,
-                "items_per_round": changes[0],
-                "slow_path_rows_events": slow[0],
-                "us_per_event_best": round(best / events * 1e6, 3),
-                "us_per_event_median": round(median / events * 1e6, 3),
-                "events_per_s_best": round(events / best),
-                "rounds_s": [round(t, 3) for t in times],
-            }
+    return {
+        "code": str(Path(cdcd.__file__).parent.parent),
+        "flavor": args.flavor,
+        "present_padding": args.present_padding,
+        "row_events": events,
+        "items_per_round": changes[0],
+        "slow_path_rows_events": slow[0],
+        "rounds_s": [round(t, 3) for t in times],
+    }
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    times, events = result["rounds_s"], result["row_events"]
+    best = min(times)
+    return {
+        **result,
+        "us_per_event_best": round(best / events * 1e6, 3),
+        "us_per_event_median": round(statistics.median(times) / events * 1e6, 3),
+        "events_per_s_best": round(events / best),
+    }
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Rounds alternating between this tree and the ``cdcd/`` of git ref ``args.against``,
+    one process per round: both are measured in the same minutes."""
+    this = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="cdcd-micro-") as other:
+        archive = subprocess.run(
+            ["git", "archive", args.against, "cdcd"], cwd=this, capture_output=True, check=True
         )
+        subprocess.run(["tar", "-x", "-C", other], input=archive.stdout, check=True)
+        common = [
+            *("--flavor", args.flavor, "-n", str(args.n), "--tx", str(args.tx)),
+            *("--present-padding", args.present_padding, "--rounds", "1"),
+        ]
+        results: dict[str, dict[str, Any]] = {}
+        for _ in range(args.rounds):
+            for name, tree in (("this", str(this)), (args.against, other)):
+                run = subprocess.run(
+                    [sys.executable, __file__, *common, "--code", tree],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                result = json.loads(run.stdout.splitlines()[-1])
+                if name in results:
+                    results[name]["rounds_s"] += result["rounds_s"]
+                else:
+                    results[name] = {**result, "code": name}
+    summaries = {name: _summary(result) for name, result in results.items()}
+    for summary in summaries.values():
+        print(json.dumps(summary))
+    ratio = summaries[args.against]["us_per_event_best"] / summaries["this"]["us_per_event_best"]
+    print(json.dumps({"speedup_vs_" + args.against: round(ratio, 3)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--flavor", choices=["mysql", "mariadb"], default="mysql")
+    parser.add_argument("-n", type=int, default=154_000, help="inserts (events: 1.3 n)")
+    parser.add_argument("--tx", type=int, default=1000, help="row events per transaction")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--present-padding",
+        choices=["server", "set", "clear"],
+        default="server",
+        help="unused bits of the columns-present bitmap: as the server writes them "
+        "(MySQL 8 sets them, MariaDB clears them), or forced",
     )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="import cdcd from this source tree (default: the one holding this script)",
+    )
+    parser.add_argument(
+        "--against", metavar="GIT_REF", help="alternate rounds with that ref's cdcd/"
+    )
+    parser.add_argument("--show", action="store_true", help="print the first events decoded")
+    args = parser.parse_args()
+    if args.against:
+        compare(args)
+    else:
+        print(json.dumps(_summary(measure(args))))
 
 
 if __name__ == "__main__":
