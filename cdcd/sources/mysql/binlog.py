@@ -21,7 +21,7 @@ import contextlib
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pymysql
 from pymysql.protocol import MysqlPacket
@@ -199,6 +199,73 @@ def _error(packet: bytes) -> pymysql.err.OperationalError:
     return pymysql.err.OperationalError(code, message.decode("utf-8", "replace"))
 
 
+# -- event fields: pure functions over a packet (OK byte, header, body) ----------------
+
+
+def header(packet: bytes) -> tuple[int, int, int, int, int, int]:
+    """The event header: timestamp, type, server_id, event_size, log_pos (where the next
+    event starts), flags."""
+    fields: tuple[int, int, int, int, int, int] = HEADER.unpack_from(packet, HEADER_AT)
+    return fields
+
+
+def event_start(packet: bytes) -> int:
+    """Where the event starts in its binlog file."""
+    _, _, _, size, log_pos, _ = HEADER.unpack_from(packet, HEADER_AT)
+    return int(log_pos - size)
+
+
+def body_end(packet: bytes, checksum: bool) -> int:
+    """Where the event's body ends in ``packet`` (before its CRC32, when it has one)."""
+    size: int = HEADER.unpack_from(packet, HEADER_AT)[3]
+    return HEADER_AT + size - (4 if checksum else 0)
+
+
+def mysql_gtid(packet: bytes) -> tuple[bytes, int]:
+    """A MySQL GTID event's source id (the server's UUID, 16 bytes) and transaction number."""
+    # flags (1 byte), SID (16), GNO (8), then logical timestamps the source does not use
+    return packet[BODY_AT + 1 : BODY_AT + 17], int.from_bytes(
+        packet[BODY_AT + 17 : BODY_AT + 25], "little"
+    )
+
+
+_MARIADB_GTID = struct.Struct("<QIB")  # seq_no, domain_id, flags
+_FL_STANDALONE = 0x01
+
+
+def mariadb_gtid(packet: bytes) -> tuple[str, bool]:
+    """A MariaDB GTID event's GTID (``domain-server-seq``), and whether it is standalone:
+    a statement committed by itself (DDL), not the start of a transaction."""
+    seq, domain, flags = _MARIADB_GTID.unpack_from(packet, BODY_AT)
+    server_id = int.from_bytes(packet[HEADER_AT + 5 : HEADER_AT + 9], "little")
+    return f"{domain}-{server_id}-{seq}", bool(flags & _FL_STANDALONE)
+
+
+class Query(NamedTuple):
+    """The fields of a QUERY event the source reads."""
+
+    thread_id: int  # the session that ran the statement
+    schema: str  # its default database ("" when none)
+    statement: str  # without surrounding white space
+
+
+_QUERY_HEAD = struct.Struct("<IIBHH")  # thread id, exec time, schema length, error, status length
+
+
+def query(packet: bytes, end: int) -> Query:
+    """A QUERY event whose body ends at ``end`` (see ``body_end``)."""
+    thread_id, _, schema_length, _, status_length = _QUERY_HEAD.unpack_from(packet, BODY_AT)
+    at = BODY_AT + _QUERY_HEAD.size + status_length
+    schema = packet[at : at + schema_length].decode("utf-8", "replace")
+    statement = packet[at + schema_length + 1 : end].decode("utf-8", "replace").strip()
+    return Query(thread_id, schema, statement)
+
+
+def rotate_file(packet: bytes, end: int) -> str:
+    """The binlog file a ROTATE event whose body ends at ``end`` names (the next one)."""
+    return packet[BODY_AT + 8 : end].decode()  # after the 8-byte position
+
+
 def length_coded(buf: bytes, pos: int) -> tuple[int, int]:
     """A length-encoded integer at ``pos``: the value and where the next field starts."""
     first = buf[pos]
@@ -222,6 +289,21 @@ def table_map_names(packet: bytes) -> tuple[str, str]:
     table_length = packet[pos]
     table = packet[pos + 1 : pos + 1 + table_length].decode()
     return schema, table
+
+
+def full_bitmaps(columns: int) -> frozenset[bytes]:
+    """The columns-present bitmaps of a row image holding all ``columns`` columns: the
+    unused bits of the last byte clear (as MariaDB writes them) or set (MySQL 8)."""
+    size = (columns + 7) // 8
+    full = (1 << columns) - 1
+    return frozenset({full.to_bytes(size, "little"), b"\xff" * size})
+
+
+def all_columns(bitmap: bytes, columns: int) -> bool:
+    """Whether a columns-present bitmap names each of ``columns`` columns, whatever its
+    unused bits."""
+    full = (1 << columns) - 1
+    return len(bitmap) == (columns + 7) // 8 and int.from_bytes(bitmap, "little") & full == full
 
 
 def rows_body(packet: bytes, event_type: int, end: int) -> tuple[bytes, bytes, bytes]:

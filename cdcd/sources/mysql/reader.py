@@ -16,7 +16,8 @@ import os
 from typing import Any, cast
 
 from cdcd import frames
-from cdcd.sources.mysql.source import MysqlSource, _Stopped
+from cdcd.sources.mysql.decode import Stopped
+from cdcd.sources.mysql.source import MysqlSource
 from cdcd.worker import worker_setup
 
 
@@ -40,9 +41,9 @@ def main() -> None:
             out.write(frames.encode(message))
             out.flush()
         except BrokenPipeError:
-            raise _Stopped from None  # the daemon is gone
+            raise Stopped from None  # the daemon is gone
 
-    with contextlib.suppress(_Stopped, OSError):
+    with contextlib.suppress(Stopped, OSError):
         send(source._read_to_end(start, send))
 
 
