@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["StdoutSink", "build"]
+__all__ = ["build"]
 
-if TYPE_CHECKING:  # the package stays light: importing config.py loads no driver
+if TYPE_CHECKING:  # the package stays light: importing its config.py loads no driver
     from cdcd.config import Config
     from cdcd.sinks.stdout.sink import StdoutSink
-
-
-def __getattr__(name: str) -> Any:
-    if name == "StdoutSink":
-        from cdcd.sinks.stdout.sink import StdoutSink
-
-        return StdoutSink
-    raise AttributeError(name)
 
 
 def build(config: Config, **_: Any) -> StdoutSink:

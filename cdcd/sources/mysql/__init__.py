@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["MysqlSource", "build"]
+__all__ = ["build"]
 
-if TYPE_CHECKING:  # the package stays light: importing config.py loads no driver
+if TYPE_CHECKING:  # the package stays light: importing its config.py loads no driver
     from cdcd.config import Config
     from cdcd.sources.mysql.source import MysqlSource
-
-
-def __getattr__(name: str) -> Any:
-    if name == "MysqlSource":
-        from cdcd.sources.mysql.source import MysqlSource
-
-        return MysqlSource
-    raise AttributeError(name)
 
 
 def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:

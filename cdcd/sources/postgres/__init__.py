@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["PostgresSource", "build"]
+__all__ = ["build"]
 
-if TYPE_CHECKING:  # the package stays light: importing config.py loads no driver
+if TYPE_CHECKING:  # the package stays light: importing its config.py loads no driver
     from cdcd.config import Config
     from cdcd.sources.postgres.source import PostgresSource
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PostgresSource":
-        from cdcd.sources.postgres.source import PostgresSource
-
-        return PostgresSource
-    raise AttributeError(name)
 
 
 def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
