@@ -1,8 +1,7 @@
 """What travels with a batch of records from the source's commit to the ack.
 
 A ``Checkpoint`` rides on each segment of records that ends at a source commit, through
-batching (segments that join keep the later one's, with the count of transactions they
-hold) to the acknowledgement: the position to resume from (stored as the offset, and
+batching (segments that join keep the later one's) to the acknowledgement: the position to resume from (stored as the offset, and
 acknowledged to the source once Kafka holds everything before it), the source's commit
 time of the last transaction (how far behind the source the daemon is), its id (GTID, or
 PostgreSQL's ``<xid>:<commit LSN>``: the key a dedup layer needs), and the progress of
@@ -11,7 +10,7 @@ a snapshot when one runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from cdcd.offsets import StoredOffset
@@ -27,13 +26,8 @@ class Checkpoint:
     position: Position
     ts_ms: int = 0
     txid: str | None = None
-    transactions: int = 0  # whole source transactions up to here in the segment
     transaction: dict[str, Any] | None = None
     snapshot: dict[str, Any] | None = None
-
-    def after(self, earlier: Checkpoint) -> Checkpoint:
-        """This checkpoint for a segment that now also holds ``earlier``'s records."""
-        return replace(self, transactions=self.transactions + earlier.transactions)
 
     def stored_offset(self) -> StoredOffset:
         """The offset record that resumes after this checkpoint."""

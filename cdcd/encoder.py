@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdcd.checkpoint import Checkpoint
 from cdcd.envelope import EnvelopeBuilder
-from cdcd.events import Commit, SourceItem
-from cdcd.offsets import inside_transaction
+from cdcd.events import SourceItem
 from cdcd.serialization import JsonSerializer, Record
 from cdcd.transforms import CommitMark, Item, Transform, build_transforms
 
@@ -56,20 +55,16 @@ class EnvelopeEncoder:
 
     def encode(self, items: list[SourceItem], now_ns: int) -> Encoded:
         encoded = Encoded()
-        messages: list[Item] = [
-            CommitMark(item, inside_transaction(item.position))
-            if isinstance(item, Commit)
-            else item
-            for item in self.builder.messages(items, now_ns)
-        ]
+        messages: list[Item] = self.builder.messages(items, now_ns)
         for transform in self.transforms:
             messages = transform.apply(messages)
         marks = encoded.marks
 
-        def mark(item: Any, at: int) -> None:
-            checkpoint = _checkpoint(item)
-            encoded.transactions += checkpoint.transactions
-            marks.append((at, checkpoint))
+        def mark(item: CommitMark, at: int) -> None:
+            commit = item.commit
+            if not item.partial and not (commit.extra and commit.extra.get("heartbeat")):
+                encoded.transactions += 1
+            marks.append((at, _checkpoint(item)))
 
         self.serializer.serialize_all(messages, encoded.records, mark)
         encoded.events = len(items) - len(marks)
@@ -78,16 +73,9 @@ class EnvelopeEncoder:
 
 def _checkpoint(mark: CommitMark) -> Checkpoint:
     commit = mark.commit
-    whole = not mark.partial and not (commit.extra and commit.extra.get("heartbeat"))
     transaction = mark.transaction
     if mark.partial and transaction is None:
         # Without metadata (or none counted yet) the cut transaction's id alone: a restart
         # checks that the source resumes inside that very transaction.
         transaction = {"id": commit.txid}
-    return Checkpoint(
-        commit.position,
-        commit.ts_ms,
-        commit.txid,
-        transactions=1 if whole else 0,
-        transaction=transaction,
-    )
+    return Checkpoint(commit.position, commit.ts_ms, commit.txid, transaction=transaction)

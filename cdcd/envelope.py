@@ -12,12 +12,12 @@ them into Kafka records. ``cdcd.encoder`` runs the three in order.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from cdcd import __version__
 from cdcd.events import ChangeEvent, Commit, SchemaChange, SourceItem
+from cdcd.offsets import inside_transaction
 
 
 @dataclass(slots=True)
@@ -36,6 +36,16 @@ class Message:
     event: ChangeEvent | SchemaChange | None = None
 
 
+@dataclass(slots=True)
+class CommitMark:
+    """Where a source commit falls among the messages; ``partial``: it only cuts a huge
+    transaction, and then ``transaction`` holds the open transaction's metadata counters."""
+
+    commit: Commit
+    partial: bool
+    transaction: dict[str, Any] | None = None
+
+
 class EnvelopeBuilder:
     """Turns the events of one daemon into envelope messages (their topic and transaction
     block are the transforms' to set: ``TableTopics``, ``TransactionMetadata``)."""
@@ -50,28 +60,10 @@ class EnvelopeBuilder:
             "snapshot": "false",
         }
 
-    def envelope(self, event: ChangeEvent, now_ns: int | None = None) -> dict[str, Any]:
-        """The envelope's value as a dict (before serialisation)."""
-        now_ns = time.time_ns() if now_ns is None else now_ns
-        return {
-            "before": event.before,
-            "after": event.after,
-            "source": {**self._source_common, **event.source},
-            "transaction": None,
-            "op": event.op,
-            "ts_ms": now_ns // 1_000_000,
-            "ts_us": now_ns // 1_000,
-            "ts_ns": now_ns,
-        }
-
-    def change(self, event: ChangeEvent, now_ns: int) -> Message:
-        """The message of a row change (no topic yet)."""
-        return Message("", event.key, self.envelope(event, now_ns), None, event)
-
-    def messages(self, items: list[SourceItem], now_ns: int) -> list[Message | Commit]:
-        """The messages of a chunk, in order, with its commits left in place (one loop a
-        chunk: this is the hot path, so the envelope is built inline)."""
-        out: list[Message | Commit] = []
+    def messages(self, items: list[SourceItem], now_ns: int) -> list[Message | CommitMark]:
+        """The messages of a chunk, in order, with a ``CommitMark`` where each commit falls
+        (one loop a chunk: this is the hot path, so the envelope is built inline)."""
+        out: list[Message | CommitMark] = []
         append = out.append
         common = self._source_common
         ts_ms, ts_us = now_ns // 1_000_000, now_ns // 1_000
@@ -90,7 +82,7 @@ class EnvelopeBuilder:
                 }
                 append(Message("", item.key, value, None, item))  # type: ignore[union-attr, arg-type]
             elif kind is Commit:
-                append(item)  # type: ignore[arg-type]
+                append(CommitMark(item, inside_transaction(item.position)))  # type: ignore[arg-type, union-attr]
             else:
                 assert isinstance(item, SchemaChange)
                 append(self.schema_change(item, now_ns))

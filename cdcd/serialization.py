@@ -32,15 +32,6 @@ class Record:
 class JsonSerializer:
     """JSON without schema (Kafka Connect's JsonConverter with ``schemas.enable=false``)."""
 
-    def serialize(self, message: Message) -> Record:
-        key, value = message.key, message.value
-        return Record(
-            message.topic,
-            None if key is None else dumps(key),
-            None if value is None else dumps(value),
-            message.headers,
-        )
-
     def serialize_all(self, messages: list[Any], out: list[Record], other: Any) -> None:
         """Append the record of each message to ``out``, in order; anything else among
         them (a commit mark) goes to ``other(item, len(out))``. One loop a chunk, and a

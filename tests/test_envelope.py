@@ -162,12 +162,13 @@ def test_checkpoints_carry_the_commit_time_and_id_and_count_whole_transactions()
         ],
         NOW_NS,
     )
-    assert [(at, c.position, c.ts_ms, c.txid, c.transactions) for at, c in encoded.marks] == [
-        (1, PgPosition(120), 1700000000001, "7:100", 1),
-        (2, PgPosition(150, 1), 1700000000002, "8:200", 0),
+    assert [(at, c.position, c.ts_ms, c.txid) for at, c in encoded.marks] == [
+        (1, PgPosition(120), 1700000000001, "7:100"),
+        (2, PgPosition(150, 1), 1700000000002, "8:200"),
     ]
-    assert encoded.marks[1][1].transaction == {"id": "8:200"}
-    assert encoded.events == 2 and encoded.transactions == 1
+    assert encoded.marks[0][1].transaction is None  # a whole transaction
+    assert encoded.marks[1][1].transaction == {"id": "8:200"}  # a cut: which it cuts
+    assert encoded.events == 2 and encoded.transactions == 1  # the cut is not a whole one
 
 
 def test_records_hold_no_oversized_buffers():

@@ -70,7 +70,7 @@ class _Segments:
                 and len(last.records) + len(segment.records) <= self._limit
             ):
                 last.records.extend(segment.records)
-                last.checkpoint = segment.checkpoint.after(last.checkpoint)
+                last.checkpoint = segment.checkpoint
                 return
             self._not_full.clear()
             await self._not_full.wait()
@@ -188,8 +188,6 @@ class Pipeline:
                 # last commit waits for its own, so a segment never ends inside a
                 # transaction that its offset counts as written.
                 at, checkpoint = encoded.marks[-1]
-                for _, earlier in encoded.marks[:-1]:
-                    checkpoint = checkpoint.after(earlier)
                 tail = records[at:]
                 head = records if not tail else records[:at]
                 if batch:
@@ -233,7 +231,7 @@ class Pipeline:
                     if records is segment.records:
                         records = list(records)
                     records.extend(following.records)
-                    checkpoint = following.checkpoint.after(checkpoint)
+                    checkpoint = following.checkpoint
             offset = checkpoint.stored_offset() if checkpoint is not None else None
             delivery = await self.sink.write(records, offset)
             self.stats.records += len(records)

@@ -15,25 +15,15 @@ order from the configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cdcd.envelope import Message
-from cdcd.events import Commit
+from cdcd.envelope import CommitMark, Message
 
 if TYPE_CHECKING:
     from cdcd.config import Config
 
 
-@dataclass(slots=True)
-class CommitMark:
-    """Where a source commit falls among the messages; ``transaction`` is the open
-    transaction's metadata counters when the commit only cuts a huge transaction."""
-
-    commit: Commit
-    partial: bool
-    transaction: dict[str, Any] | None = None
-
+__all__ = ["CommitMark", "Item", "Transform", "build_transforms"]
 
 Item = Message | CommitMark
 
