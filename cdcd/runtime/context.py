@@ -37,8 +37,7 @@ class Stats:
     transactions: int = 0
     acked: Checkpoint | None = None  # the last checkpoint Kafka holds and the source was told
     acked_at: float = 0.0  # when (time.time())
-    restarts: int = 0
-    started_at: float = field(default_factory=time.monotonic)
+    restarts: int = 0  # starts over after a failure that may pass
 
     def acknowledged(self, checkpoint: Checkpoint) -> None:
         self.acked = checkpoint

@@ -142,5 +142,6 @@ class Daemon:
             "stopped",
             events=stats.events,
             transactions=stats.transactions,
+            restarts=stats.restarts,
             position=str(acked) if acked is not None else None,
         )
