@@ -100,8 +100,9 @@ class ReplicationSlot:
         conn: psycopg.AsyncConnection[Any],
         position: PgPosition,
         what: str = "the stored offset",
-    ) -> None:
-        """The slot can give every change after ``position``, or ``PositionLostError``.
+    ) -> int:
+        """The slot's confirmed position, once it is clear that the slot can give every
+        change after ``position`` (``PositionLostError`` if not).
 
         The slot's confirmed position only moves once Kafka holds everything before it
         (changes, or an offset record written on a keepalive): a slot past the stored
@@ -132,6 +133,7 @@ class ReplicationSlot:
                 "consumer advanced it). To stream on from the slot's position knowingly: "
                 "cdcd offsets reset --to earliest"
             )
+        return confirmed
 
     async def check_position(self, position: Position) -> None:
         """Refuse a position to store (``cdcd offsets set``) that the slot cannot stream
@@ -236,19 +238,15 @@ class ReplicationSlot:
         """The slot's confirmed position, once it is checked that the slot can continue
         from ``resume`` (it may have been dropped since ``prepare``)."""
         if resume is not None:
-            await self.check_resumable(conn, resume)
-        cur = await conn.execute(
-            "SELECT confirmed_flush_lsn - '0/0' FROM pg_replication_slots WHERE slot_name = %s",
-            (self.name,),
-        )
-        row = await cur.fetchone()
-        if row is None:
+            return await self.check_resumable(conn, resume)
+        confirmed, _ = await self._slot_and_wal_end(conn)
+        if confirmed is None:
             raise SourceError(
                 f"replication slot {self.name!r} does not exist; let cdcd create it "
                 "(source.create_slot = true) or create it: SELECT "
                 f"pg_create_logical_replication_slot('{self.name}', 'pgoutput')"
             )
-        return int(row[0] or 0)
+        return confirmed
 
     async def start_replication(self, repl: psycopg.AsyncConnection[Any], start: int) -> None:
         """``START_REPLICATION`` from ``start`` on the replication connection ``repl``,
