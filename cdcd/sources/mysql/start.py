@@ -72,38 +72,37 @@ class StartPoints:
             return self.resolve(initial)
         if _FILE_POS.match(initial):  # mariadb-bin.000001:4 (GTIDs have no ".")
             file, pos = initial.rsplit(":", 1)
-            return self.by_file_pos(file, int(pos))
+            return self.by_file_pos(file, int(pos), what="source.initial_position")
         gtids = self._parse_gtid(initial)
         position = MysqlPosition(info.flavor, gtids, "", 4)
         self.check_position(position, "source.initial_position")
         return Start(gtids, None, None)
 
-    def by_file_pos(self, file: str, pos: int, skip_events: int = 0) -> Start:
-        """Start at a binlog file/pos, checked first, so that a wrong one is refused
-        before it is stored. python-mysql-replication cannot ask MariaDB for a file/pos
-        (it always dumps from the oldest binlog), so there the position is turned into
-        the GTID position that starts at the same place."""
-        mariadb = self.info.flavor == "mariadb"
+    def by_file_pos(
+        self, file: str, pos: int, skip_events: int = 0, what: str | None = None
+    ) -> Start:
+        """Start at a binlog file/pos. ``what`` names a position not checked yet (refused
+        before it is stored when the server does not have it); a stored offset was checked
+        by ``prepare``. python-mysql-replication cannot ask MariaDB for a file/pos (it
+        always dumps from the oldest binlog), so there the position is turned into the
+        GTID position that starts at the same place."""
+        if self.info.flavor != "mariadb":
+            if what is not None:
+                self.check_position(MysqlPosition("mysql", None, file, pos), what)
+            return Start(None, file, pos, skip_events)
         conn = self.connect()
         try:
             with conn.cursor() as cursor:
-                if mariadb:
-                    cursor.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
-                    gtid_position = cursor.fetchone()[0]  # NULL: no event starts there
-                    found = gtid_position is not None
-                else:
-                    cursor.execute("SHOW BINARY LOGS")
-                    found = file in {row[0] for row in cursor.fetchall()}
+                cursor.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+                gtid_position = cursor.fetchone()[0]  # NULL: no event starts there
         finally:
             conn.close()
-        if not found:
+        if gtid_position is None:
             raise SourceError(
                 f"{file}:{pos} is not a position in the binlogs of {self.where} (purged, or "
                 "never one): fix source.initial_position, or reset the offsets "
                 "(cdcd offsets reset)"
             )
-        if not mariadb:
-            return Start(None, file, pos, skip_events)
         return Start(str(MariadbGtidPosition.parse(gtid_position)), file, pos, skip_events)
 
     def resolve(self, where: str) -> Start:
