@@ -160,3 +160,41 @@ def test_exactly_once_transactions_begin_an_interval_apart(kafka_bootstrap):
         2,
     ]
     assert [h["lsn"] for h in offset_history(kafka_bootstrap, name)] == ["0/C8", "0/C9", "0/CA"]
+
+
+def test_record_headers_reach_kafka(kafka_bootstrap):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    name = unique_name("headers")
+    config = parse_config(
+        {
+            "name": name,
+            "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+            "sink": {"kind": "kafka", "bootstrap_servers": kafka_bootstrap, "topic_prefix": name},
+        }
+    )
+    topic = f"{name}.s.t"
+
+    async def write_and_read() -> list:
+        sink = build(config)
+        await sink.start()
+        try:
+            records = [
+                Record(topic, b'{"id":1}', b'{"v":1}', [("id", b"42"), ("type", b"Order")]),
+                Record(topic, b'{"id":2}', b'{"v":2}'),
+            ]
+            await (await sink.write(records, StoredOffset(PgPosition(100))))
+        finally:
+            await sink.close()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, isolation_level="read_committed")
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            batches = await consumer.getmany(tp, timeout_ms=10_000)
+            return [list(r.headers) for r in batches.get(tp, [])]
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(write_and_read()) == [[("id", b"42"), ("type", b"Order")], []]

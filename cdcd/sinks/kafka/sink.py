@@ -52,6 +52,7 @@ from cdcd.sinks.kafka.offsets import OffsetsTopic
 from cdcd.sinks.kafka.wait import KafkaWait
 
 TRANSACTION_TIMEOUT_MS = 60_000
+_NO_HEADERS: list[tuple[str, bytes]] = []  # the batch builders read it, never change it
 COMMIT_TIMEOUT_S = 60.0  # a commit that takes longer is given up and the pipeline restarted
 
 
@@ -305,13 +306,14 @@ class KafkaSink:
                 if builder is None:
                     builder = builders[(topic, partition)] = producer.create_batch()
                 append = builder.append
-            if append(key=record.key, value=record.value, timestamp=None) is None:
+            headers = record.headers or _NO_HEADERS
+            if append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
                 full = builders.pop((topic, partition))
                 futures.append(await producer.send_batch(full, topic, partition=partition))
                 futures[-1].add_done_callback(_retrieved)
                 builder = builders[(topic, partition)] = producer.create_batch()
                 append = builder.append
-                if append(key=record.key, value=record.value, timestamp=None) is None:
+                if append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
                     raise SinkError(
                         f"a record for {topic!r} is larger than sink.max_batch_bytes "
                         f"({self.config.max_batch_bytes}); raise it"
