@@ -176,14 +176,15 @@ class Daemon:
         )
 
     def stacks(self) -> str:
-        """Where each thread of the running daemon is (py-spy), to see why it waits."""
+        """Where each thread of the running daemon and of its reader process is (py-spy),
+        to see why it waits."""
         if self.process is None or self.process.poll() is not None:
             return ""
         spy = Path(sys.executable).parent / "py-spy"
         if not spy.exists():
             return "(no py-spy to show the daemon's stacks)"
         dump = subprocess.run(
-            [str(spy), "dump", "--pid", str(self.process.pid)],
+            [str(spy), "dump", "--subprocesses", "--pid", str(self.process.pid)],
             capture_output=True,
             text=True,
             timeout=30,
