@@ -1,36 +1,132 @@
-"""Snapshots: where a source's table reading plugs into the coordinator.
+"""Snapshots: what a source offers to read its tables, and how the core runs it.
 
-A source that can snapshot its tables offers ``snapshot()``, returning a
-``SnapshotSource``; the coordinator (``cdcd.runtime.coordinator``) asks for it when a
-snapshot is due and runs it before the stream (an initial snapshot) or between stream
-transactions (incremental snapshots). Its chunks are ordinary source items: ``op = "r"``
-change events, and commits whose checkpoints carry the snapshot's progress
-(``Checkpoint.snapshot``, stored with the offset) so that a restart resumes it.
+A source that can snapshot its tables offers ``snapshot_reader()``, a ``SnapshotReader``
+(``cdcd/sources/<db>/snapshot.py``). The core (``cdcd.snapshot.runner``, driven by the
+coordinator) uses it in one of two ways:
+
+- **consistent** (the initial snapshot of a daemon with no stored offset): the reader
+  opens a ``ConsistentSnapshot`` — PostgreSQL: the snapshot a new replication slot
+  exports; MySQL/MariaDB: a consistent-snapshot transaction whose binlog position is
+  known — and the core scans every table in it (``max_threads`` at once), then streams
+  from its ``position``: nothing lost or doubled at the seam.
+- **watermarked** (DBLog, as Debezium's incremental snapshots): chunks of a table read
+  by primary key while the stream runs, each between a low and a high watermark
+  (``watermark()``: a position after everything committed so far); the core drops from
+  a chunk every row the stream changed between the two and emits the rest where the
+  stream reaches the high watermark (``cdcd.snapshot.window``). This resumes an initial
+  snapshot cut short (its consistent snapshot is gone), and runs the snapshots that
+  signals ask for.
+
+Chunks are ordinary source items: ``op = "r"`` change events, and a commit whose
+checkpoint carries the snapshot's progress (``Checkpoint.snapshot``, stored with the
+offset), so that a restart resumes after the last chunk Kafka holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cdcd.events import SourceItem
-from cdcd.offsets import StoredOffset
+from cdcd.events import ChangeEvent
+from cdcd.positions import Position
 
 
-class SnapshotSource(Protocol):
-    """One database's snapshot reader."""
+@dataclass(frozen=True, slots=True)
+class SnapshotTable:
+    """A table to read: ``key_columns`` its primary key in the key's order (empty: none,
+    which the core refuses, naming the table); ``estimated_rows`` from the server's
+    statistics (0: unknown), for progress."""
 
-    def due(self, resume: StoredOffset | None) -> bool:
-        """Whether a snapshot must run before streaming from ``resume`` (the snapshot mode
-        decides; ``resume.snapshot`` holds the progress of one that was cut short)."""
+    namespace: str
+    name: str
+    key_columns: tuple[str, ...]
+    estimated_rows: int = 0
+
+    @property
+    def id(self) -> str:
+        """``schema.table`` / ``database.table``, as data collections are named."""
+        return f"{self.namespace}.{self.name}"
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Rows of one table in primary-key order: ``rows`` are ``op = "r"`` events whose key,
+    after image and source block are encoded exactly as the stream encodes them (the
+    core sets ``source["snapshot"]``). ``last_key``: the last row's key values in key
+    order, as JSON values the reader takes back as ``after`` (opaque to the core; None
+    when the chunk is empty). ``done``: the table has no rows after this chunk."""
+
+    table: SnapshotTable
+    rows: list[ChangeEvent]
+    last_key: list[Any] | None
+    done: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ConsistentSnapshot(Protocol):
+    """One consistent view of the database, whose changes after it the stream gives from
+    ``position`` (PostgreSQL: the exported snapshot and the slot's consistent point)."""
+
+    position: Position
+
+    def scan(
+        self, table: SnapshotTable, after: list[Any] | None, chunk_size: int, where: str | None
+    ) -> AsyncIterator[Chunk]:
+        """The table's rows in this view, in primary-key order, after key ``after``,
+        ``chunk_size`` at a time, never the whole table in memory; ``where``: an SQL
+        condition on the table's columns (``additional-conditions``). Several scans may run
+        at once (each on its own connection joined to the same view)."""
         ...
 
-    def chunks(self, resume: StoredOffset | None) -> AsyncIterator[list[SourceItem]]:
-        """The snapshot's rows as chunks of items, resuming after ``resume.snapshot``."""
+    async def close(self) -> None:
+        """Release the view (PostgreSQL: the connection that holds the exported snapshot)."""
         ...
 
 
-def snapshot_of(source: Any) -> SnapshotSource | None:
+class SnapshotReader(Protocol):
+    """One database's table reader, opened by ``source.snapshot_reader()``."""
+
+    async def tables(self) -> list[SnapshotTable]:
+        """The captured tables (the source's include/exclude lists), in a stable order."""
+        ...
+
+    async def consistent(self) -> ConsistentSnapshot | None:
+        """Open a consistent view to scan before streaming from its position, or None
+        when the server or the privileges allow none (the core then reads watermarked
+        chunks while streaming). Called only when no offset is stored."""
+        ...
+
+    async def watermark(self) -> Position:
+        """A position after every transaction committed so far (read-only: no write)."""
+        ...
+
+    def reached(self, position: Position, mark: Position) -> bool:
+        """Whether the stream, having given everything up to ``position`` (a commit's),
+        has given every transaction committed before ``mark`` was read."""
+        ...
+
+    async def read_chunk(
+        self, table: SnapshotTable, after: list[Any] | None, limit: int, where: str | None
+    ) -> Chunk:
+        """At most ``limit`` rows after key ``after``, in key order, as the table is now
+        (its own short transaction)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class HeartbeatSource(Protocol):
+    """A source whose stream can be asked for a position when the database is idle."""
+
+    def heartbeat_soon(self) -> None:
+        """Within about a second, even with nothing to stream, yield a heartbeat
+        ``Commit`` (``extra=HEARTBEAT``) at or after every transaction committed before
+        this call (PostgreSQL: the server's WAL end from a keepalive asked for)."""
+        ...
+
+
+def reader_of(source: Any) -> SnapshotReader | None:
     """The source's snapshot reader, if it has one."""
-    make = getattr(source, "snapshot", None)
+    make = getattr(source, "snapshot_reader", None)
     return make() if callable(make) else None
