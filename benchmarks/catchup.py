@@ -17,14 +17,7 @@ from backlog import SourceRun
 from harness import DEBEZIUM_VERSIONS, RESULTS, log, log_tail
 from procstat import CpuMeter
 from profile_top import format_top, top_entries
-from readers import (
-    Follow,
-    catch_up,
-    cdcd_follow,
-    debezium_argv,
-    debezium_build,
-    write_debezium_properties,
-)
+from readers import Follow, catch_up, cdcd_follow, debezium_follow
 from server_mysql import MysqlBench
 
 
@@ -112,34 +105,31 @@ async def _cdcd_catch_up(run: SourceRun, role: str) -> dict[str, Any]:
 
 
 async def _debezium_catch_up(run: SourceRun, role: str) -> dict[str, Any]:
-    build = debezium_build(run.bench.family)
     dbz_dir = run.workdir / ("debezium" if role == "dbz" else f"debezium-{role}")
     dbz_dir.mkdir(exist_ok=True)
     props = run.bench.debezium_catchup_props(role, run.prefixes[role], dbz_dir)
-    props_path = dbz_dir / "catchup.properties"
-    write_debezium_properties(props_path, props, run.opts.kafka, f"bench-dbz-{run.name}")
-    follow = Follow(
-        "debezium",
-        debezium_argv(build, props_path),
-        run.topics[role],
-        dbz_dir / "catchup.log",
-        stdout_path=dbz_dir / "catchup.out",
-    )
+    follow = debezium_follow(run, role, "catchup", props, dbz_dir)
     result = await catch_up(run.opts, follow, run.workload)
+    debezium_figures(run, follow, result)
+    return result
+
+
+def debezium_figures(run: SourceRun, follow: Follow, result: dict[str, Any]) -> None:
+    """What a Debezium result adds: its version and format, and the runner's own rate."""
     result["version"] = DEBEZIUM_VERSIONS[run.bench.family]
     result["format"] = (
         "JsonConverter, schemas.enable=false; KafkaProducer acks=all, idempotent, lz4"
     )
     with contextlib.suppress(Exception):
         # The runner's own count, from the first to the last record the engine handed it.
-        lines = (dbz_dir / "catchup.out").read_text().strip().splitlines()
+        assert follow.stdout_path is not None
+        lines = follow.stdout_path.read_text().strip().splitlines()
         final = json.loads(lines[-1])
         if final["first_event_ms"] and final["last_event_ms"] > final["first_event_ms"]:
             result["in_engine_events_per_s"] = round(
                 final["events"] / ((final["last_event_ms"] - final["first_event_ms"]) / 1000),
                 1,
             )
-    return result
 
 
 async def profile(run: SourceRun) -> None:
@@ -199,9 +189,7 @@ async def big_transaction(run: SourceRun) -> None:
     log(f"{run.name}: one transaction of {big.rows} rows, cdcd ({opts.latency_delivery}) ...")
     try:
         start = run.bench.latency_start("big")
-        run.out["big_transaction_load"] = load.load_big_transaction(
-            run.bench.db, run.bench.dsn, big
-        )
+        run.out["big_transaction_load"] = load.load_generated(run.bench.db, run.bench.dsn, big)
         source = run.bench.cdcd_latency_source("big", start)
         follow, _ = cdcd_follow(run, "bigtx", "big", source, opts.latency_delivery)
         result = await catch_up(opts, follow, big)

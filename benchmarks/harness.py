@@ -41,6 +41,10 @@ TARGETS = {
 TARGET_P99_MS = 50.0
 TARGET_RSS_MB = 150.0
 TARGET_MIN_N = 500_000
+# The initial snapshot: cdcd's rows/s against Debezium's, on a table of (at least) this many
+# rows; cdcd's peak RSS meanwhile under TARGET_RSS_MB.
+TARGET_SNAPSHOT_VS_DEBEZIUM = 2.0
+TARGET_SNAPSHOT_ROWS = 1_000_000
 
 
 def log(message: str) -> None:
@@ -74,6 +78,8 @@ class Options:
     pg_dsn: str
     mysql_url: str
     mysql8_url: str | None
+    snapshot_rows: int = 0  # the snapshot phase's table (0: no phase)
+    snapshot_threads: int | None = None  # cdcd's [snapshot] max_threads (None: its default)
     run_id: str = field(
         default_factory=lambda: time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     )

@@ -27,15 +27,7 @@ from backlog import SourceRun
 from harness import HERE, PROBE_FIRST_ID, Options, log, log_tail
 from kafka_tools import TopicReader, TopicStats, broker_log_dirs, transaction_markers, visible_at
 from procstat import CpuMeter, ProcWatch
-from readers import (
-    Follow,
-    cdcd_follow,
-    debezium_argv,
-    debezium_build,
-    spawn,
-    stop,
-    write_debezium_properties,
-)
+from readers import Follow, cdcd_follow, debezium_follow, spawn, stop
 
 # A window with less host steal than this (cores) is not repeated.
 QUIET_STEAL_CORES = 0.1
@@ -69,19 +61,11 @@ async def debezium_latency(run: SourceRun) -> None:
         return
     log(f"{run.name}: Debezium latency ...")
     try:
-        build = debezium_build(run.bench.family)
         dbz_dir = run.workdir / "debezium-latency"
         dbz_dir.mkdir(exist_ok=True)
         start = run.bench.latency_start("dbzlat")
         props = run.bench.debezium_latency_props("dbzlat", start, run.prefixes["dbzlat"], dbz_dir)
-        props_path = dbz_dir / "latency.properties"
-        write_debezium_properties(props_path, props, run.opts.kafka)
-        follow = Follow(
-            "debezium",
-            debezium_argv(build, props_path),
-            run.topics["dbzlat"],
-            dbz_dir / "latency.log",
-        )
+        follow = debezium_follow(run, "dbzlat", "latency", props, dbz_dir)
         run.out["debezium_latency"] = result = await steady_latency(run, follow)
         run.note_error("debezium_latency", result)
     except Exception as exc:  # noqa: BLE001

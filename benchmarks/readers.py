@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
 
 
 async def catch_up(
-    opts: Options, follow: Follow, workload: load.Workload | load.BigTransaction
+    opts: Options, follow: Follow, workload: load.Workload | load.GeneratedRows
 ) -> dict[str, Any]:
     """Run a Kafka reader until the whole backlog is in its topic; its figures."""
     reader = TopicReader(opts.kafka, follow.topic)
@@ -143,7 +144,7 @@ async def _until_delivered(
     proc: subprocess.Popen[bytes],
     reader: TopicReader,
     watch: ProcWatch,
-    workload: load.Workload | load.BigTransaction,
+    workload: load.Workload | load.GeneratedRows,
 ) -> str | None:
     """Sample the reader until its topic holds every row event and tombstone; why not,
     when it exits, writes nothing or stalls first."""
@@ -239,9 +240,36 @@ def cdcd_fields() -> dict[str, set[str]]:
         fields = {"top": set(Config.model_fields)}
         for kind, (module_name, name) in _CONFIG_MODELS.items():
             fields[kind] = set(_config_model(module_name, name).model_fields)
-        return {key: fields[key] for key in ("top", "mysql", "postgres", "sink")}
+        fields["snapshot"] = _section_fields(Config.model_fields.get("snapshot"))
+        return {key: fields[key] for key in _FIELD_KINDS}
     except Exception:  # noqa: BLE001 - a broken cdcd is reported when it runs
-        return {"top": set(), "mysql": set(), "postgres": set(), "sink": set()}
+        return {key: set() for key in _FIELD_KINDS}
+
+
+_FIELD_KINDS = ("top", "mysql", "postgres", "sink", "snapshot")
+
+
+def _section_fields(field: Any) -> set[str]:
+    """The keys of a top-level section's model (``[snapshot]``), if cdcd has it."""
+    if field is None:
+        return set()
+    for model in (field.annotation, *typing.get_args(field.annotation)):
+        if hasattr(model, "model_fields"):
+            return set(model.model_fields)
+    return set()
+
+
+def _snapshot_section(known: dict[str, set[str]], snapshot: dict[str, Any]) -> dict[str, Any]:
+    """cdcd's ``[snapshot]``: the keys it knows (a missing ``mode`` is an error: that
+    cdcd takes no initial snapshot)."""
+    if "mode" not in known["snapshot"]:
+        raise RuntimeError(
+            "this cdcd has no [snapshot] mode in its configuration: it takes no initial snapshot"
+        )
+    left_out = sorted(set(snapshot) - known["snapshot"])
+    if left_out:
+        log(f"cdcd knows no [snapshot] {', '.join(left_out)}: left out")
+    return {k: v for k, v in snapshot.items() if k in known["snapshot"]}
 
 
 def cdcd_config(
@@ -250,7 +278,10 @@ def cdcd_config(
     source: dict[str, Any],
     topic_prefix: str,
     delivery: str | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """cdcd's configuration for one phase: ``source`` and ``snapshot`` (the ``[snapshot]``
+    section, for the snapshot phase) reduced to the keys this cdcd knows."""
     known = cdcd_fields()
     config: dict[str, Any] = {"name": name}
     delivery = delivery or opts.delivery
@@ -268,6 +299,8 @@ def cdcd_config(
         "tombstones_on_delete": True,
     }
     config["log"] = {"level": "info", "format": "json"}
+    if snapshot is not None:
+        config["snapshot"] = _snapshot_section(known, snapshot)
     return config
 
 
@@ -284,13 +317,16 @@ def cdcd_follow(
     *,
     name: str = "cdcd",
     profile_path: Path | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> tuple[Follow, Path]:
-    """cdcd in one phase of a source (``catchup``, ``profile``, ``latency``, ``bigtx``):
+    """cdcd in one phase of a source (``catchup``, ``profile``, ``latency``, ``bigtx``,
+    ``snapshot``):
     its configuration written to ``cdcd-<phase>.toml`` (the path returned), its log in
     ``cdcd-<phase>.log``, its topic the role's."""
     path = run.workdir / f"cdcd-{phase}.toml"
     config_name = f"bench-{run.name}-{run.opts.run_id}-{phase}"
-    write_toml(path, cdcd_config(run.opts, config_name, source, run.prefixes[role], delivery))
+    config = cdcd_config(run.opts, config_name, source, run.prefixes[role], delivery, snapshot)
+    write_toml(path, config)
     log_path = run.workdir / f"cdcd-{phase}.log"
     follow = Follow(name, cdcd_argv(path), run.topics[role], log_path, profile_path=profile_path)
     return follow, path
@@ -347,6 +383,24 @@ def write_debezium_properties(
         return text.replace("\\", "\\\\").replace("\n", "\\n")
 
     path.write_text("".join(f"{k}={esc(str(v))}\n" for k, v in props.items()))
+
+
+def debezium_follow(
+    run: SourceRun, role: str, phase: str, props: dict[str, str], dbz_dir: Path
+) -> Follow:
+    """Debezium in one phase of a source (``catchup``, ``latency``, ``snapshot``): its
+    properties written to ``<dbz_dir>/<phase>.properties``, its log and standard output
+    (the runner's counts) next to them, its topic the role's."""
+    build = debezium_build(run.bench.family)
+    props_path = dbz_dir / f"{phase}.properties"
+    write_debezium_properties(props_path, props, run.opts.kafka, f"bench-dbz-{run.name}")
+    return Follow(
+        "debezium",
+        debezium_argv(build, props_path),
+        run.topics[role],
+        dbz_dir / f"{phase}.log",
+        stdout_path=dbz_dir / f"{phase}.out",
+    )
 
 
 def debezium_argv(build: Path, props_path: Path) -> list[str]:

@@ -6,7 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness import RESULTS, TARGET_MIN_N, TARGET_P99_MS, TARGET_RSS_MB, TARGETS, Options
+from harness import (
+    RESULTS,
+    TARGET_MIN_N,
+    TARGET_P99_MS,
+    TARGET_RSS_MB,
+    TARGET_SNAPSHOT_ROWS,
+    TARGET_SNAPSHOT_VS_DEBEZIUM,
+    TARGETS,
+    Options,
+)
 
 # -- the headline ----------------------------------------------------------------------------
 
@@ -55,6 +64,14 @@ def headline(source: str, out: dict[str, Any], opts: Options) -> None:
         "cdcd_vs_c_limit": round(cdcd / c, 3) if cdcd and c else None,
     }
     out["targets"] = _targets(source, out, comparable=opts.n >= TARGET_MIN_N)
+    if out.get("snapshot"):
+        _snapshot_headline(out)
+
+
+def _verdict(ok: bool | None, comparable: bool, why: str) -> str:
+    if ok is None:
+        return "n/a"
+    return ("PASS" if ok else "FAIL") + ("" if comparable else f" ({why}: not comparable)")
 
 
 def _targets(source: str, out: dict[str, Any], comparable: bool) -> dict[str, str]:
@@ -62,9 +79,7 @@ def _targets(source: str, out: dict[str, Any], comparable: bool) -> dict[str, st
     target = TARGETS[source]["cdcd_vs_debezium"]
 
     def verdict(ok: bool | None) -> str:
-        if ok is None:
-            return "n/a"
-        return ("PASS" if ok else "FAIL") + ("" if comparable else " (N < 500k: not comparable)")
+        return _verdict(ok, comparable, "N < 500k")
 
     ratio = out["ratios"]["cdcd_vs_debezium"]
     p99 = out["p99_latency_ms"]
@@ -78,6 +93,39 @@ def _targets(source: str, out: dict[str, Any], comparable: bool) -> dict[str, st
             None if peak is None else peak <= TARGET_RSS_MB
         ),
     }
+
+
+def _snapshot_headline(out: dict[str, Any]) -> None:
+    """The snapshot phase's keys, its ratio and its targets (flagged below 1M rows)."""
+    snap = out["snapshot"]
+    readers = snap.get("readers") or {}
+
+    def figure(reader: str, key: str) -> Any:
+        return (readers.get(reader) or {}).get(key)
+
+    cdcd = figure("cdcd", "rows_per_s")
+    dbz = figure("debezium", "rows_per_s")
+    rss = figure("cdcd", "peak_rss_mb")
+    out.update(
+        snapshot_rows=snap.get("rows"),
+        cdcd_snapshot_rows_per_s=cdcd,
+        debezium_snapshot_rows_per_s=dbz,
+        cdcd_snapshot_peak_rss_mb=rss,
+        debezium_snapshot_peak_rss_mb=figure("debezium", "peak_rss_mb"),
+        cdcd_snapshot_cpu_s=figure("cdcd", "cpu_s"),
+        debezium_snapshot_cpu_s=figure("debezium", "cpu_s"),
+    )
+    ratio = round(cdcd / dbz, 3) if cdcd and dbz else None
+    out["ratios"]["snapshot_cdcd_vs_debezium"] = ratio
+    comparable = (snap.get("rows") or 0) >= TARGET_SNAPSHOT_ROWS
+    why = f"snapshot < {TARGET_SNAPSHOT_ROWS:,} rows"
+    target = TARGET_SNAPSHOT_VS_DEBEZIUM
+    out["targets"][f"snapshot cdcd_vs_debezium >= {target:g}"] = _verdict(
+        None if ratio is None else ratio >= target, comparable, why
+    )
+    out["targets"][f"snapshot cdcd peak_rss_mb <= {TARGET_RSS_MB:.0f}"] = _verdict(
+        None if rss is None or cdcd is None else rss <= TARGET_RSS_MB, comparable, why
+    )
 
 
 # -- the table ----------------------------------------------------------------------------
@@ -114,6 +162,7 @@ def report(result: dict[str, Any]) -> str:
     ]
     for source, out in result["sources"].items():
         lines.extend(_reader_rows(source, out))
+    lines.extend(_snapshot_rows(result))
     lines.append("")
     lines.append("latency at a steady rate (from the commit), ratios, targets:")
     delivery = result["settings"].get("cdcd_latency_delivery", "?")
@@ -151,6 +200,40 @@ def _reader_rows(source: str, out: dict[str, Any]) -> list[str]:
     if out.get("error"):
         lines.append(f"{source:9} (source failed) {out['error'][:200]}")
     return lines
+
+
+SNAPSHOT_LABELS = {"cdcd": "cdcd -> Kafka", "debezium": "Debezium embedded -> Kafka"}
+
+
+def _snapshot_rows(result: dict[str, Any]) -> list[str]:
+    """The snapshot phase: a row per source and reader (none when no source ran it)."""
+    lines: list[str] = []
+    for source, out in result["sources"].items():
+        snap = out.get("snapshot") or {}
+        for key, label in SNAPSHOT_LABELS.items():
+            r = (snap.get("readers") or {}).get(key)
+            if r is None:
+                continue
+            note = _reader_note(key, r)
+            lines.append(
+                f"{source:9} {label[:34]:34} {_fmt(snap.get('rows')):>10} "
+                f"{_fmt(r.get('rows_per_s')):>10} {_fmt(r.get('wall_s'), 2):>8} "
+                f"{_fmt(r.get('peak_rss_mb'), 1):>8} {_fmt(r.get('cpu_s'), 1):>7} "
+                f"{_fmt(r.get('machine_busy_cores'), 1):>5}  {note[:120]}"
+            )
+        if snap and not snap.get("readers"):
+            errors = {k: v for k, v in out["errors"].items() if k.startswith("snapshot")}
+            lines.append(f"{source:9} (no snapshot) {errors}"[:200])
+    if not lines:
+        return []
+    return [
+        "",
+        "initial snapshot of a table (rows/s: rows / (reader started -> its last r record "
+        "appended)):",
+        f"{'source':9} {'reader':34} {'rows':>10} {'rows/s':>10} {'wall s':>8} {'RSS MB':>8} "
+        f"{'CPU s':>7} {'busy':>5}  note",
+        *lines,
+    ]
 
 
 def _reader_note(key: str, r: dict[str, Any]) -> str:
@@ -206,6 +289,13 @@ def _summary_lines(source: str, out: dict[str, Any], delivery: str) -> list[str]
         f"cdcd/C-limit {_fmt(ratios.get('cdcd_vs_c_limit'), 3)}x, "
         f"cdcd peak RSS {_fmt(out.get('peak_rss_mb'), 1)} MB"
     )
+    if out.get("snapshot"):
+        lines.append(
+            f"  {source:9} initial snapshot of {_fmt(out.get('snapshot_rows'))} rows: "
+            f"cdcd/Debezium {_fmt(ratios.get('snapshot_cdcd_vs_debezium'), 2)}x, "
+            f"cdcd peak RSS {_fmt(out.get('cdcd_snapshot_peak_rss_mb'), 1)} MB, "
+            f"Debezium {_fmt(out.get('debezium_snapshot_peak_rss_mb'), 1)} MB"
+        )
     for target, verdict in (out.get("targets") or {}).items():
         lines.append(f"  {source:9}   target {target}: {verdict}")
     return lines

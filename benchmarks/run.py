@@ -47,6 +47,7 @@ import catchup  # noqa: E402
 import latency  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
+import snapshot  # noqa: E402
 from backlog import Bench, load_backlog, make_bench  # noqa: E402
 from harness import (  # noqa: E402
     CACHE,
@@ -87,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip",
         default=None,
-        help="comma list of: c, pyrepl, cdcd, debezium, profile, latency, bigtx (default: none)",
+        help="comma list of: c, pyrepl, cdcd, debezium, profile, latency, bigtx, snapshot "
+        "(default: none)",
     )
     _add_steady_options(p)
     _add_cdcd_options(p)
@@ -148,6 +150,17 @@ def _add_phase_options(p: argparse.ArgumentParser) -> None:
         "(default 300; --quick: 30)",
     )
     p.add_argument("--debezium-latency", action="store_true", help="measure Debezium's latency too")
+    p.add_argument(
+        "--snapshot-rows",
+        type=int,
+        help="rows of the initial-snapshot phase's table, snapshotted by cdcd and by Debezium "
+        "(default 1000000; --quick: 20000; 0: off)",
+    )
+    p.add_argument(
+        "--snapshot-threads",
+        type=int,
+        help="cdcd's [snapshot] max_threads in that phase (default: cdcd's default)",
+    )
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -194,6 +207,10 @@ def _options(a: argparse.Namespace, sources: list[str], env: dict[str, str]) -> 
         pg_dsn=env["CDCD_TEST_PG_DSN"],
         mysql_url=env.get("CDCD_TEST_MYSQL_URL", ""),
         mysql8_url=env.get("CDCD_TEST_MYSQL8_URL"),
+        snapshot_rows=a.snapshot_rows
+        if a.snapshot_rows is not None
+        else (20_000 if quick else 1_000_000),
+        snapshot_threads=a.snapshot_threads,
     )
 
 
@@ -212,6 +229,7 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     await latency.cdcd_latency(run)
     await catchup.big_transaction(run)
     await latency.debezium_latency(run)
+    await snapshot.initial_snapshot(run)
     return run.out
 
 
@@ -237,6 +255,7 @@ def _run_header(opts: Options) -> dict[str, Any]:
             "steady_seconds": opts.steady_seconds,
             "warmup_seconds": opts.warmup_seconds,
             "steady_tx_rows": opts.tx_rows,
+            "snapshot_rows": opts.snapshot_rows,
         },
         "settings": {
             "cdcd_delivery": opts.delivery
@@ -244,6 +263,7 @@ def _run_header(opts: Options) -> dict[str, Any]:
             else "(no such key)",
             "cdcd_latency_delivery": opts.latency_delivery,
             "cdcd_reader": opts.reader or "default",
+            "cdcd_snapshot_threads": opts.snapshot_threads or "default",
             "debezium": DEBEZIUM_VERSIONS,
             "producer": PRODUCER,
             "kafka": opts.kafka,

@@ -94,13 +94,11 @@ class MysqlBench:
     def cdcd_catchup_source(self, role: str) -> dict[str, Any]:
         return self.cdcd_source(role, self.start)
 
-    def debezium_props(
-        self, role: str, start: dict[str, Any], prefix: str, workdir: Path
-    ) -> dict[str, str]:
+    def _debezium_base(self, prefix: str, workdir: Path) -> dict[str, str]:
+        """Debezium's connection, selection and schema history (a file of its own)."""
         p = self.parts
-        name = f"bench-dbz-{self.name}"
-        props = {
-            "name": name,
+        return {
+            "name": f"bench-dbz-{self.name}",
             "connector.class": self.connector,
             "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
             "offset.storage.file.filename": str(workdir / "offsets.dat"),
@@ -114,26 +112,37 @@ class MysqlBench:
             "database.include.list": "bench",
             "table.include.list": "bench.orders",
             "include.schema.changes": "false",
-            "snapshot.mode": "configuration_based",
-            "snapshot.mode.configuration.based.snapshot.schema": "false",
-            "snapshot.mode.configuration.based.snapshot.data": "false",
-            "snapshot.mode.configuration.based.start.stream": "true",
-            # An offset without a schema history: start from the offset with an empty
-            # history, which the CREATE TABLE in the stream then fills.
-            "snapshot.mode.configuration.based.snapshot.on.schema.error": "true",
             "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
             "schema.history.internal.file.filename": str(workdir / "schema-history.dat"),
-            # The start position, as the engine's file offset store holds it.
-            "bench.seed.offset.key": json.dumps([name, {"server": prefix}], separators=(",", ":")),
-            "bench.seed.offset.value": json.dumps(
-                {
-                    "file": start["file"],
-                    "pos": start["pos"],
-                    **({"gtids": start["gtid"]} if start["gtid"] else {}),
-                },
-                separators=(",", ":"),
-            ),
         }
+
+    def debezium_props(
+        self, role: str, start: dict[str, Any], prefix: str, workdir: Path
+    ) -> dict[str, str]:
+        props = self._debezium_base(prefix, workdir)
+        props.update(
+            {
+                "snapshot.mode": "configuration_based",
+                "snapshot.mode.configuration.based.snapshot.schema": "false",
+                "snapshot.mode.configuration.based.snapshot.data": "false",
+                "snapshot.mode.configuration.based.start.stream": "true",
+                # An offset without a schema history: start from the offset with an empty
+                # history, which the CREATE TABLE in the stream then fills.
+                "snapshot.mode.configuration.based.snapshot.on.schema.error": "true",
+                # The start position, as the engine's file offset store holds it.
+                "bench.seed.offset.key": json.dumps(
+                    [props["name"], {"server": prefix}], separators=(",", ":")
+                ),
+                "bench.seed.offset.value": json.dumps(
+                    {
+                        "file": start["file"],
+                        "pos": start["pos"],
+                        **({"gtids": start["gtid"]} if start["gtid"] else {}),
+                    },
+                    separators=(",", ":"),
+                ),
+            }
+        )
         return props
 
     def debezium_catchup_props(self, role: str, prefix: str, workdir: Path) -> dict[str, str]:
@@ -207,15 +216,18 @@ class MysqlBench:
         props["snapshot.mode.configuration.based.snapshot.on.schema.error"] = "false"
         return props
 
-    def settle(self, timeout: float = 60.0) -> dict[str, Any]:
-        """After the backlog: until InnoDB has purged its old row versions (history list
-        under 1,000) and written its dirty pages (PostgreSQL's CHECKPOINT), so that
-        neither lands inside the latency window."""
+    def settle(self, table: str = "bench.orders", timeout: float = 60.0) -> dict[str, Any]:
+        """After a load: the table's statistics (``ANALYZE TABLE``, kept out of the binlog
+        the readers read), then until InnoDB has purged its old row versions (history
+        list under 1,000) and written its dirty pages (PostgreSQL's CHECKPOINT), so that
+        neither lands inside a later phase."""
         started = time.monotonic()
         conn = load.mysql_connect(self.url)
         history = dirty = None
         try:
             with conn.cursor() as cur:
+                cur.execute(f"ANALYZE NO_WRITE_TO_BINLOG TABLE {table}")
+                cur.fetchall()
                 while time.monotonic() - started < timeout:
                     cur.execute(
                         "SELECT COUNT FROM information_schema.INNODB_METRICS "
@@ -247,6 +259,33 @@ class MysqlBench:
             "history_len": history,
             "dirty_pages": dirty,
         }
+
+    # -- the snapshot phase: a table of its own, no start position (each reader's own) --
+
+    def snapshot_prepare(self, table: str) -> None:
+        load.create_table("mysql", self.url, table.split(".")[1])
+
+    def cdcd_snapshot_source(self, role: str, table: str) -> dict[str, Any]:
+        return {
+            "kind": "mysql",
+            "dsn": self.url,
+            "tables": [table],
+            "schema_changes": False,
+        }
+
+    def debezium_snapshot_props(
+        self, role: str, table: str, prefix: str, workdir: Path
+    ) -> dict[str, str]:
+        props = self._debezium_base(prefix, workdir)
+        props.update({"snapshot.mode": "initial", "table.include.list": table})
+        return props
+
+    def snapshot_cleanup(self, table: str) -> None:
+        conn = load.mysql_connect(self.url)
+        try:
+            load.mysql_script(conn, f"DROP TABLE IF EXISTS {table}")
+        finally:
+            conn.close()
 
     def cleanup(self) -> None:
         pass

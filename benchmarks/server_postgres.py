@@ -31,6 +31,7 @@ class PostgresBench:
         self.dsn = urlunsplit(u._replace(path="/bench"))
         self.parts = url_parts(self.dsn)
         self.publication = "bench_pub"
+        self.snapshot_publication = "bench_snap_pub"  # the snapshot phase's table only
         self.slots: list[str] = []
         self.start: dict[str, Any] = {}
 
@@ -69,12 +70,13 @@ class PostgresBench:
         with self._conn() as conn:
             return {"lsn": conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]}
 
-    def settle(self) -> dict[str, Any]:
-        """After the backlog: its dead rows vacuumed and a checkpoint written now, so that
-        autovacuum and a checkpoint do not land inside the latency window."""
+    def settle(self, table: str = "bench.orders") -> dict[str, Any]:
+        """After a load: its dead rows vacuumed (and the hint bits set, which no reader's
+        scan then writes) and a checkpoint written now, so that autovacuum and a
+        checkpoint do not land inside a later phase."""
         started = time.monotonic()
         with self._conn() as conn:
-            conn.execute("VACUUM (ANALYZE) bench.orders")
+            conn.execute(f"VACUUM (ANALYZE) {table}")
             conn.execute("CHECKPOINT")
         return {
             "settle_s": round(time.monotonic() - started, 3),
@@ -160,6 +162,47 @@ class PostgresBench:
         self, role: str, start: dict[str, Any], prefix: str, workdir: Path
     ) -> dict[str, str]:
         return self.debezium_props(role, start["slot"], prefix, workdir)
+
+    # -- the snapshot phase: a table of its own, each reader creating its own slot --
+
+    def snapshot_prepare(self, table: str) -> None:
+        """The (empty) table and a publication of it alone."""
+        schema, name = table.split(".")
+        load.create_table("postgres", self.dsn, name)
+        with self._conn() as conn:
+            conn.execute(f"DROP PUBLICATION IF EXISTS {self.snapshot_publication}")
+            conn.execute(f"CREATE PUBLICATION {self.snapshot_publication} FOR TABLE {table}")
+
+    def _reader_slot(self, role: str) -> str:
+        """A slot the reader creates itself (the snapshot it exports is the reader's
+        consistent view); dropped at cleanup like the harness's own."""
+        slot = f"bench_{role}_{self.opts.run_id}"
+        self.slots.append(slot)
+        return slot
+
+    def cdcd_snapshot_source(self, role: str, table: str) -> dict[str, Any]:
+        source = self.cdcd_source(role, self._reader_slot(role))
+        source.update(tables=[table], publication_name=self.snapshot_publication, create_slot=True)
+        return source
+
+    def debezium_snapshot_props(
+        self, role: str, table: str, prefix: str, workdir: Path
+    ) -> dict[str, str]:
+        props = self.debezium_props(role, self._reader_slot(role), prefix, workdir)
+        props.update(
+            {
+                "publication.name": self.snapshot_publication,
+                "snapshot.mode": "initial",
+                "table.include.list": table,
+            }
+        )
+        return props
+
+    def snapshot_cleanup(self, table: str) -> None:
+        """The table and its publication dropped (the slots go at cleanup)."""
+        with self._conn() as conn:
+            conn.execute(f"DROP PUBLICATION IF EXISTS {self.snapshot_publication}")
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
     def cleanup(self) -> None:
         with self._conn() as conn:
