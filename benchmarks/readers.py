@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import typing
 from dataclasses import dataclass
@@ -23,7 +24,17 @@ from typing import Any
 
 import load
 from backlog import SourceRun
-from harness import CACHE, DEBEZIUM_VERSIONS, HERE, PRODUCER, VENV_BIN, Options, log, log_tail
+from harness import (
+    CACHE,
+    DEBEZIUM_VERSIONS,
+    HERE,
+    PRODUCER,
+    REPO,
+    VENV_BIN,
+    Options,
+    log,
+    log_tail,
+)
 from kafka_tools import TopicReader, TopicStats
 from procstat import CpuMeter, ProcWatch
 
@@ -41,6 +52,7 @@ class Follow:
     env: dict[str, str] | None = None
     stdout_path: Path | None = None
     profile_path: Path | None = None  # record it with py-spy while it catches up
+    cwd: Path | None = None
 
 
 def spawn(follow: Follow) -> subprocess.Popen[bytes]:
@@ -49,7 +61,9 @@ def spawn(follow: Follow) -> subprocess.Popen[bytes]:
         open(follow.stdout_path or os.devnull, "wb") as stdout,
         open(follow.log_path, "wb") as stderr,
     ):
-        return subprocess.Popen(follow.argv, stdout=stdout, stderr=stderr, env=follow.env)
+        return subprocess.Popen(
+            follow.argv, stdout=stdout, stderr=stderr, env=follow.env, cwd=follow.cwd
+        )
 
 
 def stop(proc: subprocess.Popen[Any], timeout: float = 30.0) -> int:
@@ -304,8 +318,15 @@ def cdcd_config(
     return config
 
 
+# cdcd as its console script starts it, but run in this tree (``Follow.cwd``): the
+# current directory comes first on ``sys.path`` (for ``-c`` and for its reader process's
+# ``-m``), so the cdcd measured is this checkout's even when the virtualenv is shared by
+# several (git worktrees) and its editable install points at another.
+_CDCD_MAIN = "import sys; from cdcd.cli import main; sys.argv[0] = 'cdcd'; sys.exit(main())"
+
+
 def cdcd_argv(config_path: Path) -> list[str]:
-    return [str(VENV_BIN / "cdcd"), "run", "--config", str(config_path)]
+    return [sys.executable, "-c", _CDCD_MAIN, "run", "--config", str(config_path)]
 
 
 def cdcd_follow(
@@ -328,7 +349,9 @@ def cdcd_follow(
     config = cdcd_config(run.opts, config_name, source, run.prefixes[role], delivery, snapshot)
     write_toml(path, config)
     log_path = run.workdir / f"cdcd-{phase}.log"
-    follow = Follow(name, cdcd_argv(path), run.topics[role], log_path, profile_path=profile_path)
+    follow = Follow(
+        name, cdcd_argv(path), run.topics[role], log_path, profile_path=profile_path, cwd=REPO
+    )
     return follow, path
 
 

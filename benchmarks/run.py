@@ -41,7 +41,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The harness's modules, and the cdcd of this tree (not whichever checkout a shared
+# virtualenv's editable install points at): the one ``readers.cdcd_argv`` runs.
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
 import catchup  # noqa: E402
 import latency  # noqa: E402
