@@ -78,4 +78,7 @@ def _checkpoint(mark: CommitMark) -> Checkpoint:
         # Without metadata (or none counted yet) the cut transaction's id alone: a restart
         # checks that the source resumes inside that very transaction.
         transaction = {"id": commit.txid}
-    return Checkpoint(commit.position, commit.ts_ms, commit.txid, transaction=transaction)
+    snapshot = commit.extra.get("snapshot") if commit.extra else None
+    return Checkpoint(
+        commit.position, commit.ts_ms, commit.txid, transaction=transaction, snapshot=snapshot
+    )
