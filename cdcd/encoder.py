@@ -50,7 +50,9 @@ class EnvelopeEncoder:
     ) -> EnvelopeEncoder:
         """The encoder of the daemon ``config`` describes; ``restore``: the transaction
         metadata counters of a transaction cut by the stored offset."""
-        builder = EnvelopeBuilder(config.sink.topic_prefix, connector)
+        builder = EnvelopeBuilder(
+            config.sink.topic_prefix, connector, config.notifications.topic or None
+        )
         return cls(builder, build_transforms(config, restore=restore))
 
     def encode(self, items: list[SourceItem], now_ns: int) -> Encoded:

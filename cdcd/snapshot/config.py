@@ -36,3 +36,30 @@ class SnapshotConfig(Strict):
         le=64,
         description="tables read at once in an initial snapshot (snapshot.max.threads)",
     )
+
+
+class SignalsConfig(Strict):
+    """Debezium's signals (``execute-snapshot``, ``stop-snapshot``, ``pause-snapshot``,
+    ``resume-snapshot``, ``log``), from a Kafka topic and/or a table of the source."""
+
+    kafka_topic: str | None = Field(
+        default="cdcd-signals",
+        description="signal.kafka.topic: records keyed by the daemon's topic_prefix, value "
+        '{"type": ..., "data": {...}} (cdcd snapshot writes them); "" turns the channel off',
+    )
+    data_collection: str | None = Field(
+        default=None,
+        description="signal.data.collection: a captured table (schema.table) with columns "
+        "id, type, data whose inserted rows are signals (the source channel)",
+    )
+
+
+class NotificationsConfig(Strict):
+    """Debezium's notifications (STARTED, IN_PROGRESS, TABLE_SCAN_COMPLETED, COMPLETED,
+    ABORTED, PAUSED, RESUMED) on a Kafka topic, in the same transactions as the rows."""
+
+    topic: str | None = Field(
+        default="cdcd-notifications",
+        description="notification.sink.topic.name, keyed by the daemon's topic_prefix; "
+        '"" turns notifications off',
+    )

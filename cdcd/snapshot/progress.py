@@ -27,10 +27,20 @@ class Progress:
     started_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     total: int = 0  # tables at the start
     paused: bool = False
+    table_rows: dict[str, int] = field(default_factory=dict)  # rows written, by table
 
     @classmethod
-    def start(cls, kind: Kind, tables: list[str], where: dict[str, str] | None = None) -> Progress:
-        return cls(kind, list(tables), where=dict(where or {}), total=len(tables))
+    def start(
+        cls,
+        kind: Kind,
+        tables: list[str],
+        where: dict[str, str] | None = None,
+        id: str | None = None,
+    ) -> Progress:
+        progress = cls(kind, list(tables), where=dict(where or {}), total=len(tables))
+        if id is not None:
+            progress.id = id
+        return progress
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +53,7 @@ class Progress:
             "started_ms": self.started_ms,
             "total": self.total,
             "paused": self.paused,
+            "table_rows": dict(self.table_rows),
         }
 
     @classmethod
@@ -59,6 +70,7 @@ class Progress:
                 started_ms=int(data.get("started_ms") or 0),
                 total=int(data.get("total") or len(data["pending"])),
                 paused=bool(data.get("paused")),
+                table_rows={str(k): int(v) for k, v in (data.get("table_rows") or {}).items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a cdcd snapshot progress: {data!r} ({exc})") from None
@@ -66,6 +78,7 @@ class Progress:
     def advance(self, table: str, last_key: list[Any] | None, rows: int, done: bool) -> None:
         """A chunk of ``table`` written (in the records before this progress)."""
         self.rows += rows
+        self.table_rows[table] = self.table_rows.get(table, 0) + rows
         if last_key is not None:
             self.keys[table] = last_key
         if done:
@@ -76,3 +89,19 @@ class Progress:
     @property
     def finished(self) -> bool:
         return not self.pending
+
+    def drop(self, tables: list[str]) -> None:
+        """Tables no longer to read (``stop-snapshot`` naming them)."""
+        for table in tables:
+            if table in self.pending:
+                self.pending.remove(table)
+            self.keys.pop(table, None)
+
+    def add(self, tables: list[str], where: dict[str, str]) -> list[str]:
+        """Tables to read too (another ``execute-snapshot`` while this one runs); the ones
+        added."""
+        added = [t for t in tables if t not in self.pending]
+        self.pending.extend(added)
+        self.where.update(where)
+        self.total += len(added)
+        return added

@@ -26,6 +26,7 @@ from cdcd.events import HEARTBEAT, Commit, SourceItem
 from cdcd.positions import Position
 from cdcd.snapshot import Chunk, ConsistentSnapshot, SnapshotTable
 from cdcd.snapshot.progress import Progress
+from cdcd.snapshot.signals import Notices
 
 _AHEAD = 2  # chunks read ahead per table being scanned
 
@@ -86,6 +87,7 @@ async def consistent_chunks(
     *,
     chunk_size: int,
     threads: int,
+    notices: Notices | None = None,
     log: Any = None,
 ) -> AsyncIterator[list[SourceItem]]:
     """The rows of every pending table in ``view``, chunk by chunk, each followed by a
@@ -118,6 +120,9 @@ async def consistent_chunks(
     ]
     marks = _Marks()
     running = len(scanners)
+    by_id_rows = progress.table_rows
+    if notices is not None and not progress.rows:
+        yield [notices.of(progress.id, "STARTED", data_collections=[t.id for t in todo])]
     try:
         while running:
             chunk = await queue.get()
@@ -129,6 +134,15 @@ async def consistent_chunks(
             progress.advance(chunk.table.id, chunk.last_key, len(chunk.rows), chunk.done)
             marks.mark(chunk, progress.finished)
             items: list[SourceItem] = list(chunk.rows)
+            if notices is not None:
+                table = chunk.table
+                items.extend(
+                    notices.chunk(
+                        progress, table, chunk.last_key, by_id_rows.get(table.id, 0), chunk.done
+                    )
+                )
+                if progress.finished:
+                    items.append(notices.of(progress.id, "COMPLETED", total_rows_scanned=progress.rows))
             items.append(progress_commit(view.position, None if progress.finished else progress))
             if chunk.done and log is not None:
                 log.info(

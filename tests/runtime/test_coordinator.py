@@ -111,7 +111,8 @@ class Sink:
         return offsets[-1] if offsets else None
 
     async def write(self, records, offset):
-        ids = [orjson.loads(r.key)["id"] for r in records if r.value is not None]
+        keys = [orjson.loads(r.key) for r in records if r.value is not None and r.key]
+        ids = [key["id"] for key in keys if isinstance(key, dict)]  # not notifications
         self.writes.append((ids, offset))
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)

@@ -137,6 +137,8 @@ async def _run(seed: int) -> tuple[dict[int, int], dict[int, int], int]:
                 # stored with them must not cut a transaction it counts as written.
                 assert not (open_transaction and item.txid is None), "progress inside a transaction"
                 open_transaction = False
+            elif not isinstance(item, ChangeEvent):
+                assert not open_transaction, "notification inside a transaction"
             elif item.op != "r":
                 open_transaction = True
             else:
