@@ -300,3 +300,57 @@ def offsets_reset(config_path: str, to: str, yes: bool) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@config_option
+@click.option(
+    "--table",
+    "-t",
+    "tables",
+    multiple=True,
+    help="A table to read (schema.table / database.table; a regular expression, as "
+    "Debezium's data-collections). Repeat for more.",
+)
+@click.option("--where", help="An SQL condition on the tables' columns (additional-conditions).")
+@click.option("--blocking", is_flag=True, help="Debezium's blocking snapshot type.")
+@click.option("--no-wait", is_flag=True, help="Send the signal and return at once.")
+@click.option("--status", is_flag=True, help="Show the running snapshot and its progress.")
+@click.option("--pause", "action", flag_value="pause-snapshot", help="Pause the running snapshot.")
+@click.option("--resume", "action", flag_value="resume-snapshot", help="Resume a paused snapshot.")
+@click.option("--stop", "action", flag_value="stop-snapshot", help="Stop the running snapshot.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for an answer.")
+def snapshot(
+    config_path: str,
+    tables: tuple[str, ...],
+    where: str | None,
+    blocking: bool,
+    no_wait: bool,
+    status: bool,
+    action: str | None,
+    timeout: float,
+) -> None:
+    """Read tables again while the daemon streams (an incremental snapshot), through
+    Kafka, wherever the daemon runs; show its progress until it is done. Exit code 0 when
+    done, 1 when the daemon refuses, aborts, does not answer or does not run."""
+    from cdcd.snapshot.command import run_snapshot_command
+
+    try:
+        config = load_config(config_path)
+        if not status and action is None and not tables:
+            raise ConfigError("name the tables to read: --table schema.table (or --status)")
+        code = _run_async(
+            lambda: run_snapshot_command(
+                config,
+                tables=tables,
+                where=where,
+                blocking=blocking,
+                wait=not no_wait,
+                status=status,
+                action=action,
+                timeout_s=timeout,
+            )
+        )
+    except CdcdError as exc:
+        _fail(exc)
+    sys.exit(code)

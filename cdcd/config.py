@@ -18,6 +18,7 @@ from cdcd import sinks, sources
 from cdcd._config import NAME, SinkConfigBase, SourceConfigBase, Strict, check_topic_name
 from cdcd.encoding import DECIMAL_MODES, DecimalMode
 from cdcd.errors import ConfigError
+from cdcd.snapshot.config import NotificationsConfig, SignalsConfig, SnapshotConfig
 
 
 def _tagged(models: list[type[Strict]]) -> Any:
@@ -129,6 +130,9 @@ class Config(Strict):
     transactions: TransactionsConfig = TransactionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     encoding: EncodingConfig = EncodingConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
+    signals: SignalsConfig = SignalsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="before")

@@ -50,7 +50,9 @@ class EnvelopeEncoder:
     ) -> EnvelopeEncoder:
         """The encoder of the daemon ``config`` describes; ``restore``: the transaction
         metadata counters of a transaction cut by the stored offset."""
-        builder = EnvelopeBuilder(config.sink.topic_prefix, connector)
+        builder = EnvelopeBuilder(
+            config.sink.topic_prefix, connector, config.notifications.topic or None
+        )
         return cls(builder, build_transforms(config, restore=restore))
 
     def encode(self, items: list[SourceItem], now_ns: int) -> Encoded:
@@ -78,4 +80,7 @@ def _checkpoint(mark: CommitMark) -> Checkpoint:
         # Without metadata (or none counted yet) the cut transaction's id alone: a restart
         # checks that the source resumes inside that very transaction.
         transaction = {"id": commit.txid}
-    return Checkpoint(commit.position, commit.ts_ms, commit.txid, transaction=transaction)
+    snapshot = commit.extra.get("snapshot") if commit.extra else None
+    return Checkpoint(
+        commit.position, commit.ts_ms, commit.txid, transaction=transaction, snapshot=snapshot
+    )

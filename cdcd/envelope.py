@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdcd import __version__
-from cdcd.events import ChangeEvent, Commit, SchemaChange, SourceItem
+from cdcd.events import ChangeEvent, Commit, Notification, SchemaChange, SourceItem
 from cdcd.offsets import inside_transaction
 
 
@@ -50,8 +50,11 @@ class EnvelopeBuilder:
     """Turns the events of one daemon into envelope messages (their topic and transaction
     block are the transforms' to set: ``TableTopics``, ``TransactionMetadata``)."""
 
-    def __init__(self, topic_prefix: str, connector: str) -> None:
+    def __init__(
+        self, topic_prefix: str, connector: str, notification_topic: str | None = None
+    ) -> None:
         self.topic_prefix = topic_prefix
+        self.notification_topic = notification_topic  # None: notifications are dropped
         # The source block's common fields; a snapshot event's own "snapshot" overrides.
         self._source_common = {
             "version": __version__,
@@ -83,10 +86,26 @@ class EnvelopeBuilder:
                 append(Message("", item.key, value, None, item))  # type: ignore[union-attr, arg-type]
             elif kind is Commit:
                 append(CommitMark(item, inside_transaction(item.position)))  # type: ignore[arg-type, union-attr]
+            elif kind is Notification:
+                if self.notification_topic:
+                    append(self.notification(item))  # type: ignore[arg-type]
             else:
                 assert isinstance(item, SchemaChange)
                 append(self.schema_change(item, now_ns))
         return out
+
+    def notification(self, notice: Notification) -> Message:
+        """A notification as Debezium's sink channel writes it, keyed by the topic prefix
+        (the notification topic may be shared by many daemons)."""
+        value = {
+            "id": notice.id,
+            "aggregate_type": notice.aggregate_type,
+            "type": notice.type,
+            "additional_data": notice.additional_data,
+            "timestamp": notice.timestamp,
+        }
+        assert self.notification_topic is not None
+        return Message(self.notification_topic, self.topic_prefix, value, None, None)
 
     def schema_change(self, change: SchemaChange, now_ns: int) -> Message:
         """A DDL statement on the ``<topic_prefix>`` topic, keyed by database, as Debezium's

@@ -82,9 +82,22 @@ class Commit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Notification:
+    """A Debezium notification (``aggregate_type`` "Initial Snapshot" or "Incremental
+    Snapshot", ``type`` STARTED, IN_PROGRESS, ...), published to the notification topic
+    in the same Kafka transaction as the rows it speaks of."""
+
+    id: str
+    aggregate_type: str
+    type: str
+    additional_data: dict[str, str]
+    timestamp: int
+
+
 # ``Commit.extra`` of a heartbeat: a position without events (PostgreSQL: WAL that held
 # nothing for this daemon), stored so that the source may release what lies before it.
 HEARTBEAT: dict[str, Any] = {"heartbeat": True}
 
 
-SourceItem = ChangeEvent | SchemaChange | Commit
+SourceItem = ChangeEvent | SchemaChange | Commit | Notification

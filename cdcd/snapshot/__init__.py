@@ -91,10 +91,11 @@ class SnapshotReader(Protocol):
         """The captured tables (the source's include/exclude lists), in a stable order."""
         ...
 
-    async def consistent(self) -> ConsistentSnapshot | None:
+    async def consistent(self, threads: int = 1) -> ConsistentSnapshot | None:
         """Open a consistent view to scan before streaming from its position, or None
         when the server or the privileges allow none (the core then reads watermarked
-        chunks while streaming). Called only when no offset is stored."""
+        chunks while streaming). Called only when no offset is stored; ``threads`` scans
+        will run in it at once."""
         ...
 
     async def watermark(self) -> Position:

@@ -11,11 +11,13 @@ from pathlib import Path
 import orjson
 
 from cdcd.config import parse_config
+from cdcd.errors import SourceError
 from cdcd.events import ChangeEvent, Commit
 from cdcd.offsets import StoredOffset
 from cdcd.positions import PgPosition
 from cdcd.runtime.context import Context, Notifier, State
 from cdcd.runtime.coordinator import Coordinator
+from cdcd.snapshot import Chunk, SnapshotTable
 
 CONFIG = parse_config(
     {
@@ -30,23 +32,52 @@ def row(op: str, i: int) -> ChangeEvent:
     return ChangeEvent(op, "public", "t", {"id": i}, None, {"id": i}, {"lsn": i})
 
 
-class Snapshot:
-    def __init__(self, due: bool) -> None:
-        self._due = due
+TABLE = SnapshotTable("public", "t", ("id",), 2)
 
-    def due(self, resume):
-        return self._due and (resume is None or resume.snapshot is None or not resume.snapshot.get("done"))
 
-    async def chunks(self, resume):
-        yield [row("r", 1), row("r", 2), Commit(PgPosition(10), extra={"snapshot": True})]
+class View:
+    position = PgPosition(10)
+
+    async def scan(self, table, after, chunk_size, where):
+        yield Chunk(table, [row("r", 1), row("r", 2)], [2], done=True)
+
+    async def close(self):
+        pass
+
+
+class Reader:
+    """A snapshot reader with a consistent view of a two-row table (None: no view)."""
+
+    def __init__(self, view: View | None = View()) -> None:
+        self.view = view
+        self.chunks_read: list = []
+
+    async def tables(self):
+        return [TABLE]
+
+    async def consistent(self, threads=1):
+        return self.view
+
+    async def watermark(self):
+        return PgPosition(20)
+
+    def reached(self, position, mark):
+        return position.commit_lsn >= mark.commit_lsn
+
+    async def read_chunk(self, table, after, limit, where):
+        self.chunks_read.append(after)
+        return Chunk(table, [row("r", 2)], [2], done=True)
+
+    async def close(self):
+        pass
 
 
 class Source:
     connector = "postgresql"
 
-    def __init__(self, snapshot: Snapshot | None) -> None:
+    def __init__(self, reader: Reader | None) -> None:
         self.calls: list[str] = []
-        self._snapshot = snapshot
+        self._reader = reader
         self.acked: list[PgPosition] = []
         self.streamed_from = None
 
@@ -57,8 +88,8 @@ class Source:
         self.calls.append("start_position")
         return PgPosition(5)
 
-    def snapshot(self):
-        return self._snapshot
+    def snapshot_reader(self):
+        return self._reader
 
     async def stream(self, resume):
         self.streamed_from = resume
@@ -80,7 +111,8 @@ class Sink:
         return offsets[-1] if offsets else None
 
     async def write(self, records, offset):
-        ids = [orjson.loads(r.key)["id"] for r in records if r.value is not None]
+        keys = [orjson.loads(r.key) for r in records if r.value is not None and r.key]
+        ids = [key["id"] for key in keys if isinstance(key, dict)]  # not notifications
         self.writes.append((ids, offset))
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
@@ -94,8 +126,8 @@ class Log:
     warning = debug = info
 
 
-async def _run(source: Source, sink: Sink, resume: StoredOffset | None):
-    ctx = Context(CONFIG, Log())
+async def _run(source: Source, sink: Sink, resume: StoredOffset | None, config=CONFIG):
+    ctx = Context(config, Log())
     states: list[State] = []
     enter = ctx.enter
     ctx.enter = lambda state, reason="": (states.append(state), enter(state, reason))  # type: ignore[method-assign]
@@ -112,11 +144,16 @@ async def _run(source: Source, sink: Sink, resume: StoredOffset | None):
 
 
 async def test_first_start_stores_the_start_then_a_due_snapshot_runs_before_the_stream():
-    source, sink = Source(Snapshot(due=True)), Sink()
+    source, sink = Source(Reader()), Sink()
     states, ctx = await _run(source, sink, None)
-    assert source.calls == ["prepare None", "start_position"]
-    # The start position is stored first, then the snapshot's rows, then the stream's.
+    assert source.calls == ["prepare None"]  # the view's position is the start
+    # The start position (with the snapshot's progress) is stored first, then the
+    # snapshot's rows, then the stream's.
     assert [ids for ids, _ in sink.writes] == [[], [1, 2], [3]]
+    pinned, after_rows = sink.writes[0][1], sink.writes[1][1]
+    assert pinned is not None and pinned.position == PgPosition(10)
+    assert pinned.snapshot is not None and pinned.snapshot["pending"] == ["public.t"]
+    assert after_rows is not None and after_rows.snapshot is None  # done
     assert source.streamed_from == PgPosition(10)  # where the snapshot handed over
     assert source.acked == [PgPosition(10), PgPosition(20)]
     assert states == [State.SNAPSHOTTING, State.STREAMING]
@@ -124,12 +161,64 @@ async def test_first_start_stores_the_start_then_a_due_snapshot_runs_before_the_
 
 
 async def test_no_snapshot_due_streams_from_the_stored_offset():
-    source, sink = Source(Snapshot(due=False)), Sink()
+    source, sink = Source(Reader()), Sink()
     states, _ = await _run(source, sink, StoredOffset(PgPosition(15)))
     assert source.calls == [f"prepare {PgPosition(15)}"]  # nothing pinned: an offset exists
     assert source.streamed_from == PgPosition(15)
     assert [ids for ids, _ in sink.writes] == [[3]]
     assert states == [State.STREAMING]
+
+
+def _config(**snapshot):
+    return parse_config({**CONFIG.model_dump(mode="json"), "snapshot": snapshot})
+
+
+async def test_no_data_streams_without_reading_the_tables():
+    source, sink = Source(Reader()), Sink()
+    states, _ = await _run(source, sink, None, _config(mode="no_data"))
+    assert source.calls == ["prepare None", "start_position"]
+    assert [ids for ids, _ in sink.writes] == [[], [3]]
+    assert states == [State.STREAMING]
+
+
+async def test_a_snapshot_cut_short_goes_on_in_watermarked_chunks_while_streaming():
+    source, sink = Source(Reader()), Sink()
+    progress = {"kind": "initial", "pending": ["public.t"], "keys": {"public.t": [1]}, "rows": 1}
+    states, _ = await _run(source, sink, StoredOffset(PgPosition(10), snapshot=progress))
+    assert source._reader is not None and source._reader.chunks_read == [[1]]  # after key 1
+    assert source.streamed_from == PgPosition(10)
+    # The stream's transaction first (its commit reaches the chunk's high watermark 20),
+    # then the chunk's row, with the progress done.
+    assert [ids for ids, _ in sink.writes if ids] == [[3, 2]] or [ids for ids, _ in sink.writes if ids] == [[3], [2]]
+    last = sink.writes[-1][1]
+    assert last is not None and last.snapshot is None
+    assert states == [State.SNAPSHOTTING, State.STREAMING]
+
+
+async def test_initial_only_reads_the_tables_and_stops():
+    source, sink = Source(Reader()), Sink()
+    ctx = Context(_config(mode="initial_only"), Log())
+    coordinator = Coordinator(ctx, source, sink)  # type: ignore[arg-type]
+    await asyncio.wait_for(coordinator.run(await coordinator.start(None)), 5)
+    assert [ids for ids, _ in sink.writes] == [[], [1, 2]]
+    assert source.streamed_from is None
+
+
+async def test_a_table_without_a_key_is_refused_by_name():
+    reader = Reader()
+    reader.tables = lambda: _tables([TABLE, SnapshotTable("public", "logs", ())])  # type: ignore[method-assign]
+    source = Source(reader)
+    coordinator = Coordinator(Context(CONFIG, Log()), source, Sink())  # type: ignore[arg-type]
+    try:
+        await coordinator.start(None)
+    except SourceError as exc:
+        assert "public.logs has no primary key" in str(exc) and "[snapshot] tables" in str(exc)
+    else:
+        raise AssertionError("a keyless table was accepted")
+
+
+async def _tables(tables):
+    return tables
 
 
 def test_the_notifier_tells_systemd_ready_status_and_stopping(tmp_path: Path):

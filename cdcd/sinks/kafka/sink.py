@@ -49,6 +49,7 @@ from cdcd.sinks.kafka.config import KafkaSinkConfig
 from cdcd.sinks.kafka.connect import unreachable
 from cdcd.sinks.kafka.membership import Presence
 from cdcd.sinks.kafka.offsets import OffsetsTopic
+from cdcd.sinks.kafka.signals import SignalChannel, ensure_topic
 from cdcd.sinks.kafka.wait import KafkaWait
 
 TRANSACTION_TIMEOUT_MS = 60_000
@@ -240,6 +241,22 @@ class KafkaSink:
             except SinkError:
                 await self.close()
                 raise
+
+    async def signal_channel(self, topic: str, key: str) -> SignalChannel:
+        """The signals for this daemon (records keyed ``key``) on ``topic``, created if
+        missing."""
+
+        async def open_channel() -> SignalChannel:
+            assert self._admin is not None
+            await ensure_topic(self._admin, topic, self.config.replication_factor)
+            channel = SignalChannel(self.offsets.options, topic, name=self.offsets.name, key=key)
+            await asyncio.wait_for(channel.start(), timeout=30)
+            return channel
+
+        try:
+            return await open_channel()
+        except KafkaError as exc:
+            raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
 
     async def read_offset(self) -> StoredOffset | None:
         try:
