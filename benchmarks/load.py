@@ -284,6 +284,11 @@ class GeneratedRows:
     def describe(self) -> dict[str, Any]:
         return {"rows": self.rows, "table": f"{SCHEMA}.{self.table}", "first_id": self.first_id}
 
+    def spans(self) -> list[tuple[int, int]]:
+        """The first and last id of each statement."""
+        step, end = self.batch or self.rows, self.first_id + self.rows
+        return [(first, min(first + step, end) - 1) for first in range(self.first_id, end, step)]
+
 
 class BigTransaction(GeneratedRows):
     """One transaction of ``rows`` inserts (``--big-tx``): memory must stay bounded."""
@@ -325,10 +330,7 @@ def load_generated(db: str, dsn: str, gen: GeneratedRows) -> dict[str, Any]:
     """Insert ``gen.rows`` rows, each statement generating ``gen.batch`` of them (all of
     them when 0) on the server: no row travels from here."""
     step = gen.batch or gen.rows
-    spans = [
-        (first, min(first + step, gen.first_id + gen.rows) - 1)
-        for first in range(gen.first_id, gen.first_id + gen.rows, step)
-    ]
+    spans = gen.spans()
     started = time.monotonic()
     if db == "postgres":
         import psycopg

@@ -295,7 +295,10 @@ def cdcd_config(
     snapshot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """cdcd's configuration for one phase: ``source`` and ``snapshot`` (the ``[snapshot]``
-    section, for the snapshot phase) reduced to the keys this cdcd knows."""
+    section, for the snapshot phase) reduced to the keys this cdcd knows. Without
+    ``snapshot``, a cdcd that knows the section gets ``mode = "no_data"``: its default
+    (``initial``) would read the table into a catch-up's topic too (Debezium streams
+    with ``snapshot.mode=no_data`` there)."""
     known = cdcd_fields()
     config: dict[str, Any] = {"name": name}
     delivery = delivery or opts.delivery
@@ -315,6 +318,8 @@ def cdcd_config(
     config["log"] = {"level": "info", "format": "json"}
     if snapshot is not None:
         config["snapshot"] = _snapshot_section(known, snapshot)
+    elif "mode" in known["snapshot"]:
+        config["snapshot"] = {"mode": "no_data"}
     return config
 
 
