@@ -37,7 +37,7 @@ class Target:
 
     def config(self, tables: list[str], **snapshot: Any) -> dict[str, Any]:
         config = self.config_for(tables)
-        config["snapshot"] = {"mode": "initial", **snapshot}
+        config["snapshot"] = dict(snapshot)  # no mode given: the default, "initial"
         return config
 
     def topic(self, table: str) -> str:
