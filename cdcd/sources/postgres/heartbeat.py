@@ -2,13 +2,17 @@
 
 A watermarked snapshot chunk waits until the stream has given every transaction
 committed before its high watermark; on an idle database nothing would come for a
-status interval or more. Asked for a heartbeat, the stream reads the WAL's end now (the
-target: at or past every commit so far) and keeps asking the server for a keepalive (a
-status update with the reply flag, answered at once) until a heartbeat or a commit at or
-past the target has been given. Asking again, not once: the walsender may answer before
-it has decoded the newest WAL, and the stream holds a heartbeat back while it is inside
-a transaction or while its last commit is still on its way to Kafka (the ack rule), so a
-single answer may produce nothing (``_on_keepalive``).
+status interval or more. Asked for a heartbeat, the stream reads the WAL's insert
+position now (the target: at or past every commit so far, ``slot.insert_lsn``) and
+keeps asking the server for a keepalive (a status update with the reply flag, answered
+at once) until a heartbeat or a commit at or past the target has been given. Asking
+again, not once: the walsender may answer before it has decoded the newest WAL (or
+before the server has written it: an asynchronous commit's within ``wal_writer_delay``),
+and the stream holds a heartbeat back while it is inside a transaction or while its
+last commit is still on its way to Kafka (the ack rule), so a single answer may produce
+nothing (``_on_keepalive``). A target never written (records of a transaction still
+open, on a page not yet full) is reached once the server writes them (at the latest
+with its next running-transactions record, every 15 s), or given up after ``GIVE_UP_S``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ GIVE_UP_S = 30.0  # then the stream's own commits and heartbeats carry on
 
 
 class HeartbeatRequests:
-    """``wal_end()`` reads the server's WAL end (a new session); ``ask_server()`` sends a status update
+    """``wal_end()`` reads the target (a new session); ``ask_server()`` sends a status update
     with the reply flag (nothing when the stream is not running)."""
 
     def __init__(
@@ -36,6 +40,7 @@ class HeartbeatRequests:
         self._ask_server = ask_server
         self.log = log
         self.target: int | None = None  # a heartbeat must reach this LSN
+        self._given = 0  # the stream gave everything up to this LSN
         self._deadline = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._asking: asyncio.Task[None] | None = None
@@ -51,7 +56,8 @@ class HeartbeatRequests:
         return self.target is not None and wal_end >= self.target
 
     def given(self, lsn: int) -> None:
-        """The stream gave a commit or heartbeat at ``lsn``."""
+        """The stream gave a commit or heartbeat at ``lsn`` (or starts there)."""
+        self._given = max(self._given, lsn)
         if self.target is not None and lsn >= self.target:
             self.target = None
 
@@ -62,6 +68,8 @@ class HeartbeatRequests:
             if self.log is not None:
                 self.log.warning("cannot read the WAL end for a heartbeat", error=str(exc))
             return
+        if lsn <= self._given:
+            return  # given already (no heartbeat could go further: nothing new in the WAL)
         self.target = lsn if self.target is None else max(self.target, lsn)
         self._deadline = time.monotonic() + GIVE_UP_S
         if self._asking is None or self._asking.done():

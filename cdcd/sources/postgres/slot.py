@@ -41,6 +41,17 @@ def pg_position(position: Position) -> PgPosition:
     return position
 
 
+async def insert_lsn(conn: psycopg.AsyncConnection[Any]) -> int:
+    """``pg_current_wal_insert_lsn()``: at or past the commit record of every transaction
+    committed so far. Not ``pg_current_wal_lsn()`` (written so far): with
+    ``synchronous_commit = off`` a transaction is committed, its changes visible, before
+    its commit record is written. Read-only (any role may call it)."""
+    cur = await conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 class ReplicationSlot:
     """Slot ``name`` and publication ``publication`` of the database ``connector``
     reaches."""
@@ -184,6 +195,14 @@ class ReplicationSlot:
         try:
             _, wal_end = await self._slot_and_wal_end(conn)
             return PgPosition(wal_end)
+        finally:
+            await conn.close()
+
+    async def insert_position(self) -> PgPosition:
+        """A position at or past every transaction committed so far (``insert_lsn``)."""
+        conn = await self.connector.connect()
+        try:
+            return PgPosition(await insert_lsn(conn))
         finally:
             await conn.close()
 

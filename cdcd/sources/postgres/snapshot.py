@@ -34,6 +34,7 @@ from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.sources.postgres.checks import captured_tables
 from cdcd.sources.postgres.rows import Table, source_block
+from cdcd.sources.postgres.slot import insert_lsn
 
 if TYPE_CHECKING:
     from cdcd.encoding import DecimalMode
@@ -194,11 +195,13 @@ class PostgresSnapshotReader:
         return view
 
     async def watermark(self) -> PgPosition:
-        """``pg_current_wal_lsn()``: the WAL written so far, which holds the commit record
-        of every transaction committed so far (a commit returns once its record is
-        flushed); read-only."""
+        """The WAL's insert position (``slot.insert_lsn``): at or past the commit record of
+        every transaction committed so far, even with ``synchronous_commit = off``
+        (``pg_current_wal_lsn()``, the WAL written, may not have the latest commits yet);
+        read-only. The stream reaches it once the server has written that WAL: at once
+        for a synchronous commit, within ``wal_writer_delay`` for an asynchronous one."""
         async with self._session() as conn:
-            return PgPosition(await _wal_lsn(conn))
+            return PgPosition(await insert_lsn(conn))
 
     def reached(self, position: Position, mark: Position) -> bool:
         """Whether ``position`` is at or past ``mark``.
@@ -227,7 +230,7 @@ class PostgresSnapshotReader:
                 cur = conn.cursor()
                 await cur.execute(query, params)
                 rows = _text_rows(cur)
-                lsn = await _wal_lsn(conn)
+                lsn = await insert_lsn(conn)
             finally:
                 await conn.execute("ROLLBACK")
         done = len(rows) <= limit
@@ -283,13 +286,6 @@ class PostgresSnapshotReader:
         key_at = tuple(names.index(k) for k in table.key_columns)
         key_types = tuple(columns[i][3] for i in key_at)
         return _Shape(rows, select, key_at, key_types)
-
-
-async def _wal_lsn(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute("SELECT pg_current_wal_lsn() - '0/0'")
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 class PgConsistentSnapshot:

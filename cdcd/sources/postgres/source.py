@@ -119,7 +119,9 @@ class PostgresSource:
         self._assembler = TransactionAssembler(split_after_events)
         self._last_heartbeat = 0.0  # monotonic time of the last heartbeat commit
         self._heartbeats = HeartbeatRequests(
-            self.latest_position, lambda: self._send_status(force=True, reply=True), log
+            self._replication_slot.insert_position,
+            lambda: self._send_status(force=True, reply=True),
+            log,
         )
 
     # -- connections, checks and positions ------------------------------------------
@@ -202,6 +204,7 @@ class PostgresSource:
         confirmed = await self._replication_slot.confirmed_lsn(self._meta, resume)
         start = self._start_lsn(resume, confirmed)
         self._last_commit_lsn = start  # the next transaction's predecessor, for cut positions
+        self._heartbeats.given(start)
         self._last_heartbeat = time.monotonic()  # the first heartbeat one interval from now
         self._last_commit_lsn_text = f'"{start}"'
         self._acked_lsn = max(self._acked_lsn, start, confirmed)
