@@ -54,6 +54,7 @@ class Target:
         return {
             row[0]: {"id": row[0], "v": row[1], "note": row[2]}
             for row in self.query(f"SELECT id, v, note FROM {self.namespace}.{table}")
+            if row[0] != SENTINEL
         }
 
 
@@ -145,3 +146,22 @@ def reads(messages: list[Message]) -> Counter[int]:
 
 def snapshot_marks(messages: list[Message]) -> list[str]:
     return [m.value["source"]["snapshot"] for m in messages if m.value and m.value["op"] == "r"]
+
+
+def assert_replay_equals(state: dict[int, Any], table: dict[int, Any], messages: list[Message]) -> None:
+    """The replayed topic equals the table; otherwise the first rows that differ, with
+    every record of each."""
+    if state == table:
+        return
+    wrong = sorted(k for k in set(state) | set(table) if state.get(k) != table.get(k))
+    lines = [f"{len(wrong)} rows differ between the topic and the table:"]
+    for key in wrong[:5]:
+        lines.append(f"  id {key}: topic {state.get(key)} table {table.get(key)}")
+        for m in messages:
+            if m.key and m.key.get("id") == key and m.value is not None:
+                v = m.value
+                lines.append(
+                    f"    {m.offset}: {v['op']} after={v['after']} snapshot={v['source'].get('snapshot')}"
+                    f" lsn/pos={v['source'].get('lsn') or v['source'].get('pos')}"
+                )
+    raise AssertionError("\n".join(lines))
