@@ -13,9 +13,9 @@ differs from the library's:
 - YEAR 0000: the binlog's byte 0 is 1900 for the library (and Debezium's deserializer).
 - TIME: the library's value of a negative TIME with a fraction is off by its own rule
   (``types._time_micros`` undoes it); the true value is put in that form.
-- DATE, DATETIME, TIMESTAMP: a zero or invalid date (pymysql leaves it a string) is None,
-  as the library yields it. TIMESTAMPs are read in UTC (the session's time zone is
-  ``+00:00``), as the library yields them.
+- DATE, DATETIME: a zero or invalid date (pymysql leaves it a string) is None, as the
+  library yields it; the zero TIMESTAMP is the epoch (0 in the binlog). TIMESTAMPs are
+  read in UTC (the session's time zone is ``+00:00``), as the library yields them.
 - MySQL's JSON: its text (keys in stored order) is written compactly by the stream's own
   JSON writer; MariaDB's JSON is text and passes untouched, in both.
 
@@ -72,6 +72,7 @@ _GEOMETRIES |= {"multipolygon", "geometrycollection", "geomcollection"}
 _BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _TEMPORAL = {"date", "datetime", "timestamp"}
 _MICROS = 1_000_000
+_EPOCH = dt.datetime(1970, 1, 1)
 
 COLUMNS_QUERY = (
     "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, "
@@ -171,6 +172,11 @@ def _temporal(value: Any) -> Any:
     return None if isinstance(value, str | bytes) else value  # a zero or invalid date
 
 
+def _timestamp(value: Any) -> Any:
+    # the zero TIMESTAMP is 0 s after the epoch in the binlog
+    return _EPOCH if isinstance(value, str | bytes) else value
+
+
 def _mysql_json(value: str | bytes) -> str:
     out: list[str] = []
     mtypes._write_json(json.loads(value), out)
@@ -185,6 +191,8 @@ def _to_library(column: SnapshotColumn, flavor: str) -> Callable[[Any], Any]:
         return _year
     if column.data_type == "time" and column.fsp:
         return _time
+    if column.data_type == "timestamp":
+        return _timestamp
     if column.data_type in _TEMPORAL:
         return _temporal
     if column.data_type == "json" and flavor == "mysql":
