@@ -130,3 +130,11 @@ def reader_of(source: Any) -> SnapshotReader | None:
     """The source's snapshot reader, if it has one."""
     make = getattr(source, "snapshot_reader", None)
     return make() if callable(make) else None
+
+
+def snapshot_of(source: Any) -> Any:
+    """What ``cdcd.runtime.coordinator`` still imports (the snapshot driver it names is
+    not written yet): no source offers it, so no snapshot runs and the daemon streams.
+    To go when the coordinator drives ``reader_of``."""
+    make = getattr(source, "snapshot", None)
+    return make() if callable(make) else None
