@@ -375,9 +375,10 @@ class MysqlSource:
 
     def heartbeat_soon(self) -> None:
         """Have the stream yield a heartbeat ``Commit`` (``extra=HEARTBEAT``) at the
-        binlog's end at the server's next heartbeat (within about a second when it is
-        idle; at once with the next one while it is busy), after every transaction
-        committed before this call (``cdcd.snapshot.HeartbeatSource``)."""
+        binlog's end at the server's next heartbeat, after every transaction committed
+        before this call (``cdcd.snapshot.HeartbeatSource``). The server sends one after
+        a second without events: an idle server answers within about a second; a busy
+        one moves the stream's positions on with its own commits meanwhile."""
         if self._worker is not None:
             self._worker.send(HEARTBEAT_REQUEST)  # the reader process sets its own flag
         else:

@@ -467,3 +467,21 @@ async def test_scanning_200k_rows_keeps_memory_small(my_case):
         f"RSS +{peak - base:.1f} MB"
     )
     assert peak - base < 60
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_heartbeat_positions_of_both_event_versions(checksum):
+    from cdcd.sources.mysql import binlog as bl
+
+    def packet(kind: int, body: bytes, log_pos: int) -> bytes:
+        size = bl.HEADER.size + len(body) + (4 if checksum else 0)
+        header = bl.HEADER.pack(0, kind, 1, size, log_pos, 0)
+        return b"\x00" + header + body + (b"\xde\xad\xbe\xef" if checksum else b"")
+
+    v1 = packet(bl.HEARTBEAT, b"binlog.000007", 1234)
+    assert bl.heartbeat_position(v1, checksum) == ("binlog.000007", 1234)
+    name = b"binlog.000008"
+    body = bytes([0, len(name)]) + name + bytes([1, 9, 0xFE]) + (2**33).to_bytes(8, "little")
+    v2 = packet(bl.HEARTBEAT_V2, body + bytes([2]), 0)
+    assert bl.heartbeat_position(v2, checksum) == ("binlog.000008", 2**33)
+    assert bl.heartbeat_position(packet(bl.HEARTBEAT_V2, bytes([2]), 0), checksum) is None
