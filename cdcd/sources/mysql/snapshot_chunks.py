@@ -32,7 +32,7 @@ def page_query(rows: TableRows, table: SnapshotTable, after: Any, limit: int, wh
     if after is not None:
         args = rows.key_values(after)
         marks = ", ".join(["%s"] * len(args))
-        conditions.append(f"({keys}) > ({marks})")
+        conditions.append(f"({', '.join(rows.key_compared)}) > ({marks})")
     if where:
         conditions.append(f"({where.replace('%', '%%')})")
     sql = f"SELECT {rows.select} FROM {quote(table.namespace)}.{quote(table.name)}"

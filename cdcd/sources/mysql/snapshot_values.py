@@ -132,7 +132,7 @@ def column_of(row: Sequence[Any], table: str) -> SnapshotColumn:
         bits=int(precision or 0) if data_type == "bit" else 0,
         decimals=int(scale or 0),
         max_length=int(octets or 0),
-        set_values=_members(column_type) if data_type == "set" else (),
+        set_values=_members(column_type) if data_type in ("set", "enum") else (),
         geometry_type=mtypes.GEOMETRY_TYPE_POINT if data_type == "point" else None,
     )
 
@@ -228,6 +228,12 @@ class TableRows:
         self.key_columns = tuple(key_columns)
         self.key_at = tuple(self.names.index(k) for k in self.key_columns)
         self._key_codecs = tuple(_key_codec(by_name[k]) for k in self.key_columns)
+        # ENUM and SET sort by their numbers, which a comparison with a label does not
+        # do: the keyset compares the numbers
+        self.key_compared = tuple(
+            f"{quote(k)} + 0" if by_name[k].data_type in ("enum", "set") else quote(k)
+            for k in self.key_columns
+        )
         self._normalize = tuple(
             (index, to_library)
             for index, to_library in enumerate(_to_library(c, flavor) for c in columns)
@@ -271,9 +277,19 @@ def _key_codec(column: SnapshotColumn) -> KeyCodec:
         return str, Decimal
     if column.data_type == "time":
         return _time_literal, _identity
+    if column.data_type in ("enum", "set"):
+        return _identity, _member_number(column)
     if column.data_type in _TEMPORAL:
         return _temporal_literal, _identity
     return _identity, _identity
+
+
+def _member_number(column: SnapshotColumn) -> Callable[[str], int]:
+    """An ENUM label's number (1, 2, ...; '' is 0), a SET's bits, as ``col + 0`` gives."""
+    at = {label.lower(): index for index, label in enumerate(column.set_values)}
+    if column.data_type == "enum":
+        return lambda label: at[label.lower()] + 1 if label else 0
+    return lambda labels: sum(1 << at[m.lower()] for m in labels.split(",") if m)
 
 
 def _time_literal(value: dt.timedelta) -> str:

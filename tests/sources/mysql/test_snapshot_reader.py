@@ -264,6 +264,11 @@ async def test_composite_keys_chunks_where_and_empty_tables(my_case):
     )
     my_case.ddl("CREATE TABLE e (id BIGINT UNSIGNED PRIMARY KEY)")
     my_case.ddl("CREATE TABLE nokey (x INT, y TEXT)")
+    my_case.ddl("CREATE TABLE en (s ENUM('zeta', 'alpha', 'mid'), n INT, PRIMARY KEY (s, n))")
+    my_case.execute(
+        "INSERT INTO en VALUES ('mid', 2), ('alpha', 1), ('zeta', 2), "
+        "('mid', 1), ('zeta', 1), ('alpha', 2)"
+    )
     keys = [
         (1, "NULL", b"\x00" * 16),
         (1, "NULL", b"\x00" * 15 + b"\x01"),
@@ -282,12 +287,12 @@ async def test_composite_keys_chunks_where_and_empty_tables(my_case):
         for i, (a, b, k) in enumerate(keys)
     )
     my_case.execute(f"INSERT INTO c VALUES {values}")
-    source = make_source(my_case.url, [f"{db}.c", f"{db}.e", f"{db}.nokey"])
+    source = make_source(my_case.url, [f"{db}.c", f"{db}.e", f"{db}.en", f"{db}.nokey"])
     reader = source.snapshot_reader()
     view = await reader.consistent()
     try:
         tables = {t.name: t for t in await reader.tables()}
-        assert [t.name for t in await reader.tables()] == ["c", "e", "nokey"]
+        assert [t.name for t in await reader.tables()] == ["c", "e", "en", "nokey"]
         assert tables["c"].key_columns == ("b", "a", "k")
         assert tables["nokey"].key_columns == ()
         assert tables["c"].estimated_rows >= 0
@@ -320,6 +325,11 @@ async def test_composite_keys_chunks_where_and_empty_tables(my_case):
         assert [e.after for e in resumed.rows] == [e.after for c in read[2:] for e in c.rows]
         empty = await reader.read_chunk(tables["e"], None, 10, None)
         assert (empty.rows, empty.last_key, empty.done) == ([], None, True)
+        by_enum = []
+        async for c in view.scan(tables["en"], None, 2, None):
+            by_enum += [(e.after["s"], e.after["n"]) for e in c.rows]
+            json.dumps(c.last_key)
+        assert by_enum == [(s, n) for s in ("zeta", "alpha", "mid") for n in (1, 2)]
         empty_scan = [c async for c in view.scan(tables["e"], None, 10, None)]
         assert len(empty_scan) == 1 and empty_scan[0].done and empty_scan[0].rows == []
     finally:
