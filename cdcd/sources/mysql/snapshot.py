@@ -76,14 +76,15 @@ class MysqlSnapshotReader:
                 self._conn = self.connect()
             try:
                 return work(self._conn)
-            except pymysql.err.OperationalError:
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
                 conn, self._conn = self._conn, None
                 with contextlib.suppress(Exception):
                     conn.close()
                 raise
 
     def table_rows(self, conn: Connection, table: SnapshotTable) -> TableRows:
-        """How to read and encode ``table`` (its columns read once)."""
+        """How to read and encode ``table`` (its columns read once per view, and again
+        for each chunk read while streaming)."""
         rows = self._rows.get(table.id)
         if rows is None:
             with conn.cursor() as cursor:
@@ -189,6 +190,8 @@ class MysqlSnapshotReader:
         )
 
         def work(conn: Connection) -> Chunk:
+            # while streaming, the table may have been altered since the last chunk
+            self._rows.pop(table.id, None)
             rows = self.table_rows(conn, table)
             sql, args = page_query(rows, table, after, limit + 1, where)
             with conn.cursor() as cursor:
