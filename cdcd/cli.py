@@ -298,10 +298,6 @@ def offsets_reset(config_path: str, to: str, yes: bool) -> None:
     _change_offset(config_path, yes, None, to)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
 @main.command()
 @config_option
 @click.option(
@@ -354,3 +350,7 @@ def snapshot(
     except CdcdError as exc:
         _fail(exc)
     sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

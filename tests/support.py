@@ -110,7 +110,15 @@ def _toml_key(key: str) -> str:
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
-    """Write a (two-level) configuration dict as TOML (dicts in lists: inline tables)."""
+    """Write a (two-level) configuration dict as TOML (dicts in lists: inline tables).
+
+    A daemon's configuration without a ``[snapshot]`` section streams only (``mode =
+    "no_data"``): the tests of streaming see the changes they make, not a snapshot of
+    every table of a database shared with other tests. Snapshot tests give the section
+    (``tests/snapshot_support.py``: without a mode, so Debezium's default is the one run).
+    """
+    if "source" in config and "snapshot" not in config:
+        config = {**config, "snapshot": {"mode": "no_data"}}
     lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
     for section, values in config.items():
         if isinstance(values, dict):

@@ -145,3 +145,21 @@ def test_unusable_kafka_tls_files_name_their_key(tmp_path):
         )
         with pytest.raises(ConfigError, match=needle):
             client_options(config.sink)
+
+
+def test_snapshot_defaults_are_debeziums_and_a_wrong_mode_is_named():
+    base = {
+        "name": "shop",
+        "source": {"kind": "postgres", "dsn": "postgresql://cdc@127.0.0.1/shop"},
+        "sink": {"kind": "stdout"},
+    }
+    config = parse_config(base)
+    assert (config.snapshot.mode, config.snapshot.chunk_size, config.snapshot.max_threads) == (
+        "initial",
+        1024,
+        1,
+    )
+    assert config.signals.kafka_topic == "cdcd-signals"
+    assert config.notifications.topic == "cdcd-notifications"
+    with pytest.raises(ConfigError, match=r"snapshot\.mode: .*'initial_only'"):
+        parse_config({**base, "snapshot": {"mode": "never"}})

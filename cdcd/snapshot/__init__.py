@@ -94,8 +94,9 @@ class SnapshotReader(Protocol):
     async def consistent(self, threads: int = 1) -> ConsistentSnapshot | None:
         """Open a consistent view to scan before streaming from its position, or None
         when the server or the privileges allow none (the core then reads watermarked
-        chunks while streaming). Called only when no offset is stored; ``threads`` scans
-        will run in it at once."""
+        chunks while streaming). Called only when no offset is stored. ``threads``: how
+        many scans the core runs at once (``max_threads``); a reader whose view lives in
+        one session per scan (MySQL/MariaDB) opens that many joined to the same view."""
         ...
 
     async def watermark(self) -> Position:

@@ -162,6 +162,9 @@ class Interleaver:
                         self._window.filled(*reading.result())
                     if (emitted := self._emit_if_reached()):
                         yield emitted
+                    elif self._waiting_for_stream() and self.nudge is not None:
+                        self.nudge()  # an idle stream: ask for the position now
+                        waited_since = time.monotonic()
                 if following in done:
                     try:
                         chunk = following.result()

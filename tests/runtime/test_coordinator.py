@@ -48,8 +48,8 @@ class View:
 class Reader:
     """A snapshot reader with a consistent view of a two-row table (None: no view)."""
 
-    def __init__(self, view: View | None = View()) -> None:
-        self.view = view
+    def __init__(self) -> None:
+        self.view = View()
         self.chunks_read: list = []
 
     async def tables(self):

@@ -33,15 +33,19 @@ class DaemonNotRunningError(SinkError):
     """Signals are read by a running daemon; none runs."""
 
 
-async def _notification_ends(options: dict[str, Any], topic: str) -> dict[TopicPartition, int]:
+async def _notification_ends(
+    admin: Any, options: dict[str, Any], topic: str
+) -> dict[TopicPartition, int]:
+    """Where each partition of the notification topic ends now."""
+    described = await admin.describe_topics([topic])
+    tps = [
+        TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", ())
+    ]
+    if not tps:
+        return {}
     consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # the cluster's metadata, this topic's partitions in it
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return {}
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
@@ -71,7 +75,7 @@ async def send_to_daemon(config: Config, signal: Signal) -> dict[TopicPartition,
                     "daemon reads the signal"
                 )
             await ensure_topic(admin, notifications, offsets.sink.replication_factor)
-            ends = await _notification_ends(offsets.options, notifications)
+            ends = await _notification_ends(admin, offsets.options, notifications)
             key = config.sink.topic_prefix
             await send_signal(offsets.options, topic, key, signal_value(signal))
         except KafkaError as exc:
@@ -95,9 +99,7 @@ async def notifications(
     with quiet_library_logs():
         await consumer.start()
     try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic) or {0}
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = sorted(since, key=lambda tp: tp.partition) or [TopicPartition(topic, 0)]
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, since.get(tp, 0))

@@ -227,6 +227,7 @@ class OffsetsTopic:
         finally:
             await producer.stop()
 
+
 # -- for `cdcd offsets` ----------------------------------------------------------------
 
 

@@ -83,6 +83,7 @@ class BinlogStream:
         file: str | None,
         pos: int | None,
         heartbeat_s: float,
+        server_heartbeat_s: float | None = None,
     ) -> None:
         self.connect = connect
         self.server_id = server_id
@@ -90,7 +91,8 @@ class BinlogStream:
         self.gtid_set = gtid_set
         self.file = file
         self.pos = pos
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat_s = heartbeat_s  # silence for 4 of these: the connection is lost
+        self.server_heartbeat_s = server_heartbeat_s or heartbeat_s  # asked of the server
         self.checksum = True
         self._conn: pymysql.connections.Connection | None = None
         self._sock: socket.socket | None = None
@@ -105,7 +107,9 @@ class BinlogStream:
             self.checksum = row is not None and str(row[1]).upper() != "NONE"
             if self.checksum:
                 cursor.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
-            cursor.execute("SET @master_heartbeat_period = %s", (int(self.heartbeat_s * 1e9),))
+            cursor.execute(
+                "SET @master_heartbeat_period = %s", (int(self.server_heartbeat_s * 1e9),)
+            )
             if self.flavor == "mariadb":
                 cursor.execute("SET @mariadb_slave_capability = 4")  # GTID-aware replica
                 if self.gtid_set is not None and not self.file:
@@ -273,6 +277,33 @@ def length_coded(buf: bytes, pos: int) -> tuple[int, int]:
         return first, pos + 1
     size = {0xFC: 2, 0xFD: 3, 0xFE: 8}[first]
     return int.from_bytes(buf[pos + 1 : pos + 1 + size], "little"), pos + 1 + size
+
+
+def heartbeat_position(packet: bytes, checksum: bool) -> tuple[str, int] | None:
+    """The binlog file and position a heartbeat says the server has sent everything up
+    to (None when it does not say). HEARTBEAT: the file in the body, the position in the
+    header; HEARTBEAT_V2 (MySQL 8.0.26+): both in the body's type-length-value fields
+    (0: file, 1: position as a length-encoded integer, 2: the end)."""
+    end = body_end(packet, checksum)
+    log_pos = HEADER.unpack_from(packet, HEADER_AT)[4]
+    if packet[HEADER_AT + 4] != HEARTBEAT_V2:
+        return packet[BODY_AT:end].decode("utf-8", "replace"), log_pos
+    file, pos, at = "", None, BODY_AT
+    try:
+        while at < end:
+            kind = packet[at]
+            if kind == 2:
+                break
+            length, at = length_coded(packet, at + 1)
+            value = packet[at : at + length]
+            at += length
+            if kind == 0:
+                file = value.decode("utf-8", "replace")
+            elif kind == 1:
+                pos = length_coded(value, 0)[0]
+    except (IndexError, KeyError):
+        return None
+    return (file, pos) if pos is not None else None
 
 
 def table_id(packet: bytes) -> int:

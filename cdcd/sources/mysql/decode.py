@@ -16,7 +16,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cdcd.errors import DecodeError
-from cdcd.events import OP_CREATE, OP_DELETE, ChangeEvent, SchemaChange, SourceItem
+from cdcd.events import (
+    HEARTBEAT,
+    OP_CREATE,
+    OP_DELETE,
+    ChangeEvent,
+    Commit,
+    SchemaChange,
+    SourceItem,
+)
 from cdcd.positions import MysqlPosition
 from cdcd.sources.common import TransactionAssembler, update_events
 from cdcd.sources.mysql import binlog as bl
@@ -88,6 +96,7 @@ class BinlogDecoder:
         "_gtid",
         "_gtids",
         "_hand_over",
+        "_heartbeat",
         "_in_transaction",
         "_items",
         "_server",
@@ -113,6 +122,7 @@ class BinlogDecoder:
         captures_ddl: Callable[[str], bool] | None,
         stop: threading.Event,
         hand_over: Callable[[list[SourceItem]], None],
+        heartbeat: threading.Event | None = None,
     ) -> None:
         self._flavor = flavor
         self._server = server
@@ -122,6 +132,7 @@ class BinlogDecoder:
         self._captures_ddl = captures_ddl
         self._stop = stop
         self._hand_over = hand_over
+        self._heartbeat = heartbeat  # set: a heartbeat Commit is wanted
         self._assembler = TransactionAssembler(split_after_events, skip=start.skip_events)
         self._gtids: MysqlGtidSet | MariadbGtidPosition | None = None
         if start.gtid_set is not None:
@@ -363,7 +374,26 @@ class BinlogDecoder:
     def _on_rotate(self, packet: bytes) -> None:
         self._file = bl.rotate_file(packet, bl.body_end(packet, self._crc != 0))
 
-    def _on_heartbeat(self, _packet: bytes) -> None:
+    def _on_heartbeat(self, packet: bytes) -> None:
+        """The server is idle at the end of its binlog (it sends heartbeats only then):
+        everything before the heartbeat's position was sent. When one was asked for
+        (``MysqlSource.heartbeat_soon``) and no transaction is open, a heartbeat Commit
+        at that position goes with what is handed over."""
+        wanted = self._heartbeat
+        if wanted is not None and wanted.is_set() and self._tx_start is None:
+            at = bl.heartbeat_position(packet, self._crc != 0)
+            if at is not None:
+                wanted.clear()
+                gtids = self._gtids
+                position = MysqlPosition(
+                    self._flavor,
+                    str(gtids) if gtids is not None else None,
+                    at[0] or self._file,
+                    at[1],
+                    0,
+                    self._server,
+                )
+                self._items.append(Commit(position, extra=HEARTBEAT))
         if self._items:
             self._hand_over_items()
 

@@ -31,6 +31,7 @@ from cdcd.sources.mysql.ddl import DatabaseFilter
 from cdcd.sources.mysql.decode import BinlogDecoder, Stopped
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.history import check_position
+from cdcd.sources.mysql.snapshot import MysqlSnapshotReader
 from cdcd.sources.mysql.start import Start, StartPoints
 from cdcd.sources.mysql.tables import TableMaps, count_year_as_numeric
 from cdcd.sources.mysql.tls import tls_context
@@ -41,6 +42,11 @@ if TYPE_CHECKING:
     from cdcd.sources.mysql.config import MysqlSourceConfig
 
 _QUEUE_CHUNKS = 4  # at most 4 chunks (of up to 2000 items) wait for the pipeline
+# The server sends a heartbeat after this much silence (or source.heartbeat_interval_s if
+# shorter): heartbeat_soon() is answered within it. The connection still counts as lost
+# after 4 heartbeat_interval_s of silence.
+_HEARTBEAT_SOON_S = 1.0
+HEARTBEAT_REQUEST = b"h"  # on the reader process's stdin: heartbeat_soon()
 
 
 def derive_server_id(name: str) -> int:
@@ -84,6 +90,7 @@ class MysqlSource:
         self._where = f"{self._connection['host']}:{self._connection['port']}"
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
+        self._heartbeat = threading.Event()  # heartbeat_soon() asked for a heartbeat Commit
         self._binlog: bl.BinlogStream | None = None
         self._worker: Worker | None = None  # source.reader = "process"
         self.checksum = True  # events end with a CRC32 (binlog_checksum = CRC32)
@@ -295,7 +302,6 @@ class MysqlSource:
                 self.options,
             )
         )
-        worker.close_input()
         try:
             async for chunk in worker.chunks(self._stop.is_set):
                 yield chunk
@@ -317,6 +323,7 @@ class MysqlSource:
             file=None if by_gtid else start.file,
             pos=None if by_gtid else start.pos,
             heartbeat_s=self.config.heartbeat_interval_s,
+            server_heartbeat_s=min(self.config.heartbeat_interval_s, _HEARTBEAT_SOON_S),
         )
         if self.config.tables is not None:
             self.table_databases.update(db for db, _ in self._captured_tables_sync())
@@ -356,8 +363,26 @@ class MysqlSource:
             captures_ddl=databases.captures if config.schema_changes else None,
             stop=self._stop,
             hand_over=hand_over,
+            heartbeat=self._heartbeat,
         )
         decoder.consume(packets)
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def snapshot_reader(self) -> MysqlSnapshotReader:
+        """The reader of the captured tables for snapshots (``cdcd.snapshot``)."""
+        return MysqlSnapshotReader(self)
+
+    def heartbeat_soon(self) -> None:
+        """Have the stream yield a heartbeat ``Commit`` (``extra=HEARTBEAT``) at the
+        binlog's end at the server's next heartbeat, after every transaction committed
+        before this call (``cdcd.snapshot.HeartbeatSource``). The server sends one after
+        a second without events: an idle server answers within about a second; a busy
+        one moves the stream's positions on with its own commits meanwhile."""
+        if self._worker is not None:
+            self._worker.send(HEARTBEAT_REQUEST)  # the reader process sets its own flag
+        else:
+            self._heartbeat.set()
 
     async def ack(self, position: Position) -> None:
         """MySQL keeps no replica state on the server: the offset store holds positions."""

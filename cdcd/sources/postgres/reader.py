@@ -6,10 +6,11 @@ configuration, the daemon's name, where to cut huge transactions, where to resum
 to log, and ``[encoding] decimal_handling_mode``. It runs the source's own stream (slot, pgoutput decoding, rows) and writes
 each chunk to the pipe ``fd`` as a frame, an error as its last frame.
 
-On its stdin come the positions the daemon acknowledged (Kafka holds everything before
-them), 8 bytes each: the commit LSN, little-endian. They go to the server in the
-source's status updates, exactly as in the daemon. The end of its stdin is the daemon's
-"stop": the reader then reports the last acknowledged position and exits. While the
+On its stdin come messages of 9 bytes: ``a`` and the commit LSN (8 bytes,
+little-endian) of a position the daemon acknowledged (Kafka holds everything before it),
+which goes to the server in the source's status updates exactly as in the daemon; ``h``
+(and 8 bytes of nothing) for a heartbeat asked for (``heartbeat_soon``). The end of its
+stdin is the daemon's "stop": the reader then reports the last acknowledged position and exits. While the
 daemon does not read (Kafka is slow), the reader waits without blocking its event loop,
 so the status updates that keep the replication connection alive still go out.
 """
@@ -19,12 +20,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cdcd import frames
 from cdcd.errors import SourceError
 from cdcd.positions import PgPosition
+from cdcd.selection import PlainConfig
 from cdcd.worker import worker_setup
+
+if TYPE_CHECKING:
+    from cdcd.sources.postgres.source import PostgresSource
+
+
+ACK, HEARTBEAT_SOON = b"a", b"h"
+_MESSAGE_SIZE = 9
+
+
+def ack_message(lsn: int) -> bytes:
+    """The daemon's message: everything before ``lsn`` is in Kafka."""
+    return ACK + lsn.to_bytes(8, "little")
+
+
+HEARTBEAT_MESSAGE = HEARTBEAT_SOON + bytes(8)
+
+
+def reader_setup(source: PostgresSource, resume: PgPosition | None) -> tuple[Any, ...]:
+    """The daemon's setup of the reader process of ``source``, to stream after ``resume``."""
+    return (
+        PlainConfig.of(source.config),
+        source.name,
+        source.split_after_events,
+        resume,
+        source._log_settings,
+        source.decimal_mode,
+    )
 
 
 async def _run(fd: int, setup: Any) -> None:
@@ -76,12 +105,15 @@ async def _run(fd: int, setup: Any) -> None:
     async def acknowledge() -> None:
         while True:
             try:
-                data = await acks.readexactly(8)
+                data = await acks.readexactly(_MESSAGE_SIZE)
             except asyncio.IncompleteReadError:
                 return  # the daemon is stopping (or gone)
+            if data[:1] == HEARTBEAT_SOON:
+                source.heartbeat_soon()
+                continue
             # A status update that fails (connection lost) is the stream's to report.
             with contextlib.suppress(SourceError):
-                await source.ack(PgPosition(int.from_bytes(data, "little")))
+                await source.ack(PgPosition(int.from_bytes(data[1:], "little")))
 
     streaming = asyncio.create_task(pump(), name="cdcd-pg-reader")
     try:

@@ -106,12 +106,31 @@ class Table:
         decimal_mode: DecimalMode,
     ) -> Table:
         """The table of a Relation message; ``type_names``: those of the Type messages."""
+        columns = [(col.name, col.type_oid, col.typmod) for col in relation.columns]
+        return cls.of_columns(
+            relation.namespace, relation.name, included, columns, key_columns,
+            type_names, decimal_mode,
+        )  # fmt: skip
+
+    @classmethod
+    def of_columns(
+        cls,
+        namespace: str,
+        name: str,
+        included: bool,
+        columns: list[tuple[str, int, int]],
+        key_columns: tuple[str, ...],
+        type_names: dict[int, str],
+        decimal_mode: DecimalMode,
+    ) -> Table:
+        """The table of columns ``(name, type OID, typmod)`` in the Relation message's
+        order; ``type_names``: the type names the Type messages give (``type_name``)."""
         converters = tuple(
-            make_converter(col.type_oid, col.typmod, type_names.get(col.type_oid), decimal_mode)
-            for col in relation.columns
+            make_converter(type_oid, typmod, type_names.get(type_oid), decimal_mode)
+            for _, type_oid, typmod in columns
         )
-        columns = tuple(col.name for col in relation.columns)
-        return cls(relation.namespace, relation.name, included, columns, converters, key_columns)
+        names = tuple(column for column, _, _ in columns)
+        return cls(namespace, name, included, names, converters, key_columns)
 
     def row(self, values: tuple[Any, ...], lsn: int) -> dict[str, Any]:
         """The row of one tuple's values, each converted for its column; ``lsn``, the
@@ -129,9 +148,43 @@ class Table:
                 out[name] = _other_value(convert, value)
         except (ValueError, DecodeError) as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
-            where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            where = (
+                f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            )
             raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
+
+
+def type_name(message: pgoutput.TypeMsg) -> str:
+    """The name a Type message gives a column type, as ``make_converter`` takes it: the
+    type's own name (a domain's base type's), without its namespace (pgoutput sends the
+    empty string for pg_catalog), as ``hstore``, ``_mood`` or ``int4``."""
+    return message.name
+
+
+def source_block(
+    database: str,
+    namespace: str,
+    name: str,
+    ts_us: int,
+    sequence: str,
+    txid: int | None,
+    lsn: int,
+) -> dict[str, Any]:
+    """The connector's fields of a change's ``source`` block, as Debezium's PostgreSQL
+    connector writes them (stream and snapshot alike)."""
+    return {
+        "ts_ms": ts_us // 1000,
+        "ts_us": ts_us,
+        "ts_ns": ts_us * 1000,
+        "db": database,
+        "sequence": sequence,
+        "schema": namespace,
+        "table": name,
+        "txId": txid,
+        "lsn": lsn,
+        "xmin": None,
+    }
 
 
 async def primary_key_columns(

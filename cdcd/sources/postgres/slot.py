@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from cdcd.errors import PositionLostError, SourceError
-from cdcd.positions import PgPosition, Position, lsn_to_str
+from cdcd.positions import PgPosition, Position, lsn_to_str, str_to_lsn
 from cdcd.sources.postgres.checks import captured_tables, run_checks
 
 if TYPE_CHECKING:
@@ -38,6 +39,17 @@ def pg_position(position: Position) -> PgPosition:
     if not isinstance(position, PgPosition):
         raise SourceError(f"cannot resume a PostgreSQL stream from a {position.kind} position")
     return position
+
+
+async def insert_lsn(conn: psycopg.AsyncConnection[Any]) -> int:
+    """``pg_current_wal_insert_lsn()``: at or past the commit record of every transaction
+    committed so far. Not ``pg_current_wal_lsn()`` (written so far): with
+    ``synchronous_commit = off`` a transaction is committed, its changes visible, before
+    its commit record is written. Read-only (any role may call it)."""
+    cur = await conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 class ReplicationSlot:
@@ -186,6 +198,14 @@ class ReplicationSlot:
         finally:
             await conn.close()
 
+    async def insert_position(self) -> PgPosition:
+        """A position at or past every transaction committed so far (``insert_lsn``)."""
+        conn = await self.connector.connect()
+        try:
+            return PgPosition(await insert_lsn(conn))
+        finally:
+            await conn.close()
+
     async def _ensure_publication(self, conn: psycopg.AsyncConnection[Any]) -> None:
         cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
         if await cur.fetchone():
@@ -225,14 +245,58 @@ class ReplicationSlot:
                 "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.name,)
             )
         except psycopg.Error as exc:
-            raise SourceError(
-                f"cannot create replication slot {self.name!r}: {exc.diag.message_primary or exc}; "
-                "grant the REPLICATION attribute (ALTER ROLE <user> REPLICATION) "
-                "or create the slot: SELECT pg_create_logical_replication_slot("
-                f"'{self.name}', 'pgoutput')"
-            ) from None
+            raise self._cannot_create(exc) from None
         if self.log is not None:
             self.log.info("replication slot created", slot=self.name)
+
+    def _cannot_create(self, exc: psycopg.Error) -> SourceError:
+        return SourceError(
+            f"cannot create replication slot {self.name!r}: {exc.diag.message_primary or exc}; "
+            "grant the REPLICATION attribute (ALTER ROLE <user> REPLICATION) "
+            "or create the slot: SELECT pg_create_logical_replication_slot("
+            f"'{self.name}', 'pgoutput')"
+        )
+
+    async def create_exporting(self) -> tuple[psycopg.AsyncConnection[Any], int, str]:
+        """The slot created anew, exporting a snapshot of the moment it starts from, for
+        a first start's initial snapshot (no offset is stored: a slot left over holds
+        nothing anyone relies on, and is dropped). Returns the replication session that
+        created it (the snapshot lives while it stays open and idle: close it when done),
+        the slot's consistent point (the stream starts there) and the snapshot's name
+        (``SET TRANSACTION SNAPSHOT``)."""
+        conn = await self.connector.connect()
+        try:
+            cur = await conn.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (self.name,)
+            )
+            if await cur.fetchone():
+                await self._while_busy(
+                    lambda: conn.execute("SELECT pg_drop_replication_slot(%s)", (self.name,)),
+                    "drop replication slot",
+                )
+                if self.log is not None:
+                    self.log.info(
+                        "replication slot dropped, to be created again with an exported "
+                        "snapshot (no offset is stored)",
+                        slot=self.name,
+                    )
+        finally:
+            await conn.close()
+        repl = await self.connector.connect(replication=True)
+        # PostgreSQL 15 took the options in parentheses; EXPORT_SNAPSHOT is the older form.
+        export = "(SNAPSHOT 'export')" if repl.info.server_version >= 150000 else "EXPORT_SNAPSHOT"
+        try:
+            command = f"CREATE_REPLICATION_SLOT {self.name} LOGICAL pgoutput {export}"
+            cur = await repl.execute(command)
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            await repl.close()
+            raise self._cannot_create(exc) from None
+        assert row is not None
+        _slot, consistent_point, snapshot_name, _plugin = row
+        if self.log is not None:
+            self.log.info("replication slot created", slot=self.name, snapshot=snapshot_name)
+        return repl, str_to_lsn(consistent_point), snapshot_name
 
     async def confirmed_lsn(self, conn: psycopg.AsyncConnection[Any], resume: PgPosition | None) -> int:
         """The slot's confirmed position, once it is checked that the slot can continue
@@ -255,11 +319,15 @@ class ReplicationSlot:
             f"START_REPLICATION SLOT {self.name} LOGICAL {lsn_to_str(start)} "
             f"(proto_version '1', publication_names '{self.publication}', messages 'true')"
         )
-        # A daemon killed a moment ago may still hold the slot until its walsender notices.
+        await self._while_busy(lambda: repl.execute(command), "start replication from slot")
+
+    async def _while_busy(self, action: Callable[[], Awaitable[Any]], what: str) -> None:
+        """``action`` on the slot, tried again while the slot is in use: a daemon killed a
+        moment ago may still hold it until its walsender notices."""
         deadline = time.monotonic() + SLOT_BUSY_WAIT_S
         while True:
             try:
-                await repl.execute(command)
+                await action()
                 return
             except psycopg.Error as exc:
                 message = exc.diag.message_primary or str(exc)
@@ -271,6 +339,4 @@ class ReplicationSlot:
                         f"replication slot {self.name!r} is in use: {message}; "
                         "is another cdcd running with the same name?"
                     ) from None
-                raise SourceError(
-                    f"cannot start replication from slot {self.name!r}: {message}"
-                ) from None
+                raise SourceError(f"cannot {what} {self.name!r}: {message}") from None

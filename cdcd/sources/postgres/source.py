@@ -34,7 +34,6 @@ from cdcd.events import (
     SourceItem,
 )
 from cdcd.positions import PgPosition, Position, lsn_to_str
-from cdcd.selection import PlainConfig
 from cdcd.sources.base import Problem
 from cdcd.sources.common import TransactionAssembler, update_events
 from cdcd.sources.postgres import pgoutput
@@ -46,12 +45,21 @@ from cdcd.sources.postgres.errors import (
     stream_ended,
     stream_error,
 )
-from cdcd.sources.postgres.rows import UNAVAILABLE_VALUE, Table, primary_key_columns
+from cdcd.sources.postgres.heartbeat import HeartbeatRequests
+from cdcd.sources.postgres.reader import HEARTBEAT_MESSAGE, ack_message, reader_setup
+from cdcd.sources.postgres.rows import (
+    UNAVAILABLE_VALUE,
+    Table,
+    primary_key_columns,
+    source_block,
+    type_name,
+)
 from cdcd.sources.postgres.slot import ReplicationSlot, default_object_name
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
     from cdcd.sources.postgres.config import PostgresSourceConfig
+    from cdcd.sources.postgres.snapshot import PostgresSnapshotReader
 
 _PG_EPOCH_US = 946_684_800 * 1_000_000
 _XLOG_HEADER = struct.Struct(">QQQ")  # after the 'w': start LSN, end LSN, server clock
@@ -110,6 +118,11 @@ class PostgresSource:
         # The open transaction's changes; where a restart resumes inside a cut one.
         self._assembler = TransactionAssembler(split_after_events)
         self._last_heartbeat = 0.0  # monotonic time of the last heartbeat commit
+        self._heartbeats = HeartbeatRequests(
+            self._replication_slot.insert_position,
+            lambda: self._send_status(force=True, reply=True),
+            log,
+        )
 
     # -- connections, checks and positions ------------------------------------------
 
@@ -160,6 +173,22 @@ class PostgresSource:
         """The current end of the WAL: every transaction committed so far lies before it."""
         return await self._replication_slot.latest_position()
 
+    def snapshot_reader(self) -> PostgresSnapshotReader:
+        """The reader of the captured tables' rows (``cdcd.snapshot.SnapshotReader``)."""
+        from cdcd.sources.postgres.snapshot import PostgresSnapshotReader
+
+        return PostgresSnapshotReader(
+            self.config, self._connector, self._replication_slot, self.decimal_mode, self.log
+        )
+
+    def heartbeat_soon(self) -> None:
+        """A heartbeat ``Commit`` at or after every transaction committed before this call,
+        within about a second even on an idle database (``heartbeat``)."""
+        if self._worker is not None:
+            self._worker.send(HEARTBEAT_MESSAGE)
+        else:
+            self._heartbeats.request()
+
     # -- streaming ------------------------------------------------------------------
 
     async def stream(self, resume: Position | None) -> AsyncIterator[list[SourceItem]]:
@@ -175,6 +204,7 @@ class PostgresSource:
         confirmed = await self._replication_slot.confirmed_lsn(self._meta, resume)
         start = self._start_lsn(resume, confirmed)
         self._last_commit_lsn = start  # the next transaction's predecessor, for cut positions
+        self._heartbeats.given(start)
         self._last_heartbeat = time.monotonic()  # the first heartbeat one interval from now
         self._last_commit_lsn_text = f'"{start}"'
         self._acked_lsn = max(self._acked_lsn, start, confirmed)
@@ -208,16 +238,7 @@ class PostgresSource:
         worker = self._worker = Worker(
             "cdcd.sources.postgres.reader", "the replication reader process"
         )
-        await worker.start(
-            (
-                PlainConfig.of(self.config),
-                self.name,
-                self.split_after_events,
-                resume,
-                self._log_settings,
-                self.decimal_mode,
-            )
-        )
+        await worker.start(reader_setup(self, resume))
         try:
             async for chunk in worker.chunks(lambda: self._stopping):
                 yield chunk
@@ -318,19 +339,10 @@ class PostgresSource:
         return await primary_key_columns(self._meta, relation_oid)
 
     def _source_block(self, table: Table, lsn: int) -> dict[str, Any]:
-        ts_us = self._commit_ts_us
-        return {
-            "ts_ms": ts_us // 1000,
-            "ts_us": ts_us,
-            "ts_ns": ts_us * 1000,
-            "db": self.database,
-            "sequence": f'[{self._last_commit_lsn_text},"{lsn}"]',
-            "schema": table.namespace,
-            "table": table.name,
-            "txId": self._xid,
-            "lsn": lsn,
-            "xmin": None,
-        }
+        sequence = f'[{self._last_commit_lsn_text},"{lsn}"]'
+        return source_block(
+            self.database, table.namespace, table.name, self._commit_ts_us, sequence, self._xid, lsn
+        )
 
     def _on_message(self, msg: Any, lsn: int, items: list[SourceItem]) -> None:
         kind = type(msg)
@@ -359,6 +371,7 @@ class PostgresSource:
             self._assembler.begin(txid, msg.commit_ts_us // 1000, self._cut_position)
         elif kind is pgoutput.Commit:
             self._assembler.commit(PgPosition(msg.end_lsn), items, msg.commit_ts_us // 1000)
+            self._heartbeats.given(msg.end_lsn)
             self._in_transaction = False
             self._last_commit_lsn = msg.end_lsn
             self._last_commit_lsn_text = f'"{msg.end_lsn}"'
@@ -369,7 +382,7 @@ class PostgresSource:
                     event = self._event(OP_TRUNCATE, table, lsn, None, None, None)
                     self._assembler.add(event, items)
         elif kind is pgoutput.TypeMsg:
-            self._type_names[msg.oid] = f"{msg.namespace}.{msg.name}"
+            self._type_names[msg.oid] = type_name(msg)
         # Origin and logical decoding messages carry no row change.
 
     def _cut_position(self, count: int) -> PgPosition:
@@ -424,12 +437,14 @@ class PostgresSource:
         if self._acked_lsn < self._last_commit_lsn:
             return  # a commit (or heartbeat) is still on its way to Kafka
         now = time.monotonic()
-        if now - self._last_heartbeat < self.config.status_interval_s:
+        throttled = now - self._last_heartbeat < self.config.status_interval_s
+        if throttled and not self._heartbeats.urgent(wal_end):  # one asked for: at once
             return
         self._last_heartbeat = now
         self._last_commit_lsn = wal_end
         self._last_commit_lsn_text = f'"{wal_end}"'
         items.append(Commit(PgPosition(wal_end), extra=HEARTBEAT))
+        self._heartbeats.given(wal_end)
 
     async def ack(self, position: Position) -> None:
         """Everything up to ``position`` is in Kafka: let the slot move past it."""
@@ -437,14 +452,15 @@ class PostgresSource:
         if self._worker is not None:
             if position.commit_lsn > self._acked_lsn:
                 self._acked_lsn = position.commit_lsn
-                self._worker.send(position.commit_lsn.to_bytes(8, "little"))
+                self._worker.send(ack_message(position.commit_lsn))
             return
         if position.commit_lsn > self._acked_lsn:
             self._acked_lsn = position.commit_lsn
         if time.monotonic() - self._last_status >= 1.0:
             self._send_status()
 
-    def _send_status(self, force: bool = False) -> None:
+    def _send_status(self, force: bool = False, reply: bool = False) -> None:
+        """A standby status update; ``reply``: the server is to answer with a keepalive."""
         if self._repl is None or self._repl.closed:
             return
         if not force and self._acked_lsn == self._sent_lsn:
@@ -453,7 +469,7 @@ class PostgresSource:
         clock = time.time_ns() // 1000 - _PG_EPOCH_US
         pgconn = self._repl.pgconn
         try:
-            pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, clock, 0))
+            pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, clock, int(reply)))
             pgconn.flush()
         except psycopg.OperationalError as exc:
             raise replication_lost(exc, self._where) from None
@@ -482,6 +498,7 @@ class PostgresSource:
 
     async def close(self) -> None:
         """Report the final acknowledged position and disconnect."""
+        await self._heartbeats.close()
         if self._worker is not None:
             # The worker reports it, once it has every acknowledgement sent so far.
             self._stopping = True

@@ -1,0 +1,184 @@
+"""The snapshot tests every source runs (real daemon, real database, real Kafka): a source's
+test module binds ``target`` and imports these (tests/sources/<db>/test_snapshot.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from snapshot_support import (
+    ChurnWriter,
+    Target,
+    assert_replay_equals,
+    reads,
+    replay,
+    snapshot_marks,
+)
+from support import consume, daemon, peak_rss_mb, run_cli, write_config
+
+LONG = os.environ.get("CDCD_TEST_LONG") == "1"
+
+
+def test_initial_snapshot_then_the_stream_under_a_concurrent_writer(target: Target, tmp_path):
+    target.create("orders", 3000)
+    writer = ChurnWriter(target, "orders", 3000)
+    writer.start()
+    config = target.config(["orders"], chunk_size=200)
+    with daemon(tmp_path, config, start=False) as d:
+        d.start(wait_for="snapshot completed", timeout=120)
+        time.sleep(0.5)
+        writer.finish()
+        state, messages = replay(target, "orders", expect=3000)
+    assert_replay_equals(state, target.table("orders"), messages)
+    counts = reads(messages)
+    assert counts and max(counts.values()) == 1, "a row read twice"
+    assert writer.transactions > 10
+    marks = snapshot_marks(messages)
+    assert marks[0] == "first" and marks[-1] == "last" and set(marks[1:-1]) == {"true"}
+
+
+def test_killed_during_the_initial_snapshot_it_resumes_after_the_last_chunk(
+    target: Target, tmp_path
+):
+    total = 200_000 if LONG else 30_000
+    target.create("big", total)
+    # Small chunks, one Kafka transaction each: slow enough to be killed half-way.
+    config = target.config(["big"], chunk_size=100)
+    config.setdefault("pipeline", {})["max_batch_events"] = 100
+    with daemon(tmp_path, config, start=False) as d:
+        d.start(wait_for='"snapshot"', timeout=60)
+        before = []
+        deadline = time.monotonic() + 60
+        while len(before) < total // 4 and time.monotonic() < deadline:
+            before = consume(target.bootstrap, [target.topic("big")], expect=total // 4, timeout=5)
+        assert len(before) >= total // 4, "the snapshot did not get going"
+        d.kill()
+        target.run(f"UPDATE {target.namespace}.big SET v = 5 WHERE id IN (1, {total})")
+        target.run(f"DELETE FROM {target.namespace}.big WHERE id = {total - 1}")
+        d.start(wait_for="snapshot completed", timeout=180)
+        target.run(f"INSERT INTO {target.namespace}.big (id, v, note) VALUES (-1, 0, 'end')")
+        state, messages = replay(target, "big", expect=total)
+        log = d.log_text()
+    assert_replay_equals(state, target.table("big"), messages)
+    counts = reads(messages)
+    assert max(counts.values()) == 1, "a row written twice to Kafka"
+    resumed = [line for line in log.splitlines() if '"why":"resumed"' in line]
+    assert resumed, "the second start did not resume the snapshot"
+    # It went on after what Kafka held when it was killed, not from the first row.
+    assert _rows_so_far(resumed[0]) >= len(before)
+    assert _rows_so_far(resumed[0]) < total
+
+
+def _rows_so_far(line: str) -> int:
+    import json
+
+    return int(json.loads(line)["rows_so_far"])
+
+
+def test_an_incremental_snapshot_on_a_signal_under_updates_and_deletes(target: Target, tmp_path):
+    target.create("items", 4000)
+    config = target.config(["items"], mode="no_data", chunk_size=300)
+    with daemon(tmp_path, config) as d:
+        writer = ChurnWriter(target, "items", 4000, seed=11)
+        writer.start()
+        result = run_cli(
+            "snapshot",
+            "--config",
+            str(d.config_path),
+            "--table",
+            target.table_id("items"),
+            timeout=180,
+        )
+        writer.finish()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "COMPLETED" in result.stdout
+        state, messages = replay(target, "items", expect=4000)
+    assert_replay_equals(state, target.table("items"), messages)
+    counts = reads(messages)
+    assert max(counts.values()) == 1
+    assert set(snapshot_marks(messages)) == {"incremental"}
+
+
+def test_additional_conditions_pause_resume_stop_and_refusals(target: Target, tmp_path):
+    target.create("parts", 20_000)
+    target.run(f"CREATE TABLE {target.namespace}.nokey (id INT, v INT)")
+    config = target.config(["parts", "nokey"], mode="no_data", chunk_size=10)
+    with daemon(tmp_path, config) as d:
+        cfg = str(d.config_path)
+        where = run_cli(
+            "snapshot", "-c", cfg, "-t", target.table_id("parts"), "--where", "id <= 150"
+        )
+        assert where.returncode == 0, where.stderr
+        refused = run_cli("snapshot", "-c", cfg, "-t", target.table_id("nokey"))
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"{target.table_id('nokey')} has no primary key" in refused.stderr
+        idle = run_cli("snapshot", "-c", cfg, "--pause")
+        assert idle.returncode == 1 and "no snapshot is running" in idle.stderr
+        # A snapshot of every row, paused at once (both signals sent back to back).
+        send_signals(
+            target, config, ("execute-snapshot", [target.table_id("parts")]), ("pause-snapshot", [])
+        )
+        _wait_status(cfg, "paused")
+        resumed = run_cli("snapshot", "-c", cfg, "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        stopped = run_cli("snapshot", "-c", cfg, "--stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert "ABORTED" in stopped.stdout
+        assert "no snapshot is running" in run_cli("snapshot", "-c", cfg, "--status").stdout
+    messages = consume(target.bootstrap, [target.topic("parts")], expect=150, timeout=10)
+    counts = reads(messages)
+    # The conditioned snapshot read ids 1..150 exactly once; the stopped one fewer than all.
+    assert max(counts.values()) <= 2
+    assert {i for i in counts if i <= 150} == set(range(1, 151))
+    assert len(counts) < 20_000
+
+
+def send_signals(target: Target, config: dict, *signals: tuple[str, list[str]]) -> None:
+    """Signals written straight to the signal topic, one after the other."""
+    import asyncio
+    import uuid
+
+    from cdcd.sinks.kafka.signals import send_signal
+    from cdcd.snapshot.signals import Signal, signal_value
+
+    async def send() -> None:
+        for kind, tables in signals:
+            signal = Signal(str(uuid.uuid4()), kind, tuple(tables))
+            value = signal_value(signal)
+            await send_signal(
+                {"bootstrap_servers": target.bootstrap},
+                "cdcd-signals",
+                config["sink"]["topic_prefix"],
+                value,
+            )
+
+    asyncio.run(send())
+
+
+def _wait_status(config_path: str, word: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run_cli("snapshot", "-c", config_path, "--status").stdout
+        if word in status or time.monotonic() > deadline:
+            assert word in status, status
+            return status
+        time.sleep(0.5)
+
+
+def test_the_snapshot_is_refused_by_a_stopped_daemon(target: Target, tmp_path):
+    target.create("quiet", 1)
+    path = write_config(tmp_path / "quiet.toml", target.config(["quiet"]))
+    result = run_cli("snapshot", "-c", str(path), "-t", target.table_id("quiet"))
+    assert result.returncode == 1
+    assert "is not running" in result.stderr
+
+
+def test_memory_stays_bounded_over_a_large_table(target: Target, tmp_path):
+    total = 1_000_000 if LONG else 100_000
+    target.create("huge", total)
+    config = target.config(["huge"])
+    with daemon(tmp_path, config, start=False) as d:
+        d.start(wait_for="snapshot completed", timeout=600)
+        assert d.process is not None
+        rss = peak_rss_mb(d.process.pid)
+    assert rss < 150, f"peak RSS {rss:.0f} MB over a {total}-row snapshot"
