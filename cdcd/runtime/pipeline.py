@@ -88,8 +88,6 @@ class _Segments:
             self._not_empty.clear()
             await self._not_empty.wait()
         return self.get_nowait()
-
-
 _Delivered = tuple[Delivery, Checkpoint | None]
 Stream = AsyncIterator[list[SourceItem]]
 
@@ -140,7 +138,9 @@ class Pipeline:
         stopper = asyncio.create_task(self._stopping.wait(), name="cdcd-stop")
         workers = (reader, writer, acker)
         try:
-            done, _ = await asyncio.wait({*workers, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {*workers, stopper}, return_when=asyncio.FIRST_COMPLETED
+            )
             for task in workers:
                 if task in done and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]

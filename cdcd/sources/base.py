@@ -90,6 +90,7 @@ class Source(Protocol):
         stored offset ``resume``, raise ``PositionLostError`` unless the source can
         continue from it exactly (nothing it needs is gone)."""
 
+
     async def captured_tables(self) -> list[tuple[str, str]]:
         """The existing tables whose changes are captured, ``(schema or database, table)``."""
         ...

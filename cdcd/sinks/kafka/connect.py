@@ -43,7 +43,9 @@ async def unreachable(sink: KafkaSinkConfig, options: dict[str, Any]) -> SinkErr
     return kind(f"{problem.what}; {problem.fix}")
 
 
-async def _diagnose(sink: KafkaSinkConfig, options: dict[str, Any]) -> tuple[Problem, bool] | None:
+async def _diagnose(
+    sink: KafkaSinkConfig, options: dict[str, Any]
+) -> tuple[Problem, bool] | None:
     """(what fails, whether it may pass by itself), or None."""
     failure: tuple[str, BaseException] | None = None
     for host, port, _family in collect_hosts(sink.bootstrap_servers, randomize=False):

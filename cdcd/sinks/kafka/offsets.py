@@ -227,7 +227,6 @@ class OffsetsTopic:
         finally:
             await producer.stop()
 
-
 # -- for `cdcd offsets` ----------------------------------------------------------------
 
 

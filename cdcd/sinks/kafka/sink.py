@@ -330,10 +330,7 @@ class KafkaSink:
                 futures[-1].add_done_callback(_retrieved)
                 builder = builders[(topic, partition)] = producer.create_batch()
                 append = builder.append
-                if (
-                    append(key=record.key, value=record.value, timestamp=None, headers=headers)
-                    is None
-                ):
+                if append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
                     raise SinkError(
                         f"a record for {topic!r} is larger than sink.max_batch_bytes "
                         f"({self.config.max_batch_bytes}); raise it"

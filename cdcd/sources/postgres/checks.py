@@ -81,8 +81,7 @@ async def run_checks(
     """
     problems = await _server_problems(conn)
     user, superuser, replication = await _one(
-        conn,
-        "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user",
+        conn, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
     )
     if not (superuser or replication):
         problems.append(
@@ -125,9 +124,7 @@ async def _server_problems(conn: psycopg.AsyncConnection[Any]) -> list[Problem]:
     for setting, value in (("max_replication_slots", slots), ("max_wal_senders", senders)):
         if int(value) < 1:
             problems.append(
-                Problem(
-                    f"{setting} is {value}", f"set {setting} to at least 4 and restart PostgreSQL"
-                )
+                Problem(f"{setting} is {value}", f"set {setting} to at least 4 and restart PostgreSQL")
             )
     return problems
 
@@ -191,9 +188,7 @@ async def _publication_problems(
 ) -> tuple[set[tuple[str, str]] | None, list[Problem]]:
     """(the tables the publication lists, None when it has them all or does not exist;
     the problems of a missing publication that cdcd may not or cannot create)."""
-    pub_row = await _one(
-        conn, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,)
-    )
+    pub_row = await _one(conn, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,))
     if pub_row is None:
         if not config.create_publication:
             return None, [

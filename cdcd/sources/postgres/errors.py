@@ -79,10 +79,7 @@ def explain_connect_error(exc: Exception, where: str, replication: bool) -> str:
         )
     if "password authentication failed" in text or "no password supplied" in text:
         return f"{what}: {text}; set the password with source.password_env or source.password_file"
-    if (
-        "must be superuser or replication role" in text
-        or "permission denied to start WAL sender" in text
-    ):
+    if "must be superuser or replication role" in text or "permission denied to start WAL sender" in text:
         return f"{what}: {text}; grant it with: ALTER ROLE <user> REPLICATION"
     return f"{what}: {text} (check source.dsn)"
 

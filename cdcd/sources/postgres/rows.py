@@ -148,9 +148,7 @@ class Table:
                 out[name] = _other_value(convert, value)
         except (ValueError, DecodeError) as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
-            where = (
-                f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
-            )
+            where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
             raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
 
