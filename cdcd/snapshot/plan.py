@@ -16,7 +16,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdcd.errors import ConfigError
+from cdcd.errors import ConfigError, SourceError
 from cdcd.offsets import StoredOffset
 from cdcd.snapshot import ConsistentSnapshot, SnapshotReader, SnapshotTable, reader_of
 from cdcd.snapshot.progress import Progress
@@ -24,6 +24,7 @@ from cdcd.snapshot.runner import select_tables
 
 if TYPE_CHECKING:
     from cdcd.config import Config
+    from cdcd.snapshot.config import SnapshotConfig
 
 
 @dataclass(slots=True)
@@ -71,14 +72,7 @@ async def plan_snapshot(
             raise ConfigError(f"snapshot.mode = {mode!r}: the {config.source.kind} source cannot read tables")
         return None
     try:
-        tables = select_tables(await reader.tables(), settings.tables, "snapshot")
-        if progress is None:
-            progress = Progress.start("initial", [t.id for t in tables])
-        plan = Plan(reader, tables, progress, then_stream=then_stream)
-        if kind == "initial":
-            plan.view = await reader.consistent(threads=settings.max_threads)
-            if plan.view is None and log is not None:
-                log.info("snapshot: no consistent view; reading watermarked chunks while streaming")
+        plan = await _plan(reader, settings, progress, kind, then_stream, log)
     except BaseException:
         await reader.close()
         raise
@@ -87,8 +81,54 @@ async def plan_snapshot(
             "snapshot",
             how="consistent view" if plan.view is not None else "watermarked chunks",
             why=kind,
-            tables=len(progress.pending),
-            rows_so_far=progress.rows,
+            tables=len(plan.progress.pending),
+            rows_so_far=plan.progress.rows,
             mode=mode,
         )
     return plan
+
+
+async def _plan(
+    reader: SnapshotReader,
+    settings: SnapshotConfig,
+    progress: Progress | None,
+    kind: str,
+    then_stream: bool,
+    log: Any,
+) -> Plan:
+    """The tables and the view: an initial snapshot opens a consistent view, which also
+    reads tables without a primary key (whole); watermarked chunks need a key."""
+    captured = await reader.tables()
+    view = await reader.consistent(threads=settings.max_threads) if kind == "initial" else None
+    try:
+        tables = select_tables(captured, settings.tables, "snapshot", keyless_ok=view is not None)
+        if progress is None:
+            progress = Progress.start("initial", [t.id for t in tables])
+        else:
+            _forget_tables_left_out(progress, tables, log)
+    except BaseException:
+        if view is not None:
+            await view.close()
+        raise
+    if kind == "initial" and view is None and log is not None:
+        log.info("snapshot: no consistent view; reading watermarked chunks while streaming")
+    return Plan(reader, tables, progress, view=view, then_stream=then_stream)
+
+
+def _forget_tables_left_out(progress: Progress, tables: list[SnapshotTable], log: Any) -> None:
+    """A snapshot resumed after the configuration changed: tables no longer selected (or
+    no longer there) are not read; a table without a key cannot be read in chunks."""
+    chosen = {t.id: t for t in tables}
+    gone = [t for t in progress.pending if t not in chosen]
+    if gone:
+        progress.drop(gone)
+        if log is not None:
+            log.warning("snapshot: tables no longer selected are not read", tables=gone)
+    keyless = [t for t in progress.pending if not chosen[t].key_columns]
+    if keyless:
+        raise SourceError(
+            f"the initial snapshot was cut short before {', '.join(keyless[:5])} (no primary "
+            "key) was read whole; without a key it can only be read in the consistent view "
+            "that died with the daemon. Add a primary key (the table is then read in "
+            "chunks), or leave it out ([snapshot] tables), then start again"
+        )

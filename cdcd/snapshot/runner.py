@@ -38,17 +38,22 @@ def progress_commit(position: Position, progress: Progress | None) -> Commit:
 
 
 def select_tables(
-    tables: Sequence[SnapshotTable], patterns: Sequence[str] | None, what: str
+    tables: Sequence[SnapshotTable],
+    patterns: Sequence[str] | None,
+    what: str,
+    *,
+    keyless_ok: bool = False,
 ) -> list[SnapshotTable]:
     """The tables a snapshot reads: ``patterns`` (regular expressions over
     ``schema.table``, case-insensitive, as Debezium's data-collections) select among the
-    captured ones; a table without a primary key is refused, naming it and the fix."""
+    captured ones. A table without a primary key is refused, naming it and the fix, unless
+    ``keyless_ok`` (an initial snapshot in a consistent view reads it whole)."""
     chosen = list(tables)
     if patterns:
         compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
         chosen = [t for t in tables if any(c.fullmatch(t.id) for c in compiled)]
     keyless = [t.id for t in chosen if not t.key_columns]
-    if keyless:
+    if keyless and not keyless_ok:
         raise SourceError(
             f"{what}: table {', '.join(keyless[:5])} has no primary key, so it cannot be read in "
             "chunks that a restart resumes: add a primary key, or leave the table out of the "
