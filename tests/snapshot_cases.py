@@ -98,6 +98,22 @@ def test_an_incremental_snapshot_on_a_signal_under_updates_and_deletes(target: T
     counts = reads(messages)
     assert max(counts.values()) == 1
     assert set(snapshot_marks(messages)) == {"incremental"}
+    # Debezium's notifications, in the order Debezium sends them, with its fields.
+    notes = [
+        m.value
+        for m in consume(target.bootstrap, ["cdcd-notifications"], expect=10**6, timeout=5)
+        if m.key == target.name
+    ]
+    kinds = [n["type"] for n in notes]
+    assert kinds[0] == "STARTED" and kinds[-2:] == ["TABLE_SCAN_COMPLETED", "COMPLETED"]
+    assert set(kinds[1:-2]) == {"IN_PROGRESS"}
+    assert {n["aggregate_type"] for n in notes} == {"Incremental Snapshot"}
+    assert all(
+        set(n) == {"id", "aggregate_type", "type", "additional_data", "timestamp"} for n in notes
+    )
+    progress = notes[1]["additional_data"]
+    assert progress["current_collection_in_progress"] == target.table_id("items")
+    assert progress["connector_name"] == target.name and "last_processed_key" in progress
 
 
 def test_additional_conditions_pause_resume_stop_and_refusals(target: Target, tmp_path):
