@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import AdaptersMap, Loader
+from psycopg.pq import Format
+from psycopg.types.string import TextLoader
 
 from cdcd.errors import SourceError
 from cdcd.events import OP_READ, ChangeEvent
@@ -71,6 +74,18 @@ JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.relname
 """
 
 _FETCH = "FETCH FORWARD {} FROM cdcd_scan"
+
+
+def _text_loader() -> type[Loader]:
+    """psycopg's TextLoader as adapters register it (its C version where there is one)."""
+    adapters = AdaptersMap()
+    adapters.register_loader(0, TextLoader)  # any OID will do
+    loader = adapters.get_loader(0, Format.TEXT)
+    assert loader is not None
+    return loader
+
+
+_TEXT_LOADER = _text_loader()
 
 
 @dataclass(slots=True)
@@ -130,16 +145,20 @@ class _Shape:
         return [rows[-1][i] for i in self.key_at] if rows else None
 
 
-def _text_rows(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str | None, ...]]:
-    """The last result's rows as the server wrote them (text format, nothing parsed)."""
+async def _text_rows(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str | None, ...]]:
+    """The last result's rows as the server wrote them (text format, nothing parsed):
+    each column's type is loaded by psycopg's ``TextLoader`` on this cursor alone, so its
+    C code decodes the cells (UTF-8: the sessions' ``client_encoding``) into tuples of
+    str, as ``bytes.decode()`` of each cell would."""
     result = cur.pgresult
-    if result is None:
+    if result is None or not result.ntuples:
         return []
-    get, fields = result.get_value, range(result.nfields)
-    return [
-        tuple(None if (v := get(r, c)) is None else v.decode() for c in fields)
-        for r in range(result.ntuples)
-    ]
+    adapters = cur.adapters
+    for column in range(result.nfields):
+        oid = result.ftype(column)
+        if adapters.get_loader(oid, Format.TEXT) is not _TEXT_LOADER:
+            adapters.register_loader(oid, TextLoader)
+    return await cur.fetchall()
 
 
 class PostgresSnapshotReader:
@@ -229,7 +248,7 @@ class PostgresSnapshotReader:
                 query, params = shape.query(after, where, limit + 1)
                 cur = conn.cursor()
                 await cur.execute(query, params)
-                rows = _text_rows(cur)
+                rows = await _text_rows(cur)
                 lsn = await insert_lsn(conn)
             finally:
                 await conn.execute("ROLLBACK")
@@ -336,7 +355,7 @@ class PgConsistentSnapshot:
                 want = chunk_size + 1 - len(pending)
                 if want > 0 and not exhausted:
                     await cur.execute(_FETCH.format(want))
-                    rows = _text_rows(cur)
+                    rows = await _text_rows(cur)
                     exhausted = len(rows) < want
                     pending += rows
                     read_us = time.time_ns() // 1000
