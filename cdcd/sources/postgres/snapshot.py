@@ -142,15 +142,17 @@ class _Shape:
     def events(
         self, rows: list[tuple[str | None, ...]], database: str, lsn: int, ts_us: int
     ) -> list[ChangeEvent]:
-        """``op = "r"`` events of rows of text values, each with its own source block."""
+        """``op = "r"`` events of rows of text values, sharing one source block (the
+        chunk's: the rows were read at once, at one position)."""
         table = self.table
-        ns, name = table.namespace, table.name
+        ns, name, row, key = table.namespace, table.name, table.row, table.key
         sequence = f'[null,"{lsn}"]'  # Debezium's: no commit before a snapshot's records
+        source = source_block(database, ns, name, ts_us, sequence, None, lsn)
         out = []
+        append = out.append
         for values in rows:
-            after = table.row(values, lsn)
-            source = source_block(database, ns, name, ts_us, sequence, None, lsn)
-            out.append(ChangeEvent(OP_READ, ns, name, table.key(after), None, after, source))
+            after = row(values, lsn)
+            append(ChangeEvent(OP_READ, ns, name, key(after), None, after, source))
         return out
 
     def last_key(self, rows: list[tuple[str | None, ...]]) -> list[Any] | None:
