@@ -22,6 +22,12 @@ class PostgresSourceConfig(SourceConfigBase):
         description="where the replication stream is read and decoded: the daemon itself, "
         "or a worker process (a second core: faster catch-up, more memory)",
     )
+    snapshot_reader: Literal["inline", "process"] = Field(
+        default="inline",
+        description="where an initial snapshot's tables are read and converted: the daemon "
+        "itself, or a scan process per table joined to the exported snapshot (a second "
+        "core: faster snapshots, more memory)",
+    )
 
     @field_validator("dsn")
     @classmethod
