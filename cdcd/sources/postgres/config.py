@@ -23,10 +23,10 @@ class PostgresSourceConfig(SourceConfigBase):
         "or a worker process (a second core: faster catch-up, more memory)",
     )
     snapshot_reader: Literal["inline", "process"] = Field(
-        default="inline",
-        description="where an initial snapshot's tables are read and converted: the daemon "
-        "itself, or a scan process per table joined to the exported snapshot (a second "
-        "core: faster snapshots, more memory)",
+        default="process",
+        description="where an initial snapshot's tables are read and converted: a scan "
+        "process per table being read, joined to the exported snapshot (a second core: "
+        "~35 % more rows/s, ~55 MB more memory a process), or the daemon itself",
     )
 
     @field_validator("dsn")
