@@ -97,6 +97,12 @@ async def _run(fd: int, setup: Any) -> None:
             out.write(frames.encode(error))
             await out.drain()
     finally:
+        # Every byte on the pipe before the process ends: drain() waits only down to the
+        # buffer's low-water mark, and what close() leaves in the buffer is lost with the
+        # event loop (the table's last frame: the daemon would see the process end early).
+        with contextlib.suppress(ConnectionError):
+            transport.set_write_buffer_limits(high=0)
+            await out.drain()
         transport.close()
 
 
