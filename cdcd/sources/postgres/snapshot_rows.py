@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
-from psycopg import abc
+from psycopg import abc, sql
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import Format
 from psycopg.types.string import TextLoader
