@@ -25,8 +25,8 @@ class PostgresSourceConfig(SourceConfigBase):
     snapshot_reader: Literal["inline", "process"] = Field(
         default="process",
         description="where an initial snapshot's tables are read and converted: a scan "
-        "process per table being read, joined to the exported snapshot (a second core: "
-        "~35 % more rows/s, ~55 MB more memory a process), or the daemon itself",
+        "process per table being read, joined to the exported snapshot (a free second core: "
+        "up to ~35 % more rows/s, ~55 MB more memory a process), or the daemon itself",
     )
 
     @field_validator("dsn")
