@@ -5,7 +5,8 @@ child): the figures cover the process and all its descendants. Peak RSS is the k
 own high-water mark (``VmHWM``) of each process, summed over the tree (for one process
 it is exact; for several an upper bound), next to the largest sampled sum of current
 RSS. CPU seconds are user + system time (``utime + stime``) of the tree, plus what
-children that already exited left in their parent's ``cutime + cstime``.
+children that already exited left in their parent's ``cutime + cstime`` (a child seen
+while it ran counts once: by its parent's figure once it is reaped).
 
 ``CpuMeter`` reads the whole machine meanwhile (/proc/stat): how busy it was, what the
 hypervisor stole, which other processes used the CPU; ``machine()`` describes it.
@@ -81,7 +82,12 @@ class ProcWatch:
 
     def sample(self) -> None:
         total = 0
-        for p in tree(self.pid):
+        living = tree(self.pid)
+        # A descendant gone from the tree was reaped: its CPU time is in its parent's
+        # cutime + cstime now (a scan process ends before the daemon), not to count twice.
+        for gone in set(self.cpu) - set(living) - {self.pid}:
+            del self.cpu[gone]
+        for p in living:
             if p in self.exclude:
                 continue
             rss = _status_kb(p, "VmRSS:")

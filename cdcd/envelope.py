@@ -3,7 +3,8 @@
 Key: the primary-key columns (no key for a table without one). Value: ``before``,
 ``after``, ``source``, ``transaction``, ``op``, ``ts_ms`` (and the ``ts_us``/``ts_ns``
 Debezium 2.x added). The source block is the event's own fields completed with the
-common ones (``version``, ``connector``, ``name``, ``snapshot``).
+common ones (``version``, ``connector``, ``name``, ``snapshot``); events that share one
+source dict (a snapshot chunk's rows) share one block, which transforms never change.
 
 The builder makes ``Message``s; transforms (``cdcd.transforms``) route and reshape them
 (topics, transaction metadata, tombstones); a serializer (``cdcd.serialization``) turns
@@ -72,13 +73,19 @@ class EnvelopeBuilder:
         self.notices = 0
         common = self._source_common
         ts_ms, ts_us = now_ns // 1_000_000, now_ns // 1_000
+        # Events that share a source dict (a snapshot chunk's rows) share its block too.
+        last_source: Any = None
+        block: dict[str, Any] = {}
         for item in items:
             kind = type(item)
             if kind is ChangeEvent:
+                if item.source is not last_source:  # type: ignore[union-attr]
+                    last_source = item.source  # type: ignore[union-attr]
+                    block = {**common, **last_source}
                 value = {
                     "before": item.before,  # type: ignore[union-attr]
                     "after": item.after,  # type: ignore[union-attr]
-                    "source": {**common, **item.source},  # type: ignore[union-attr]
+                    "source": block,
                     "transaction": None,
                     "op": item.op,  # type: ignore[union-attr]
                     "ts_ms": ts_ms,

@@ -35,10 +35,14 @@ class JsonSerializer:
     def serialize_all(self, messages: list[Any], out: list[Record], other: Any) -> None:
         """Append the record of each message to ``out``, in order; anything else among
         them (a commit mark) goes to ``other(item, len(out))``. One loop a chunk, and a
-        tombstone's key (the delete's, just before it) encoded once."""
+        tombstone's key (the delete's, just before it) encoded once, and so is a source
+        block that messages share (a snapshot chunk's rows: ``EnvelopeBuilder``), put in
+        their values as JSON already written (this is the messages' last stage)."""
         append = out.append
         last_key: Any = None
         last_key_bytes: bytes | None = None
+        last_block: Any = None
+        written: orjson.Fragment | None = None
         for message in messages:
             if type(message) is not Message:
                 other(message, len(out))
@@ -52,6 +56,13 @@ class JsonSerializer:
                 key_bytes = last_key_bytes = dumps(key)
                 last_key = key
             value = message.value
+            if type(value) is dict and (block := value.get("source")) is not None:
+                if block is last_block:
+                    if written is None:
+                        written = orjson.Fragment(orjson.dumps(block))
+                    value["source"] = written
+                elif type(block) is dict:
+                    last_block, written = block, None
             append(
                 Record(
                     message.topic,

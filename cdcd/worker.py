@@ -90,6 +90,14 @@ class Worker:
         A worker gone without an error (killed, out of memory) raises
         ``SourceUnavailableError`` unless ``stopping()``: it acknowledged nothing that
         was not in Kafka, so starting over from the last committed offset is safe."""
+        async for data in self.payloads(stopping):
+            message = frames.decode(data)
+            if isinstance(message, BaseException):
+                raise message
+            yield message
+
+    async def payloads(self, stopping: Callable[[], bool]) -> AsyncIterator[bytes]:
+        """The payloads of the worker's frames, as they come (``chunks``: decoded)."""
         assert self.process is not None and self._pipe is not None
         pipe = self._pipe
         while True:
@@ -104,10 +112,7 @@ class Worker:
                 raise SourceUnavailableError(
                     f"{self.description} stopped (exit code {self.process.returncode})"
                 ) from None
-            message = frames.decode(data)
-            if isinstance(message, BaseException):
-                raise message
-            yield message
+            yield data
 
     def stop_reading(self) -> None:
         """Close the frames pipe: the worker's next write fails."""

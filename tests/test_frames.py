@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -91,3 +93,50 @@ def test_errors_keep_their_class_and_message():
     for error in (DecodeError("a compressed event at f:4"), SourceUnavailableError("lost")):
         back = frames.decode(_payload(frames.encode(error)))
         assert type(back) is type(error) and str(back) == str(error)
+
+
+def _chunk(rows: list[ChangeEvent], done: bool = False) -> Any:
+    from cdcd.snapshot import Chunk, SnapshotTable
+
+    return Chunk(
+        SnapshotTable("s", "t", ("id",), 7), rows, [rows[-1].key["id"]] if rows else None, done
+    )
+
+
+def test_a_snapshot_chunk_comes_out_as_it_went_in_its_source_block_sent_once_and_shared():
+    from decimal import Decimal
+
+    source = {"db": "d", "schema": "s", "table": "t", "lsn": 2**40, "txId": None}
+    rows = [
+        ChangeEvent(
+            "r",
+            "s",
+            "t",
+            {"id": i},
+            None,
+            {"id": i, "big": 2**70, "f": 0.1, "x": [1, None]},
+            source,
+        )
+        for i in range(3)
+    ]
+    for chunk, format_ in (
+        (_chunk(rows, True), frames.CHUNK),
+        (_chunk([]), frames.CHUNK),
+        # rows with sources of their own, or a value marshal cannot carry: pickled
+        (
+            _chunk([*rows[:2], ChangeEvent("r", "s", "t", {"id": 9}, None, {}, dict(source))]),
+            frames.PICKLE,
+        ),
+        (
+            _chunk([ChangeEvent("r", "s", "t", {"id": 1}, None, {"d": Decimal("1.5")}, source)]),
+            frames.PICKLE,
+        ),
+    ):
+        data = frames.encode_chunk(chunk)
+        assert int.from_bytes(data[:4], "little") == len(data) - 4 and data[4:5] == format_
+        back = frames.decode_chunk(data[4:])
+        assert back == chunk
+        if format_ == frames.CHUNK and chunk.rows:
+            assert len({id(e.source) for e in back.rows}) == 1
+    error = frames.decode_chunk(frames.encode(SourceUnavailableError("gone"))[4:])
+    assert isinstance(error, SourceUnavailableError)

@@ -52,8 +52,10 @@ class SnapshotTable:
 @dataclass(slots=True)
 class Chunk:
     """Rows of one table in primary-key order: ``rows`` are ``op = "r"`` events whose key,
-    after image and source block are encoded exactly as the stream encodes them (the
-    core sets ``source["snapshot"]``). ``last_key``: the last row's key values in key
+    after image and source block are encoded exactly as the stream encodes them. The rows
+    of a chunk may share one ``source`` dict (a reader builds it once a chunk); the core
+    sets ``source["snapshot"]``, the same value on every row of a chunk, and gives a row
+    whose value differs (a table's first or last) a copy of its own. ``last_key``: the last row's key values in key
     order, as JSON values the reader takes back as ``after`` (opaque to the core; None
     when the chunk is empty). ``done``: the table has no rows after this chunk."""
 

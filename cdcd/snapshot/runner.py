@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from cdcd.errors import SourceError
-from cdcd.events import HEARTBEAT, Commit, SourceItem
+from cdcd.events import HEARTBEAT, ChangeEvent, Commit, SourceItem
 from cdcd.positions import Position
 from cdcd.snapshot import Chunk, ConsistentSnapshot, SnapshotTable
 from cdcd.snapshot.progress import Progress
@@ -71,18 +71,28 @@ class _Marks:
         self._begun: set[str] = set()
 
     def mark(self, chunk: Chunk, last_of_all: bool) -> None:
+        """``true`` on every row (the rows may share one source dict), then a source of
+        its own for a table's first row and its last."""
         rows = chunk.rows
         if not rows:
             return
+        shared = None
         for row in rows:
-            row.source["snapshot"] = "true"
+            if row.source is not shared:
+                shared = row.source
+                shared["snapshot"] = "true"
         table = chunk.table.id
         if table not in self._begun:
             self._begun.add(table)
-            rows[0].source["snapshot"] = "first" if not self._any else "first_in_data_collection"
+            _own(rows[0], "first" if not self._any else "first_in_data_collection")
         self._any = True
         if chunk.done:
-            rows[-1].source["snapshot"] = "last" if last_of_all else "last_in_data_collection"
+            _own(rows[-1], "last" if last_of_all else "last_in_data_collection")
+
+
+def _own(row: ChangeEvent, snapshot: str) -> None:
+    """Give ``row`` a source dict of its own, whose ``snapshot`` is ``snapshot``."""
+    row.source = {**row.source, "snapshot": snapshot}
 
 
 async def consistent_chunks(

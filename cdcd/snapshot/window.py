@@ -274,7 +274,7 @@ class Interleaver:
         chunk = window.chunk
         rows = list(window.rows.values())
         marker = "incremental" if progress.kind == "incremental" else "true"
-        for row in rows:
+        for row in rows:  # one value for every row: a source dict they share may take it
             row.source["snapshot"] = marker
         table = chunk.table
         progress.advance(table.id, chunk.last_key, len(rows), chunk.done)

@@ -22,6 +22,12 @@ class PostgresSourceConfig(SourceConfigBase):
         description="where the replication stream is read and decoded: the daemon itself, "
         "or a worker process (a second core: faster catch-up, more memory)",
     )
+    snapshot_reader: Literal["inline", "process"] = Field(
+        default="process",
+        description="where an initial snapshot's tables are read and converted: a scan "
+        "process per table being read, joined to the exported snapshot (a free second core: "
+        "up to ~35 % more rows/s, ~55 MB more memory a process), or the daemon itself",
+    )
 
     @field_validator("dsn")
     @classmethod

@@ -1,7 +1,8 @@
 """Sessions with PostgreSQL: the metadata connection and the replication one.
 
 Every session is opened with the settings the type converters assume (``types``): UTC,
-ISO dates, ``IntervalStyle=postgres``, hex bytea, C money, round-tripping floats.
+ISO dates, ``IntervalStyle=postgres``, hex bytea, C money, round-tripping floats, and
+UTF-8 text (a snapshot's rows are decoded as UTF-8, as pgoutput's are).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Connector:
             "connect_timeout": 10,
             "application_name": self.application_name,
             "options": SESSION_OPTIONS,
+            "client_encoding": "UTF8",  # the database's (cdcd requires UTF8), whatever PGCLIENTENCODING says
         }
         if password is not None:
             kwargs["password"] = password.get_secret_value()

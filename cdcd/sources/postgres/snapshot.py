@@ -25,42 +25,24 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
 
 from cdcd.errors import SourceError
-from cdcd.events import OP_READ, ChangeEvent
 from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.sources.common import keyless_chunks_error
 from cdcd.sources.postgres.checks import captured_tables
-from cdcd.sources.postgres.rows import Table, source_block
 from cdcd.sources.postgres.slot import insert_lsn
+from cdcd.sources.postgres.snapshot_process import process_scan
+from cdcd.sources.postgres.snapshot_rows import scan_view, table_shape, text_rows
 
 if TYPE_CHECKING:
     from cdcd.encoding import DecimalMode
     from cdcd.sources.postgres.config import PostgresSourceConfig
     from cdcd.sources.postgres.connection import Connector
     from cdcd.sources.postgres.slot import ReplicationSlot
-
-# The table's columns as pgoutput's Relation message lists them (not dropped, not
-# generated, in attnum order), each with the name its Type message gives (a domain's
-# base type's name, schema left out: ``rows.type_name``) and its type for the key's casts.
-_COLUMNS = """
-SELECT a.attname, a.atttypid::int8, a.atttypmod, format_type(a.atttypid, NULL),
-  (WITH RECURSIVE t(oid, typtype, typbasetype, typname) AS (
-     SELECT oid, typtype, typbasetype, typname FROM pg_type WHERE oid = a.atttypid
-     UNION ALL
-     SELECT b.oid, b.typtype, b.typbasetype, b.typname FROM pg_type b JOIN t
-       ON b.oid = t.typbasetype WHERE t.typtype = 'd')
-   SELECT typname FROM t WHERE typtype <> 'd')
-FROM pg_attribute a
-WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-ORDER BY a.attnum
-"""
 
 # Primary keys (in key order) and row estimates of the tables named by two arrays.
 _TABLES = """
@@ -73,86 +55,6 @@ FROM unnest(%s::text[], %s::text[]) AS s(nspname, relname)
 JOIN pg_namespace n ON n.nspname = s.nspname
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.relname
 """
-
-_FETCH = "FETCH FORWARD {} FROM cdcd_scan"
-
-
-@dataclass(slots=True)
-class _Shape:
-    """How one table's rows are read: the stream's row converter, the query, the key's
-    positions among the columns and the casts that give a ``last_key`` back."""
-
-    table: Table
-    select: sql.Composed
-    key_at: tuple[int, ...]
-    key_types: tuple[str, ...]
-
-    def query(
-        self, after: list[Any] | None, where: str | None, limit: int | None
-    ) -> tuple[sql.Composed, list[Any]]:
-        """The chunk's query and its parameters: rows after key ``after``, in key order
-        (a table without a primary key: every row, in no order)."""
-        conditions: list[sql.Composable] = []
-        params: list[Any] = []
-        keyless = not self.table.key_columns
-        if after is not None and keyless:
-            raise SourceError(
-                f"a snapshot key {after!r} for {self.table.namespace}.{self.table.name}, "
-                "which has no primary key (it is read whole, never resumed)"
-            )
-        if after is not None:
-            if len(after) != len(self.key_types):
-                raise SourceError(
-                    f"a snapshot key of {len(after)} values for {self.table.namespace}."
-                    f"{self.table.name}, whose primary key has {len(self.key_types)} columns"
-                )
-            keys = sql.SQL(", ").join(map(sql.Identifier, self.table.key_columns))
-            casts = sql.SQL(", ").join(sql.SQL("%s::" + t) for t in self.key_types)
-            conditions.append(sql.SQL("({}) > ({})").format(keys, casts))
-            params.extend(None if v is None else str(v) for v in after)
-        if where:
-            # Parameters are bound: a '%' of the condition's own is doubled.
-            condition = sql.SQL(where.replace("%", "%%"))  # type: ignore[arg-type]
-            conditions.append(sql.SQL("({})").format(condition))
-        parts: list[sql.Composable] = [self.select]
-        if conditions:
-            parts += [sql.SQL(" WHERE "), sql.SQL(" AND ").join(conditions)]
-        if not keyless:
-            keys = sql.SQL(", ").join(map(sql.Identifier, self.table.key_columns))
-            parts += [sql.SQL(" ORDER BY "), keys]
-        if limit is not None:
-            parts.append(sql.SQL(" LIMIT {}").format(sql.Literal(limit)))
-        return sql.Composed(parts), params
-
-    def events(
-        self, rows: list[tuple[str | None, ...]], database: str, lsn: int, ts_us: int
-    ) -> list[ChangeEvent]:
-        """``op = "r"`` events of rows of text values, each with its own source block."""
-        table = self.table
-        ns, name = table.namespace, table.name
-        sequence = f'[null,"{lsn}"]'  # Debezium's: no commit before a snapshot's records
-        out = []
-        for values in rows:
-            after = table.row(values, lsn)
-            source = source_block(database, ns, name, ts_us, sequence, None, lsn)
-            out.append(ChangeEvent(OP_READ, ns, name, table.key(after), None, after, source))
-        return out
-
-    def last_key(self, rows: list[tuple[str | None, ...]]) -> list[Any] | None:
-        return [rows[-1][i] for i in self.key_at] if rows and self.key_at else None
-
-
-def _text_rows(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str | None, ...]]:
-    """The last result's rows as the server wrote them (text format, nothing parsed)."""
-    result = cur.pgresult
-    if result is None:
-        return []
-    get, fields = result.get_value, range(result.nfields)
-    return [
-        tuple(None if (v := get(r, c)) is None else v.decode() for c in fields)
-        for r in range(result.ntuples)
-    ]
-
 
 class PostgresSnapshotReader:
     """The snapshot reader of one ``PostgresSource``: its sessions, its selection of
@@ -241,11 +143,11 @@ class PostgresSnapshotReader:
         async with self._session() as conn:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                shape = await self._shape(conn, table)
+                shape = await table_shape(conn, table, self.decimal_mode)
                 query, params = shape.query(after, where, limit + 1)
                 cur = conn.cursor()
                 await cur.execute(query, params)
-                rows = _text_rows(cur)
+                rows = await text_rows(cur)
                 lsn = await insert_lsn(conn)
             finally:
                 await conn.execute("ROLLBACK")
@@ -276,34 +178,6 @@ class PostgresSnapshotReader:
             raise
         self._idle.append(conn)
 
-    async def _shape(self, conn: psycopg.AsyncConnection[Any], table: SnapshotTable) -> _Shape:
-        """The table's columns as the transaction on ``conn`` sees them."""
-        ident = sql.Identifier(table.namespace, table.name)
-        try:
-            cur = await conn.execute(_COLUMNS, (ident.as_string(conn),))
-        except psycopg.errors.UndefinedTable:
-            raise SourceError(f"table {table.id} does not exist (any more)") from None
-        columns = await cur.fetchall()
-        names = [c[0] for c in columns]
-        missing = [k for k in table.key_columns if k not in names]
-        if missing:
-            raise SourceError(
-                f"cannot read {table.id} by its primary key {list(table.key_columns)}: "
-                f"its columns are {names}"
-            )
-        type_names = {int(c[1]): c[4] for c in columns if c[4] is not None}
-        rows = Table.of_columns(
-            table.namespace, table.name, True, [(c[0], int(c[1]), c[2]) for c in columns],
-            table.key_columns, type_names, self.decimal_mode,
-        )  # fmt: skip
-        select = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(map(sql.Identifier, names)), ident
-        )
-        key_at = tuple(names.index(k) for k in table.key_columns)
-        key_types = tuple(columns[i][3] for i in key_at)
-        return _Shape(rows, select, key_at, key_types)
-
-
 class PgConsistentSnapshot:
     """The snapshot a new slot exported, alive while ``holder`` (the replication session
     that created the slot) stays open and idle; ``position``: the slot's consistent
@@ -326,47 +200,22 @@ class PgConsistentSnapshot:
     async def scan(
         self, table: SnapshotTable, after: list[Any] | None, chunk_size: int, where: str | None
     ) -> AsyncIterator[Chunk]:
-        """The table's rows in the exported snapshot, ``chunk_size`` at a time, through a
-        server-side cursor on a session of its own (one row read ahead: the chunk with
-        the table's last row is ``done``; an empty table gives one empty, done chunk). A
-        table without a primary key: ``after`` is None, every row in no order (no ORDER
-        BY), each event's key None and every ``last_key`` None."""
+        """The table's rows in the exported snapshot, ``chunk_size`` at a time
+        (``snapshot_rows.scan_view``), read by the daemon or by a scan process of its own
+        (``source.snapshot_reader``)."""
         if self._holder is None:
             raise SourceError("the snapshot's view is closed")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
         reader = self.reader
-        conn = await reader.connector.connect()
+        args = (self.name, self.position.commit_lsn, table, after, chunk_size, where)
+        scan = process_scan if reader.config.snapshot_reader == "process" else scan_view
+        chunks = scan(reader.connector, *args, reader.decimal_mode)
         try:
-            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            await conn.execute(
-                sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.name))
-            )
-            shape = await reader._shape(conn, table)
-            query, params = shape.query(after, where, None)
-            cur = conn.cursor()
-            declare = sql.SQL("DECLARE cdcd_scan NO SCROLL CURSOR FOR {}").format(query)
-            await cur.execute(declare, params)
-            lsn, exhausted = self.position.commit_lsn, False
-            pending: list[tuple[str | None, ...]] = []
-            read_us = time.time_ns() // 1000
-            while True:
-                want = chunk_size + 1 - len(pending)
-                if want > 0 and not exhausted:
-                    await cur.execute(_FETCH.format(want))
-                    rows = _text_rows(cur)
-                    exhausted = len(rows) < want
-                    pending += rows
-                    read_us = time.time_ns() // 1000
-                rows, pending = pending[:chunk_size], pending[chunk_size:]
-                done = exhausted and not pending
-                events = shape.events(rows, reader.database, lsn, read_us)
-                yield Chunk(table, events, shape.last_key(rows), done)
-                if done:
-                    return
+            async for chunk in chunks:
+                yield chunk
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await chunks.aclose()  # type: ignore[attr-defined]  # an async generator's
 
     async def close(self) -> None:
         """End the exported snapshot (its session); the slot stays."""

@@ -184,7 +184,7 @@ async def test_snapshot_rows_are_encoded_as_the_stream_encodes_them(pg_case):
             assert event.after == streamed_event.after  # value for value, every type
             assert event.before is None and event.txid is None
             assert event.source.keys() == streamed_event.source.keys()
-    assert scanned[0].source is not scanned[1].source  # each row its own block
+    assert scanned[0].source is not scanned[1].source  # each chunk its own block
     source_block = scanned[0].source
     assert source_block["lsn"] == view.position.commit_lsn
     assert source_block["sequence"] == f'[null,"{view.position.commit_lsn}"]'

@@ -1,0 +1,118 @@
+"""A table's scan in an exported snapshot, read in a process of its own
+(``source.snapshot_reader = "process"``): the second core fetches and converts the rows
+while the daemon encodes them and writes them to Kafka.
+
+The daemon starts ``python -m cdcd.sources.postgres.snapshot_process <fd> <daemon pid>``
+through ``cdcd.worker`` with its setup: the source's configuration (``PlainConfig``,
+the password read by the daemon), the sessions' application name, the exported
+snapshot's name and consistent point, the table, the key to continue after, the chunk
+size, the condition and ``decimal.handling.mode``. The process joins the snapshot
+(``SET TRANSACTION SNAPSHOT``: the daemon's view holds it open), runs the very scan the
+daemon runs inline (``snapshot_rows.scan_view``) and writes each chunk to the pipe ``fd``
+as a frame (``frames.encode_chunk``: the chunk's source block once), an error as its
+last frame; it exits after the table's last chunk.
+
+Memory stays bounded on both sides: the process fetches its next rows only once the pipe
+took the last chunk, and the daemon reads the pipe only as its snapshot queue empties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, cast
+
+from cdcd import frames
+from cdcd.errors import SourceError
+from cdcd.selection import PlainConfig
+from cdcd.snapshot import Chunk, SnapshotTable
+from cdcd.worker import Worker, worker_setup
+
+if TYPE_CHECKING:
+    from cdcd.encoding import DecimalMode
+    from cdcd.sources.postgres.connection import Connector
+
+MODULE = "cdcd.sources.postgres.snapshot_process"
+
+
+async def process_scan(
+    connector: Connector,
+    snapshot: str,
+    lsn: int,
+    table: SnapshotTable,
+    after: list[Any] | None,
+    chunk_size: int,
+    where: str | None,
+    decimal_mode: DecimalMode,
+) -> AsyncIterator[Chunk]:
+    """``snapshot_rows.scan_view``'s chunks, read by a scan process; its error raised as it
+    came. The process ends with the table's last chunk, or when this iterator is closed."""
+    worker = Worker(MODULE, f"the snapshot scan process of {table.id}")
+    config = connector.config
+    plain = config if isinstance(config, PlainConfig) else PlainConfig.of(config)
+    setup = (plain, connector.application_name, snapshot, lsn, table, after, chunk_size,
+             where, decimal_mode)  # fmt: skip
+    await worker.start(setup)
+    try:
+        async for payload in worker.payloads(lambda: False):
+            chunk = frames.decode_chunk(payload)
+            if isinstance(chunk, BaseException):
+                raise chunk
+            chunk.table = table
+            yield chunk
+            if chunk.done:
+                return
+    finally:
+        await worker.stop(grace_s=1.0)
+
+
+async def _run(fd: int, setup: Any) -> None:
+    from cdcd.sources.postgres.connection import Connector
+    from cdcd.sources.postgres.snapshot_rows import scan_view
+
+    config, application_name, snapshot, lsn, table, after, chunk_size, where, decimal_mode = setup
+    connector = Connector(cast(Any, config), application_name)
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0)
+    )
+    out = asyncio.StreamWriter(transport, protocol, None, loop)
+    try:
+        scan = scan_view(connector, snapshot, lsn, table, after, chunk_size, where, decimal_mode)
+        async for chunk in scan:
+            out.write(frames.encode_chunk(chunk))
+            await out.drain()
+    except ConnectionError:
+        return  # the daemon stopped reading: it is stopping
+    except Exception as exc:  # noqa: BLE001 - every failure goes to the daemon
+        error = (
+            exc
+            if isinstance(exc, SourceError)
+            else SourceError(f"PostgreSQL snapshot scan of {table.id} failed: "
+                             f"{exc.__class__.__name__}: {exc}")
+        )  # fmt: skip
+        with contextlib.suppress(ConnectionError):
+            out.write(frames.encode(error))
+            await out.drain()
+    finally:
+        # Every byte on the pipe before the process ends: drain() waits only down to the
+        # buffer's low-water mark, and what close() leaves in the buffer is lost with the
+        # event loop (the table's last frame: the daemon would see the process end early).
+        with contextlib.suppress(ConnectionError):
+            transport.set_write_buffer_limits(high=0)
+            await out.drain()
+        transport.close()
+
+
+def main() -> None:
+    setup = worker_setup()
+    if setup is None:
+        return
+    fd, payload = setup
+    asyncio.run(_run(fd, payload))
+
+
+if __name__ == "__main__":
+    main()
