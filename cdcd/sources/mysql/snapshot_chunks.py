@@ -13,7 +13,9 @@ from pymysql.connections import Connection
 from cdcd.errors import SourceError
 from cdcd.events import ChangeEvent
 from cdcd.snapshot import Chunk, SnapshotTable
+from cdcd.sources.mysql.snapshot_text import Form
 from cdcd.sources.mysql.snapshot_values import TableRows, quote
+from cdcd.sources.mysql.snapshot_wire import select_rows
 
 
 def prepare_session(conn: Connection) -> None:
@@ -74,21 +76,41 @@ def make_chunk(
     raw: Sequence[Sequence[Any]],
     limit: int,
     source: RowSource,
+    forms: Sequence[Form] | None = None,
 ) -> Chunk:
     """A chunk of the first ``limit`` of ``raw`` (read with one row more: done unless it
-    came)."""
+    came): rows of raw values (``snapshot_wire``) read with pymysql's ``forms``, or, without
+    ``forms``, rows as pymysql gives them."""
     done = len(raw) <= limit
     raw = raw[:limit]
+    encode = rows.encode if forms is None else rows.decoder(forms)
     events = []
     key_of = rows.key_columns
     for row in raw:
-        after = rows.encode(row)
+        after = encode(row)
         key = {k: after[k] for k in key_of}
         events.append(
             ChangeEvent("r", table.namespace, table.name, key, None, after, source(table), None)
         )
-    last_key = rows.key_json(raw[-1]) if raw else None
+    last_key = None
+    if raw:
+        last_key = rows.key_json(raw[-1]) if forms is None else rows.raw_key_json(raw[-1], forms)
     return Chunk(table, events, last_key, done)
+
+
+def read_page(
+    conn: Connection,
+    rows: TableRows,
+    table: SnapshotTable,
+    after: Any,
+    limit: int,
+    where: str | None,
+    source: RowSource,
+) -> Chunk:
+    """At most ``limit`` rows after key ``after`` on ``conn`` (one SELECT)."""
+    sql, args = page_query(rows, table, after, limit + 1, where)
+    forms, raw = select_rows(conn, sql, args)
+    return make_chunk(table, rows, raw, limit, source, forms)
 
 
 async def scan_pages(
@@ -103,12 +125,7 @@ async def scan_pages(
     """``table``'s rows after ``after`` on ``conn`` (in its transaction), chunk by chunk."""
 
     def page(key: Any) -> Chunk:
-        rows = table_rows(conn, table)
-        sql, args = page_query(rows, table, key, chunk_size + 1, where)
-        with conn.cursor() as cursor:
-            cursor.execute(sql, args)
-            raw = cursor.fetchall()
-        return make_chunk(table, rows, raw, chunk_size, source)
+        return read_page(conn, table_rows(conn, table), table, key, chunk_size, where, source)
 
     key = after
     while True:
