@@ -46,7 +46,8 @@ def page_query(rows: TableRows, table: SnapshotTable, after: Any, limit: int, wh
 class RowSource:
     """The source block of ``op = "r"`` events (as Debezium's MySQL connector writes it
     for snapshot records: server_id 0, no GTID, thread nor query, row 0, the binlog
-    file/pos of the snapshot, the snapshot's time), a fresh dict per row."""
+    file/pos of the snapshot, the snapshot's time): a table's block, which each of its
+    rows gets a copy of (a fresh dict per row)."""
 
     def __init__(self, connector: str, file: str, pos: int, ts_ms: int) -> None:
         self.connector, self.file, self.pos, self.ts_ms = connector, file, pos, ts_ms
@@ -84,14 +85,16 @@ def make_chunk(
     done = len(raw) <= limit
     raw = raw[:limit]
     encode = rows.encode if forms is None else rows.decoder(forms)
-    events = []
+    block = source(table).copy
+    namespace, name = table.namespace, table.name
+    events: list[ChangeEvent] = []
+    append = events.append
     key_of = rows.key_columns
+    only = key_of[0] if len(key_of) == 1 else None
     for row in raw:
         after = encode(row)
-        key = {k: after[k] for k in key_of}
-        events.append(
-            ChangeEvent("r", table.namespace, table.name, key, None, after, source(table), None)
-        )
+        key = {only: after[only]} if only is not None else {k: after[k] for k in key_of}
+        append(ChangeEvent("r", namespace, name, key, None, after, block(), None))
     last_key = None
     if raw:
         last_key = rows.key_json(raw[-1]) if forms is None else rows.raw_key_json(raw[-1], forms)

@@ -302,17 +302,18 @@ class TableRows:
 def _row_decoder(
     names: Sequence[str], decoders: Sequence[tuple[Callable[[bytes], Any], Any]]
 ) -> Callable[[Sequence[Any]], dict[str, Any]]:
-    columns = tuple(
-        (name, decode, null) for name, (decode, null) in zip(names, decoders, strict=True)
+    """One function a table: its columns unrolled, the names and decoders bound as
+    variables (``n0``, ``d0``, ``u0``: NULL's value), ``{n0: u0 if v0 is None else
+    d0(v0), ...}`` (a dict comprehension over the columns costs half as much again)."""
+    scope: dict[str, Any] = {}
+    for at, (name, (decode, null)) in enumerate(zip(names, decoders, strict=True)):
+        scope[f"n{at}"], scope[f"d{at}"], scope[f"u{at}"] = name, decode, null
+    values = "".join(f"v{at}, " for at in range(len(names)))
+    items = ", ".join(
+        f"n{at}: u{at} if v{at} is None else d{at}(v{at})" for at in range(len(names))
     )
-
-    def decode_row(row: Sequence[Any]) -> dict[str, Any]:
-        return {
-            name: null if value is None else decode(value)
-            for (name, decode, null), value in zip(columns, row, strict=True)
-        }
-
-    return decode_row
+    exec(f"def decode_row(row):\n    {values}= row\n    return {{{items}}}\n", scope)
+    return scope["decode_row"]  # type: ignore[no-any-return]
 
 
 KeyCodec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
