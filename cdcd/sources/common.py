@@ -97,3 +97,14 @@ def update_events(
             ChangeEvent(OP_CREATE, namespace, table, new_key, None, after, source, txid),
         ]
     return [ChangeEvent(OP_UPDATE, namespace, table, new_key, before, after, source, txid)]
+
+
+def keyless_chunks_error(table_id: str) -> SourceError:
+    """The error of a chunk asked for of a table without a primary key: chunks follow the
+    key (a restart resumes after the last one); such a table is read whole, in one scan
+    of an initial snapshot's consistent view."""
+    return SourceError(
+        f"table {table_id} has no primary key: a table without a primary key can only be "
+        "read in an initial snapshot's consistent view (add a primary key to read it in "
+        "chunks)"
+    )

@@ -2,9 +2,10 @@
 
 Tables are read by primary key in keyset pages (``WHERE (k1, k2) > (%s, %s) ORDER BY k1,
 k2 LIMIT n + 1``: a row-value comparison, never an OR chain), one row more than a chunk
-so that the chunk with the table's last row says ``done``. Rows are read off the socket
-as text (``snapshot_wire``) and encoded as the stream's own converters encode them
-(``snapshot_values``, ``snapshot_text``), so that a row's key and after image are
+so that the chunk with the table's last row says ``done``; a table without a primary key
+is read only whole, in a consistent view's scan (one streamed SELECT). Rows are read off
+the socket as text (``snapshot_wire``) and encoded as the stream's own converters encode
+them (``snapshot_values``, ``snapshot_text``), so that a row's key and after image are
 the same from the snapshot (``op = "r"``) as from the binlog (``op = "c"``).
 
 A consistent view (``consistent``) is a ``START TRANSACTION WITH CONSISTENT SNAPSHOT``
@@ -27,6 +28,7 @@ from pymysql.connections import Connection
 from cdcd.errors import SourceError
 from cdcd.positions import MysqlPosition, Position
 from cdcd.snapshot import Chunk, SnapshotTable
+from cdcd.sources.common import keyless_chunks_error
 from cdcd.sources.mysql.checks import captured_tables
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.snapshot_chunks import RowSource, prepare_session, read_page
@@ -203,7 +205,10 @@ class MysqlSnapshotReader:
         self, table: SnapshotTable, after: list[Any] | None, limit: int, where: str | None
     ) -> Chunk:
         """At most ``limit`` rows after key ``after``, as the table is now (one SELECT in
-        its own transaction); the source block's file/pos are the last watermark's."""
+        its own transaction); the source block's file/pos are the last watermark's. A
+        table without a primary key has no chunks (it is read whole in a consistent view)."""
+        if not table.key_columns:
+            raise keyless_chunks_error(table.id)
         await asyncio.to_thread(self._info)
         return await asyncio.to_thread(self._read_chunk_sync, table, after, limit, where)
 

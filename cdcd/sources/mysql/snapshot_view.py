@@ -67,17 +67,21 @@ class MysqlConsistentView:
         self, table: SnapshotTable, after: list[Any] | None, chunk_size: int, where: str | None
     ) -> AsyncIterator[Chunk]:
         """The table in this view, in key order, on a connection of its own (a scan waits
-        for one while as many scans as connections run)."""
+        for one while as many scans as connections run); a table without a primary key
+        whole, in no order, its events' key and every ``last_key`` None
+        (``snapshot_chunks.scan_whole``)."""
         if self._free is None:
             self._free = asyncio.Queue()
             for conn in self.connections:
                 self._free.put_nowait(conn)
         conn = await self._free.get()
+        pages = scan_pages(
+            self.reader.table_rows, conn, table, after, chunk_size, where, self._source
+        )
         try:
-            async for chunk in scan_pages(
-                self.reader.table_rows, conn, table, after, chunk_size, where, self._source
-            ):
-                yield chunk
+            async with contextlib.aclosing(pages):  # done with conn before it is given back
+                async for chunk in pages:
+                    yield chunk
         finally:
             self._free.put_nowait(conn)
 

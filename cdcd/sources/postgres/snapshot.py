@@ -8,6 +8,9 @@ through the stream's own converters (``rows.Table`` built from the catalog as pg
 Relation and Type messages describe the table), so a row's key and after image are the
 same whether it is read here (op ``r``) or streamed (op ``c``).
 
+A table without a primary key is read only whole, in a consistent view's scan (no key
+condition, no order): its rows have key None, as the stream's have.
+
 Chunks follow the primary key with a row-value comparison, ``(k1, k2) > (v1::t1,
 v2::t2)``, which the key's index serves (never OR-chains). A chunk's ``last_key`` holds
 the text of the last row's key columns, given back to the server with a cast to each
@@ -32,6 +35,7 @@ from cdcd.errors import SourceError
 from cdcd.events import OP_READ, ChangeEvent
 from cdcd.positions import PgPosition, Position, lsn_to_str
 from cdcd.snapshot import Chunk, SnapshotTable
+from cdcd.sources.common import keyless_chunks_error
 from cdcd.sources.postgres.checks import captured_tables
 from cdcd.sources.postgres.rows import Table, source_block
 from cdcd.sources.postgres.slot import insert_lsn
@@ -86,9 +90,16 @@ class _Shape:
     def query(
         self, after: list[Any] | None, where: str | None, limit: int | None
     ) -> tuple[sql.Composed, list[Any]]:
-        """The chunk's query and its parameters: rows after key ``after``, in key order."""
+        """The chunk's query and its parameters: rows after key ``after``, in key order
+        (a table without a primary key: every row, in no order)."""
         conditions: list[sql.Composable] = []
         params: list[Any] = []
+        keyless = not self.table.key_columns
+        if after is not None and keyless:
+            raise SourceError(
+                f"a snapshot key {after!r} for {self.table.namespace}.{self.table.name}, "
+                "which has no primary key (it is read whole, never resumed)"
+            )
         if after is not None:
             if len(after) != len(self.key_types):
                 raise SourceError(
@@ -106,8 +117,9 @@ class _Shape:
         parts: list[sql.Composable] = [self.select]
         if conditions:
             parts += [sql.SQL(" WHERE "), sql.SQL(" AND ").join(conditions)]
-        keys = sql.SQL(", ").join(map(sql.Identifier, self.table.key_columns))
-        parts += [sql.SQL(" ORDER BY "), keys]
+        if not keyless:
+            keys = sql.SQL(", ").join(map(sql.Identifier, self.table.key_columns))
+            parts += [sql.SQL(" ORDER BY "), keys]
         if limit is not None:
             parts.append(sql.SQL(" LIMIT {}").format(sql.Literal(limit)))
         return sql.Composed(parts), params
@@ -127,7 +139,7 @@ class _Shape:
         return out
 
     def last_key(self, rows: list[tuple[str | None, ...]]) -> list[Any] | None:
-        return [rows[-1][i] for i in self.key_at] if rows else None
+        return [rows[-1][i] for i in self.key_at] if rows and self.key_at else None
 
 
 def _text_rows(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str | None, ...]]:
@@ -221,7 +233,11 @@ class PostgresSnapshotReader:
         self, table: SnapshotTable, after: list[Any] | None, limit: int, where: str | None
     ) -> Chunk:
         """At most ``limit`` rows after ``after`` as the table is now, in one short
-        read-only transaction (one more row read tells whether it is the last chunk)."""
+        read-only transaction (one more row read tells whether it is the last chunk). A
+        table without a primary key has no chunks: it is read whole in a consistent view
+        (``PgConsistentSnapshot.scan``)."""
+        if not table.key_columns:
+            raise keyless_chunks_error(table.id)
         async with self._session() as conn:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
@@ -270,7 +286,7 @@ class PostgresSnapshotReader:
         columns = await cur.fetchall()
         names = [c[0] for c in columns]
         missing = [k for k in table.key_columns if k not in names]
-        if missing or not table.key_columns:
+        if missing:
             raise SourceError(
                 f"cannot read {table.id} by its primary key {list(table.key_columns)}: "
                 f"its columns are {names}"
@@ -312,7 +328,9 @@ class PgConsistentSnapshot:
     ) -> AsyncIterator[Chunk]:
         """The table's rows in the exported snapshot, ``chunk_size`` at a time, through a
         server-side cursor on a session of its own (one row read ahead: the chunk with
-        the table's last row is ``done``; an empty table gives one empty, done chunk)."""
+        the table's last row is ``done``; an empty table gives one empty, done chunk). A
+        table without a primary key: ``after`` is None, every row in no order (no ORDER
+        BY), each event's key None and every ``last_key`` None."""
         if self._holder is None:
             raise SourceError("the snapshot's view is closed")
         if chunk_size < 1:

@@ -8,6 +8,7 @@ import pytest
 from snapshot_cases import (  # noqa: F401 - the scenarios, run here for MySQL and MariaDB
     test_additional_conditions_pause_resume_stop_and_refusals,
     test_an_incremental_snapshot_on_a_signal_under_updates_and_deletes,
+    test_an_initial_snapshot_reads_a_table_without_a_key_whole,
     test_composite_keys_and_a_column_added_during_an_incremental_snapshot,
     test_initial_snapshot_then_the_stream_under_a_concurrent_writer,
     test_killed_during_an_incremental_snapshot_it_resumes_after_the_last_chunk,

@@ -8,6 +8,7 @@ exactly the table as of its position, and the stream from that position exactly 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import threading
@@ -16,6 +17,7 @@ import uuid
 
 import pytest
 
+from cdcd.errors import SourceError
 from cdcd.positions import MysqlPosition
 from cdcd.sources.mysql.types import EncodingOptions
 
@@ -332,6 +334,73 @@ async def test_composite_keys_chunks_where_and_empty_tables(my_case):
         assert by_enum == [(s, n) for s in ("zeta", "alpha", "mid") for n in (1, 2)]
         empty_scan = [c async for c in view.scan(tables["e"], None, 10, None)]
         assert len(empty_scan) == 1 and empty_scan[0].done and empty_scan[0].rows == []
+    finally:
+        await view.close()
+        await reader.close()
+
+
+def _same_rows(events) -> list[str]:
+    """The after images as a sorted list (rows of a keyless table come in no order)."""
+    return sorted(json.dumps(e.after, sort_keys=True, default=str) for e in events)
+
+
+async def test_a_keyless_table_is_read_whole_in_a_consistent_view_only(my_case):
+    db = my_case.database
+    source = make_source(my_case.url, [f"{db}.nokey", f"{db}.nokey_empty"])
+    start = await source.latest_position()
+    my_case.ddl("CREATE TABLE nokey (n INT, label VARCHAR(20), amount DECIMAL(8,2), "
+                "at DATETIME(3), raw VARBINARY(4))")  # fmt: skip
+    my_case.ddl("CREATE TABLE nokey_empty (v INT)")
+    # i and i + 7 give the same row: a table without a key may hold a row twice
+    my_case.execute(
+        "INSERT INTO nokey VALUES "
+        + ", ".join(
+            f"({i % 7}, {'NULL' if i % 3 == 0 else repr(f'row {i % 7}')}, {i % 7 * 1.25}, "
+            f"'2024-01-01 0{i % 7}:00:00.125', X'0{i % 7}')"
+            for i in range(1, 11)
+        )
+    )
+    inserted = changes(await stream_until(source, start, lambda items: len(changes(items)) >= 10))
+    assert len(inserted) == 10 and all(e.op == "c" and e.key is None for e in inserted)
+    reader = source.snapshot_reader()
+    view = await reader.consistent()  # one connection: every scan below on it
+    assert view is not None
+    try:
+        tables = {t.name: t for t in await reader.tables()}
+        nokey, empty = tables["nokey"], tables["nokey_empty"]
+        assert nokey.key_columns == () == empty.key_columns
+        my_case.execute("INSERT INTO nokey VALUES (99, 'late', 0, NOW(), X'00')")
+        async with contextlib.aclosing(view.scan(nokey, None, 1, None)) as left:
+            async for _ in left:
+                break  # a scan left after its first chunk reads the rest of its result
+        chunks = [c async for c in view.scan(nokey, None, 3, None)]
+        assert [len(c.rows) for c in chunks] == [3, 3, 3, 1]
+        assert [c.done for c in chunks] == [False, False, False, True]
+        assert [c.last_key for c in chunks] == [None] * 4
+        rows = [e for c in chunks for e in c.rows]
+        assert all(e.op == "r" and e.key is None and e.before is None for e in rows)
+        assert _same_rows(rows) == _same_rows(inserted)  # each row once, the late one not
+        assert [list(e.after) for e in rows] == [list(e.after) for e in inserted]
+        assert rows[0].source["pos"] == view.position.pos
+        exact = [c async for c in view.scan(nokey, None, 10, None)]
+        assert [(len(c.rows), c.done) for c in exact] == [(10, True)]
+        (only,) = [c async for c in view.scan(empty, None, 3, None)]
+        assert (only.rows, only.last_key, only.done) == ([], None, True)
+        where = "n % 2 = 1 AND label LIKE 'row %'"
+        chunks = [c async for c in view.scan(nokey, None, 3, where)]
+        assert [(len(c.rows), c.done) for c in chunks] == [(3, False), (1, True)]
+        assert _same_rows([e for c in chunks for e in c.rows]) == _same_rows(
+            [e for e in inserted if e.after["n"] % 2 == 1 and e.after["label"] is not None]
+        )
+        with pytest.raises(SourceError, match="no primary key"):
+            await anext(aiter(view.scan(nokey, [1], 3, None)))
+        with pytest.raises(SourceError) as refused:
+            await reader.read_chunk(nokey, None, 3, None)
+        assert str(refused.value) == (
+            f"table {db}.nokey has no primary key: a table without a primary key can only be "
+            "read in an initial snapshot's consistent view (add a primary key to read it in "
+            "chunks)"
+        )
     finally:
         await view.close()
         await reader.close()

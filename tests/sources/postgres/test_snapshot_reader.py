@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from test_types import EXPECTED_ROW
 
+from cdcd.errors import SourceError
 from cdcd.events import HEARTBEAT, ChangeEvent, Commit, SourceItem
 from cdcd.positions import PgPosition
 from cdcd.snapshot import Chunk, SnapshotTable
@@ -374,6 +375,70 @@ async def test_composite_keys_chunks_conditions_empty_and_keyless_tables(pg_case
     finally:
         await reader.close()
         await source.close()
+
+
+def same_rows(events: list[ChangeEvent]) -> list[str]:
+    """The after images as a sorted list (rows of a keyless table come in no order)."""
+    return sorted(json.dumps(e.after, sort_keys=True, default=str) for e in events)
+
+
+async def test_a_keyless_table_is_read_whole_in_a_consistent_view_only(pg_case):
+    s = pg_case.schema
+    pg_case.execute(
+        f"CREATE TABLE {s}.nokey (n int, label text, amount numeric(8, 2), at timestamptz, raw bytea)",
+        f"CREATE TABLE {s}.nokey_empty (v int)",
+    )
+    source = make_source(pg_case)
+    await source.prepare(None)
+    streamed = Streamed(source, await source.start_position())
+    # g and g + 7 give the same row: a table without a key may hold a row twice
+    pg_case.execute(
+        f"INSERT INTO {s}.nokey SELECT g % 7, CASE WHEN g % 3 = 0 THEN NULL ELSE 'row ' || g % 7 END, "
+        "(g % 7) * 1.25, timestamptz '2024-01-01 00:00+00' + (g % 7) * interval '1 hour', "
+        "decode(lpad(to_hex(g % 7), 2, '0'), 'hex') FROM generate_series(1, 10) g"
+    )
+    await streamed.wait_for(lambda i: isinstance(i, Commit) and i.extra != HEARTBEAT)
+    await streamed.stop()
+    inserted = streamed.events()
+    assert len(inserted) == 10 and all(e.op == "c" and e.key is None for e in inserted)
+
+    reader = make_source(pg_case).snapshot_reader()
+    try:
+        tables = await reader.tables()
+        nokey, empty = table_of(tables, "nokey"), table_of(tables, "nokey_empty")
+        assert nokey.key_columns == () == empty.key_columns
+        view = await reader.consistent()
+        assert view is not None
+        pg_case.execute(f"INSERT INTO {s}.nokey VALUES (99, 'late', 0, now(), '\\x00')")
+        chunks = await scan_all(view, nokey, 3)
+        assert [len(c.rows) for c in chunks] == [3, 3, 3, 1]
+        assert [c.done for c in chunks] == [False, False, False, True]
+        assert [c.last_key for c in chunks] == [None] * 4
+        rows = [e for c in chunks for e in c.rows]
+        assert all(e.op == "r" and e.key is None and e.before is None for e in rows)
+        assert same_rows(rows) == same_rows(inserted)  # each row once, the late one not
+        assert rows[0].source["lsn"] == view.position.commit_lsn
+        exact = await scan_all(view, nokey, 10)
+        assert [(len(c.rows), c.done) for c in exact] == [(10, True)]
+        (only,) = await scan_all(view, empty, 3)
+        assert (only.rows, only.last_key, only.done) == ([], None, True)
+        chunks = await scan_all(view, nokey, 2, "n % 2 = 1 AND label LIKE 'row %'")
+        assert same_rows([e for c in chunks for e in c.rows]) == same_rows(
+            [e for e in inserted if e.after["n"] % 2 == 1 and e.after["label"] is not None]
+        )
+        assert [c.done for c in chunks] == [False] * (len(chunks) - 1) + [True]
+        with pytest.raises(SourceError, match="no primary key"):
+            await anext(aiter(view.scan(nokey, ["1"], 3, None)))
+        await view.close()
+        with pytest.raises(SourceError) as refused:
+            await reader.read_chunk(nokey, None, 3, None)
+        assert str(refused.value) == (
+            f"table {s}.nokey has no primary key: a table without a primary key can only be "
+            "read in an initial snapshot's consistent view (add a primary key to read it in "
+            "chunks)"
+        )
+    finally:
+        await reader.close()
 
 
 async def test_a_role_with_select_and_replication_only_reads_chunks_and_watermarks(pg_case, pg_dsn):
