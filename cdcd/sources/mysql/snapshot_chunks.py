@@ -89,14 +89,14 @@ class RowSource:
 def make_chunk(
     table: SnapshotTable,
     rows: TableRows,
-    raw: Sequence[Sequence[Any]],
+    raw: Sequence[Any],
     limit: int,
     source: RowSource,
     forms: Sequence[Form] | None = None,
 ) -> Chunk:
     """A chunk of the first ``limit`` of ``raw`` (read with one row more: done unless it
-    came): rows of raw values (``snapshot_wire``) read with pymysql's ``forms``, or, without
-    ``forms``, rows as pymysql gives them."""
+    came): row packets (``snapshot_wire``) of columns pymysql would read with ``forms``,
+    or, without ``forms``, rows as pymysql gives them."""
     done = len(raw) <= limit
     raw = raw[:limit]
     encode = rows.encode if forms is None else rows.decoder(forms)

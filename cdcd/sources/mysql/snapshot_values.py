@@ -41,6 +41,8 @@ from typing import Any
 from cdcd.errors import SourceError
 from cdcd.sources.mysql import types as mtypes
 from cdcd.sources.mysql.snapshot_text import Form, column_decoder, pymysql_form
+from cdcd.sources.mysql.snapshot_wire import row_reader
+from cdcd.sources.mysql.snapshot_wire import values as wire_values
 from cdcd.sources.mysql.types import EncodingOptions, RowConverter
 
 # python-mysql-replication's FIELD_TYPE codes, as types.py names them
@@ -230,7 +232,7 @@ class TableRows:
         self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)
         self._options = options
-        self._decoders: dict[tuple[Form, ...], Callable[[Sequence[Any]], dict[str, Any]]] = {}
+        self._decoders: dict[tuple[Form, ...], Callable[[bytes], dict[str, Any]]] = {}
         self.select = ", ".join(_select(c) for c in columns)
         by_name = {c.name: c for c in columns}
         self.key_columns = tuple(key_columns)
@@ -262,8 +264,8 @@ class TableRows:
                 values[index] = to_library(values[index])
         return self._convert(dict(zip(self.names, values, strict=True)))
 
-    def decoder(self, forms: Sequence[Form]) -> Callable[[Sequence[Any]], dict[str, Any]]:
-        """The after image of a row of raw values (``snapshot_wire``) whose columns
+    def decoder(self, forms: Sequence[Form]) -> Callable[[bytes], dict[str, Any]]:
+        """The after image of a row packet (``snapshot_wire``) whose columns
         pymysql would read with ``forms`` (``snapshot_text``): the same as ``encode``'s."""
         decode = self._decoders.get(tuple(forms))
         if decode is None:
@@ -275,14 +277,14 @@ class TableRows:
                 )
                 for c, form, to_library in zip(self.columns, forms, self._to_library, strict=True)
             )
-            decode = self._decoders[tuple(forms)] = _row_decoder(self.names, decoders)
+            decode = self._decoders[tuple(forms)] = row_reader(self.names, decoders)
         return decode
 
-    def raw_key_json(self, row: Sequence[Any], forms: Sequence[Form]) -> list[Any]:
-        """``key_json`` of a row of raw values."""
-        values = list(row)
+    def raw_key_json(self, packet: bytes, forms: Sequence[Form]) -> list[Any]:
+        """``key_json`` of a row packet."""
+        values = wire_values(packet, len(self.columns))
         for at in self.key_at:
-            values[at] = pymysql_form(forms[at])(values[at])
+            values[at] = pymysql_form(forms[at])(values[at])  # type: ignore[arg-type]
         return self.key_json(values)
 
     def key_json(self, row: Sequence[Any]) -> list[Any]:
@@ -297,23 +299,6 @@ class TableRows:
                 f"columns ({', '.join(self.key_columns)})"
             )
         return tuple(codec[1](value) for value, codec in zip(key, self._key_codecs, strict=True))
-
-
-def _row_decoder(
-    names: Sequence[str], decoders: Sequence[tuple[Callable[[bytes], Any], Any]]
-) -> Callable[[Sequence[Any]], dict[str, Any]]:
-    """One function a table: its columns unrolled, the names and decoders bound as
-    variables (``n0``, ``d0``, ``u0``: NULL's value), ``{n0: u0 if v0 is None else
-    d0(v0), ...}`` (a dict comprehension over the columns costs half as much again)."""
-    scope: dict[str, Any] = {}
-    for at, (name, (decode, null)) in enumerate(zip(names, decoders, strict=True)):
-        scope[f"n{at}"], scope[f"d{at}"], scope[f"u{at}"] = name, decode, null
-    values = "".join(f"v{at}, " for at in range(len(names)))
-    items = ", ".join(
-        f"n{at}: u{at} if v{at} is None else d{at}(v{at})" for at in range(len(names))
-    )
-    exec(f"def decode_row(row):\n    {values}= row\n    return {{{items}}}\n", scope)
-    return scope["decode_row"]  # type: ignore[no-any-return]
 
 
 KeyCodec = tuple[Callable[[Any], Any], Callable[[Any], Any]]

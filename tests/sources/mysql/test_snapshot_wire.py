@@ -8,7 +8,7 @@ import pymysql
 import pytest
 
 from cdcd.sources.mysql.snapshot_text import pymysql_form
-from cdcd.sources.mysql.snapshot_wire import _values, select_rows
+from cdcd.sources.mysql.snapshot_wire import row_reader, select_rows, values
 
 
 def test_values_of_every_length_code() -> None:
@@ -21,7 +21,9 @@ def test_values_of_every_length_code() -> None:
         + b"\xfd" + len(longer).to_bytes(3, "little") + longer
         + b"\xfe" + (2).to_bytes(8, "little") + b"zz"
     )  # fmt: skip
-    assert _values(packet, 6) == [None, b"", b"abc", long, longer, b"zz"]
+    assert values(packet, 6) == [None, b"", b"abc", long, longer, b"zz"]
+    read = row_reader("abcdef", [(len, "null")] * 6)
+    assert read(packet) == {"a": "null", "b": 0, "c": 3, "d": 300, "e": 70_000, "f": 2}
 
 
 @pytest.mark.integration
@@ -37,7 +39,8 @@ def test_rows_as_pymysql_reads_them_and_the_connection_goes_on(my_case) -> None:
     )
     sql = f"SELECT * FROM {my_case.database}.w WHERE v LIKE %s OR id > %s ORDER BY id"
     conn = my_case.conn
-    forms, raw = select_rows(conn, sql, ("x%%", 0))
+    forms, packets = select_rows(conn, sql, ("x%%", 0))
+    raw = [values(packet, len(forms)) for packet in packets]
     with conn.cursor() as cursor:
         cursor.execute(sql, ("x%%", 0))
         expected = [list(row) for row in cursor.fetchall()]
@@ -48,7 +51,7 @@ def test_rows_as_pymysql_reads_them_and_the_connection_goes_on(my_case) -> None:
     assert decoded == expected and len(raw) == 3
     with pytest.raises(pymysql.err.OperationalError, match="nope"):
         select_rows(conn, f"SELECT nope FROM {my_case.database}.w", ())
-    assert select_rows(conn, "SELECT 1, NULL", ())[1] == [[b"1", None]]
+    assert values(select_rows(conn, "SELECT 1, NULL", ())[1][0], 2) == [b"1", None]
     assert conn.get_autocommit()
     with conn.cursor() as cursor:
         cursor.execute("SELECT 2")
