@@ -69,7 +69,7 @@ class EnvelopeEncoder:
             marks.append((at, _checkpoint(item)))
 
         self.serializer.serialize_all(messages, encoded.records, mark)
-        encoded.events = len(items) - len(marks)
+        encoded.events = len(items) - len(marks) - self.builder.notices
         return encoded
 
 

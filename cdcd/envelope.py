@@ -55,6 +55,7 @@ class EnvelopeBuilder:
     ) -> None:
         self.topic_prefix = topic_prefix
         self.notification_topic = notification_topic  # None: notifications are dropped
+        self.notices = 0  # notifications among the items of the last messages() call
         # The source block's common fields; a snapshot event's own "snapshot" overrides.
         self._source_common = {
             "version": __version__,
@@ -68,6 +69,7 @@ class EnvelopeBuilder:
         (one loop a chunk: this is the hot path, so the envelope is built inline)."""
         out: list[Message | CommitMark] = []
         append = out.append
+        self.notices = 0
         common = self._source_common
         ts_ms, ts_us = now_ns // 1_000_000, now_ns // 1_000
         for item in items:
@@ -87,6 +89,7 @@ class EnvelopeBuilder:
             elif kind is Commit:
                 append(CommitMark(item, inside_transaction(item.position)))  # type: ignore[arg-type, union-attr]
             elif kind is Notification:
+                self.notices += 1
                 if self.notification_topic:
                     append(self.notification(item))  # type: ignore[arg-type]
             else:

@@ -32,7 +32,8 @@ CHANGES = [
     "UPDATE demo.orders SET status = 'paid', amount = 13.00 WHERE customer = 'ann'",
     "DELETE FROM demo.orders WHERE customer = 'cy'",
 ]
-EXPECTED = 6  # three creates, an update, a delete and its tombstone
+BEFORE = "INSERT INTO demo.orders (customer, amount, status) VALUES ('dan', 1.00, 'old')"
+EXPECTED = 7  # dan's row read by the initial snapshot; three creates, an update, a delete and its tombstone
 
 
 def say(text: str) -> None:
@@ -109,6 +110,9 @@ def main() -> int:
             "SELECT pg_drop_replication_slot('cdcd_demo') FROM pg_replication_slots WHERE slot_name = 'cdcd_demo'"
         )
         conn.execute("DROP PUBLICATION IF EXISTS cdcd_demo")
+        say("a row that is there before cdcd starts (its initial snapshot reads it):")
+        print(f"  {BEFORE}")
+        conn.execute(BEFORE)
         WORK.mkdir(parents=True, exist_ok=True)
         topic_prefix = f"demo{int(time.time())}"
         config = WORK / "cdcd.toml"

@@ -98,6 +98,22 @@ def test_an_incremental_snapshot_on_a_signal_under_updates_and_deletes(target: T
     counts = reads(messages)
     assert max(counts.values()) == 1
     assert set(snapshot_marks(messages)) == {"incremental"}
+    # Debezium's notifications, in the order Debezium sends them, with its fields.
+    notes = [
+        m.value
+        for m in consume(target.bootstrap, ["cdcd-notifications"], expect=10**6, timeout=5)
+        if m.key == target.name
+    ]
+    kinds = [n["type"] for n in notes]
+    assert kinds[0] == "STARTED" and kinds[-2:] == ["TABLE_SCAN_COMPLETED", "COMPLETED"]
+    assert set(kinds[1:-2]) == {"IN_PROGRESS"}
+    assert {n["aggregate_type"] for n in notes} == {"Incremental Snapshot"}
+    assert all(
+        set(n) == {"id", "aggregate_type", "type", "additional_data", "timestamp"} for n in notes
+    )
+    progress = notes[1]["additional_data"]
+    assert progress["current_collection_in_progress"] == target.table_id("items")
+    assert progress["connector_name"] == target.name and "last_processed_key" in progress
 
 
 def test_additional_conditions_pause_resume_stop_and_refusals(target: Target, tmp_path):
@@ -264,3 +280,26 @@ def test_an_initial_snapshot_reads_a_table_without_a_key_whole(target: Target, t
     assert sorted(m.value["after"]["id"] for m in read) == sorted(list(range(1, 501)) + [7, 7])
     assert all(m.key is None for m in read)
     assert [m.value["op"] for m in messages if m.value["after"]["id"] == 1000] == ["c"]
+
+
+def test_two_tables_read_at_once_with_debeziums_marks(target: Target, tmp_path):
+    target.create("left_t", 700)
+    target.create("right_t", 500)
+    config = target.config(["left_t", "right_t"], max_threads=2, chunk_size=64)
+    with daemon(tmp_path, config, start=False) as d:
+        d.start(wait_for="snapshot completed", timeout=60)
+        target.run(f"INSERT INTO {target.namespace}.left_t (id, v, note) VALUES (-1, 0, 'end')")
+        target.run(f"INSERT INTO {target.namespace}.right_t (id, v, note) VALUES (-1, 0, 'end')")
+        left, left_messages = replay(target, "left_t", expect=700)
+        right, right_messages = replay(target, "right_t", expect=500)
+    assert_replay_equals(left, target.table("left_t"), left_messages)
+    assert_replay_equals(right, target.table("right_t"), right_messages)
+    marks = snapshot_marks(left_messages) + snapshot_marks(right_messages)
+    # One table's first record is the snapshot's first, the other's is first of its own;
+    # one table's last record is the snapshot's last, the other's last of its own.
+    assert sorted(m for m in marks if m != "true") == [
+        "first",
+        "first_in_data_collection",
+        "last",
+        "last_in_data_collection",
+    ]

@@ -17,11 +17,11 @@ from typing import Any
 
 from cdcd.checkpoint import Checkpoint
 from cdcd.encoder import EnvelopeEncoder
-from cdcd.errors import PositionLostError
+from cdcd.errors import PositionLostError, SinkError
 from cdcd.offsets import PinnableSource, StoredOffset, inside_transaction
 from cdcd.runtime.context import Context, State
 from cdcd.runtime.pipeline import Pipeline, Stream
-from cdcd.sinks.base import Sink
+from cdcd.sinks.base import Sink, SinkUnavailableError
 from cdcd.snapshot import ConsistentSnapshot, SnapshotReader, reader_of
 from cdcd.snapshot.plan import Plan, plan_snapshot
 from cdcd.snapshot.runner import consistent_chunks
@@ -159,7 +159,19 @@ class Coordinator:
         open_channel = getattr(self.sink, "signal_channel", None)
         if not topic or not callable(open_channel) or reader_of_kind(self.source) is None:
             return None
-        return await open_channel(topic, self.ctx.config.sink.topic_prefix)
+        try:
+            return await open_channel(topic, self.ctx.config.sink.topic_prefix)
+        except SinkUnavailableError:
+            raise  # Kafka itself is away: start over when it is back
+        except SinkError as exc:
+            # Signals are an extra: a daemon that may not read them still streams.
+            self.ctx.log.warning(
+                "signals off: the Kafka signal channel cannot be read",
+                error=str(exc),
+                fix=f"grant READ on topic {topic} and group cdcd-{self.ctx.config.name}-signals "
+                '(and CREATE, or create the topic), or set signals.kafka_topic = ""',
+            )
+            return None
 
     def _signal_table(self) -> tuple[str, str] | None:
         table = self.ctx.config.signals.data_collection

@@ -189,7 +189,9 @@ async def test_a_snapshot_cut_short_goes_on_in_watermarked_chunks_while_streamin
     assert source.streamed_from == PgPosition(10)
     # The stream's transaction first (its commit reaches the chunk's high watermark 20),
     # then the chunk's row, with the progress done.
-    assert [ids for ids, _ in sink.writes if ids] == [[3, 2]] or [ids for ids, _ in sink.writes if ids] == [[3], [2]]
+    assert [ids for ids, _ in sink.writes if ids] == [[3, 2]] or [
+        ids for ids, _ in sink.writes if ids
+    ] == [[3], [2]]
     last = sink.writes[-1][1]
     assert last is not None and last.snapshot is None
     assert states == [State.SNAPSHOTTING, State.STREAMING]
@@ -204,8 +206,9 @@ async def test_initial_only_reads_the_tables_and_stops():
     assert source.streamed_from is None
 
 
-async def test_a_table_without_a_key_is_refused_by_name():
+async def test_a_table_without_a_key_is_refused_by_name_without_a_consistent_view():
     reader = Reader()
+    reader.view = None  # watermarked chunks need a key (a consistent view reads it whole)
     reader.tables = lambda: _tables([TABLE, SnapshotTable("public", "logs", ())])  # type: ignore[method-assign]
     source = Source(reader)
     coordinator = Coordinator(Context(CONFIG, Log()), source, Sink())  # type: ignore[arg-type]
@@ -240,3 +243,44 @@ def test_the_notifier_tells_systemd_ready_status_and_stopping(tmp_path: Path):
         "STATUS=streaming from 0/20#0",  # READY only once
         "STOPPING=1\nSTATUS=stopping",
     ]
+
+
+async def test_when_needed_reads_the_tables_again_when_the_stored_position_is_gone():
+    from cdcd.errors import PositionLostError
+
+    class Lost(Source):
+        async def prepare(self, resume=None):
+            self.calls.append(f"prepare {resume}")
+            if resume is not None:
+                raise PositionLostError("replication slot 'x' does not exist")
+
+    source, sink = Lost(Reader()), Sink()
+    config = _config(mode="when_needed")
+    states, _ = await _run(source, sink, StoredOffset(PgPosition(15)), config)
+    assert source.calls == [f"prepare {PgPosition(15)}", "prepare None"]
+    assert [ids for ids, _ in sink.writes] == [[], [1, 2], [3]]  # pinned anew, read, streamed
+    assert sink.writes[0][1] is not None and sink.writes[0][1].position == PgPosition(10)
+
+
+async def test_a_lost_position_still_stops_the_daemon_under_initial():
+    from cdcd.errors import PositionLostError
+
+    class Lost(Source):
+        async def prepare(self, resume=None):
+            raise PositionLostError("gone")
+
+    coordinator = Coordinator(Context(CONFIG, Log()), Lost(Reader()), Sink())  # type: ignore[arg-type]
+    try:
+        await coordinator.start(StoredOffset(PgPosition(15)))
+    except PositionLostError:
+        pass
+    else:
+        raise AssertionError("a lost position was streamed over")
+
+
+async def test_always_reads_the_tables_in_watermarked_chunks_with_an_offset():
+    source, sink = Source(Reader()), Sink()
+    states, _ = await _run(source, sink, StoredOffset(PgPosition(15)), _config(mode="always"))
+    assert source._reader is not None and source._reader.chunks_read == [None]  # from the start
+    assert source.streamed_from == PgPosition(15)
+    assert states == [State.SNAPSHOTTING, State.STREAMING]

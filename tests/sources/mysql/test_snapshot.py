@@ -15,6 +15,7 @@ from snapshot_cases import (  # noqa: F401 - the scenarios, run here for MySQL a
     test_killed_during_the_initial_snapshot_it_resumes_after_the_last_chunk,
     test_memory_stays_bounded_over_a_large_table,
     test_the_snapshot_is_refused_by_a_stopped_daemon,
+    test_two_tables_read_at_once_with_debeziums_marks,
 )
 from snapshot_support import Target
 

@@ -16,6 +16,7 @@ from snapshot_cases import (  # noqa: F401 - the scenarios, run here for Postgre
     test_killed_during_the_initial_snapshot_it_resumes_after_the_last_chunk,
     test_memory_stays_bounded_over_a_large_table,
     test_the_snapshot_is_refused_by_a_stopped_daemon,
+    test_two_tables_read_at_once_with_debeziums_marks,
 )
 from snapshot_support import Target
 
@@ -48,3 +49,49 @@ def target(pg_case) -> Target:
         lambda tables: pg_case.config(tables),
         connect,
     )
+
+
+def test_a_role_that_cannot_write_snapshots_in_watermarked_chunks_under_a_writer(
+    target: Target, pg_case, pg_dsn, tmp_path
+):
+    """A role with SELECT and REPLICATION only (the slot and publication made by an
+    administrator, source.create_slot = false): no exported snapshot, so the initial
+    snapshot is read in watermarked chunks while streaming from the slot, read-only."""
+    from snapshot_support import ChurnWriter, assert_replay_equals, reads, replay
+    from support import daemon
+
+    s, role = pg_case.schema, f"{pg_case.name}_ro"
+    target.create("stock", 3000)
+    slot = f"cdcd_{pg_case.name}"
+    pg_case.execute(
+        f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'ro-secret'",
+        f"GRANT USAGE ON SCHEMA {s} TO {role}",
+        f"GRANT SELECT ON {s}.stock TO {role}",
+        f"CREATE PUBLICATION {slot} FOR TABLE {s}.stock",
+    )
+    pg_case.conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    config = target.config(["stock"], chunk_size=250)
+    config["source"]["dsn"] = pg_dsn.replace("postgres:postgres@", f"{role}:ro-secret@")
+    config["source"]["create_slot"] = False
+    config["source"]["create_publication"] = False
+    writer = ChurnWriter(target, "stock", 3000, seed=5)
+    try:
+        with daemon(tmp_path, config, start=False) as d:
+            writer.start()
+            d.start(wait_for="snapshot completed", timeout=120)
+            writer.finish()
+            state, messages = replay(target, "stock", expect=3000)
+            log = d.log_text()
+        assert '"how":"watermarked chunks"' in log
+        assert_replay_equals(state, target.table("stock"), messages)
+        assert max(reads(messages).values()) == 1
+    finally:
+        writer.stopping.set()
+        pg_case.conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = %s AND NOT active",
+            (slot,),
+        )
+        pg_case.execute(
+            f"DROP PUBLICATION IF EXISTS {slot}", f"DROP OWNED BY {role}", f"DROP ROLE {role}"
+        )
