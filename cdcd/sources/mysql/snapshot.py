@@ -3,8 +3,9 @@
 Tables are read by primary key in keyset pages (``WHERE (k1, k2) > (%s, %s) ORDER BY k1,
 k2 LIMIT n + 1``: a row-value comparison, never an OR chain), one row more than a chunk
 so that the chunk with the table's last row says ``done``; a table without a primary key
-is read only whole, in a consistent view's scan (one streamed SELECT). Rows are encoded by the
-stream's own converters (``snapshot_values``), so that a row's key and after image are
+is read only whole, in a consistent view's scan (one streamed SELECT). Rows are read off
+the socket as text (``snapshot_wire``) and encoded as the stream's own converters encode
+them (``snapshot_values``, ``snapshot_text``), so that a row's key and after image are
 the same from the snapshot (``op = "r"``) as from the binlog (``op = "c"``).
 
 A consistent view (``consistent``) is a ``START TRANSACTION WITH CONSISTENT SNAPSHOT``
@@ -30,7 +31,7 @@ from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.sources.common import keyless_chunks_error
 from cdcd.sources.mysql.checks import captured_tables
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
-from cdcd.sources.mysql.snapshot_chunks import RowSource, make_chunk, page_query, prepare_session
+from cdcd.sources.mysql.snapshot_chunks import RowSource, prepare_session, read_page
 from cdcd.sources.mysql.snapshot_values import COLUMNS_QUERY, TableRows, column_of
 from cdcd.sources.mysql.snapshot_view import open_view
 
@@ -195,11 +196,8 @@ class MysqlSnapshotReader:
             # while streaming, the table may have been altered since the last chunk
             self._rows.pop(table.id, None)
             rows = self.table_rows(conn, table)
-            sql, args = page_query(rows, table, after, limit + 1, where)
-            with conn.cursor() as cursor:
-                cursor.execute(sql, args)  # autocommit: a transaction of its own
-                raw = cursor.fetchall()
-            return make_chunk(table, rows, raw, limit, source)
+            # autocommit: a transaction of its own
+            return read_page(conn, rows, table, after, limit, where, source)
 
         return self._with_conn(work)  # type: ignore[no-any-return]
 

@@ -17,7 +17,9 @@ from cdcd.errors import SourceError
 from cdcd.events import ChangeEvent
 from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.sources.common import keyless_chunks_error
+from cdcd.sources.mysql.snapshot_text import Form
 from cdcd.sources.mysql.snapshot_values import TableRows, quote
+from cdcd.sources.mysql.snapshot_wire import select_rows
 
 _WRITE_TIMEOUT_S = 3600  # a streamed scan: how long the server waits for the client to read
 
@@ -59,7 +61,8 @@ def select_query(
 class RowSource:
     """The source block of ``op = "r"`` events (as Debezium's MySQL connector writes it
     for snapshot records: server_id 0, no GTID, thread nor query, row 0, the binlog
-    file/pos of the snapshot, the snapshot's time), a fresh dict per row."""
+    file/pos of the snapshot, the snapshot's time): a table's block, which each of its
+    rows gets a copy of (a fresh dict per row)."""
 
     def __init__(self, connector: str, file: str, pos: int, ts_ms: int) -> None:
         self.connector, self.file, self.pos, self.ts_ms = connector, file, pos, ts_ms
@@ -86,24 +89,50 @@ class RowSource:
 def make_chunk(
     table: SnapshotTable,
     rows: TableRows,
-    raw: Sequence[Sequence[Any]],
+    raw: Sequence[Any],
     limit: int,
     source: RowSource,
+    forms: Sequence[Form] | None = None,
 ) -> Chunk:
     """A chunk of the first ``limit`` of ``raw`` (read with one row more: done unless it
-    came)."""
+    came): row packets (``snapshot_wire``) of columns pymysql would read with ``forms``,
+    or, without ``forms``, rows as pymysql gives them."""
     done = len(raw) <= limit
     raw = raw[:limit]
-    events = []
+    encode = rows.encode if forms is None else rows.decoder(forms)
+    block = source(table).copy
+    namespace, name = table.namespace, table.name
+    events: list[ChangeEvent] = []
+    append = events.append
     key_of = rows.key_columns
+    only = key_of[0] if len(key_of) == 1 else None
     for row in raw:
-        after = rows.encode(row)
-        key = {k: after[k] for k in key_of} if key_of else None  # keyless: as the stream's
-        events.append(
-            ChangeEvent("r", table.namespace, table.name, key, None, after, source(table), None)
-        )
-    last_key = rows.key_json(raw[-1]) if raw and key_of else None
+        after = encode(row)
+        key: dict[str, Any] | None = None  # keyless: None, as the stream's
+        if only is not None:
+            key = {only: after[only]}
+        elif key_of:
+            key = {k: after[k] for k in key_of}
+        append(ChangeEvent("r", namespace, name, key, None, after, block(), None))
+    last_key = None
+    if raw and key_of:
+        last_key = rows.key_json(raw[-1]) if forms is None else rows.raw_key_json(raw[-1], forms)
     return Chunk(table, events, last_key, done)
+
+
+def read_page(
+    conn: Connection,
+    rows: TableRows,
+    table: SnapshotTable,
+    after: Any,
+    limit: int,
+    where: str | None,
+    source: RowSource,
+) -> Chunk:
+    """At most ``limit`` rows after key ``after`` on ``conn`` (one SELECT)."""
+    sql, args = page_query(rows, table, after, limit + 1, where)
+    forms, raw = select_rows(conn, sql, args)
+    return make_chunk(table, rows, raw, limit, source, forms)
 
 
 async def scan_pages(
@@ -130,12 +159,7 @@ async def scan_pages(
         return
 
     def page(key: Any) -> Chunk:
-        rows = table_rows(conn, table)
-        sql, args = page_query(rows, table, key, chunk_size + 1, where)
-        with conn.cursor() as cursor:
-            cursor.execute(sql, args)
-            raw = cursor.fetchall()
-        return make_chunk(table, rows, raw, chunk_size, source)
+        return read_page(conn, table_rows(conn, table), table, key, chunk_size, where, source)
 
     key = after
     while True:

@@ -19,6 +19,10 @@ differs from the library's:
 - MySQL's JSON: its text (keys in stored order) is written compactly by the stream's own
   JSON writer; MariaDB's JSON is text and passes untouched, in both.
 
+A snapshot reads its rows off the socket as raw text (``snapshot_wire``): ``TableRows.
+decoder`` turns them into pymysql's forms and then as above, or, for the common types,
+straight into the stream's encodings (``snapshot_text``).
+
 Primary-key values travel to the core and back as JSON values (``Chunk.last_key``):
 binary (and BIT) as hex, DECIMAL as its text, temporal types as MySQL's literals, the
 rest as themselves, so that they round-trip exactly.
@@ -36,6 +40,9 @@ from typing import Any
 
 from cdcd.errors import SourceError
 from cdcd.sources.mysql import types as mtypes
+from cdcd.sources.mysql.snapshot_text import Form, column_decoder, pymysql_form
+from cdcd.sources.mysql.snapshot_wire import row_reader
+from cdcd.sources.mysql.snapshot_wire import values as wire_values
 from cdcd.sources.mysql.types import EncodingOptions, RowConverter
 
 # python-mysql-replication's FIELD_TYPE codes, as types.py names them
@@ -222,7 +229,10 @@ class TableRows:
         flavor: str,
         options: EncodingOptions,
     ) -> None:
+        self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)
+        self._options = options
+        self._decoders: dict[tuple[Form, ...], Callable[[bytes], dict[str, Any]]] = {}
         self.select = ", ".join(_select(c) for c in columns)
         by_name = {c.name: c for c in columns}
         self.key_columns = tuple(key_columns)
@@ -234,9 +244,10 @@ class TableRows:
             f"{quote(k)} + 0" if by_name[k].data_type in ("enum", "set") else quote(k)
             for k in self.key_columns
         )
+        self._to_library = tuple(_to_library(c, flavor) for c in columns)
         self._normalize = tuple(
             (index, to_library)
-            for index, to_library in enumerate(_to_library(c, flavor) for c in columns)
+            for index, to_library in enumerate(self._to_library)
             if to_library is not _identity
         )
         self._convert = RowConverter(
@@ -252,6 +263,29 @@ class TableRows:
             if values[index] is not None:
                 values[index] = to_library(values[index])
         return self._convert(dict(zip(self.names, values, strict=True)))
+
+    def decoder(self, forms: Sequence[Form]) -> Callable[[bytes], dict[str, Any]]:
+        """The after image of a row packet (``snapshot_wire``) whose columns
+        pymysql would read with ``forms`` (``snapshot_text``): the same as ``encode``'s."""
+        decode = self._decoders.get(tuple(forms))
+        if decode is None:
+            if len(forms) != len(self.columns):
+                raise SourceError(f"{len(forms)} columns selected, not {len(self.columns)}")
+            decoders = tuple(
+                column_decoder(
+                    c, form, None if to_library is _identity else to_library, self._options
+                )
+                for c, form, to_library in zip(self.columns, forms, self._to_library, strict=True)
+            )
+            decode = self._decoders[tuple(forms)] = row_reader(self.names, decoders)
+        return decode
+
+    def raw_key_json(self, packet: bytes, forms: Sequence[Form]) -> list[Any]:
+        """``key_json`` of a row packet."""
+        values = wire_values(packet, len(self.columns))
+        for at in self.key_at:
+            values[at] = pymysql_form(forms[at])(values[at])  # type: ignore[arg-type]
+        return self.key_json(values)
 
     def key_json(self, row: Sequence[Any]) -> list[Any]:
         """The primary key of a selected row as JSON values (``Chunk.last_key``)."""
