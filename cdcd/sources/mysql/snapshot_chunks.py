@@ -100,7 +100,9 @@ def make_chunk(
     done = len(raw) <= limit
     raw = raw[:limit]
     encode = rows.encode if forms is None else rows.decoder(forms)
-    block = source(table).copy
+    # One source block for the chunk's rows (the protocol allows it: the envelope then
+    # builds and serialises it once a chunk).
+    block = source(table).copy()
     namespace, name = table.namespace, table.name
     events: list[ChangeEvent] = []
     append = events.append
@@ -113,7 +115,7 @@ def make_chunk(
             key = {only: after[only]}
         elif key_of:
             key = {k: after[k] for k in key_of}
-        append(ChangeEvent("r", namespace, name, key, None, after, block(), None))
+        append(ChangeEvent("r", namespace, name, key, None, after, block, None))
     last_key = None
     if raw and key_of:
         last_key = rows.key_json(raw[-1]) if forms is None else rows.raw_key_json(raw[-1], forms)
