@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from cdcd.sources.mysql.snapshot import MysqlSnapshotReader
 
 
-_ROUNDS = 5  # MariaDB: rounds of restarting the snapshots that saw another position
+_ROUNDS = 20  # MariaDB: rounds of restarting the snapshots that saw another position
 _ACCESS_DENIED = {1044, 1045, 1142, 1227}
 _LOCK_WAIT_S = 10  # FLUSH TABLES WITH READ LOCK waits at most this for running statements
 

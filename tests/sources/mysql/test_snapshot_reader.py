@@ -251,7 +251,10 @@ async def test_consistent_view_and_the_stream_from_its_position(my_case):
         assert locked and locked[0]["lock_held_ms"] < 1000
         print(f"\nMySQL 8: lock held {locked[0]['lock_held_ms']} ms")
     else:
-        assert not locked  # MariaDB: no lock at all
+        # MariaDB: no lock, unless the two sessions kept starting at different positions
+        # under the writer (a loaded machine): then, and only then, the brief lock.
+        gave_up = log.find("never saw the same binlog position")
+        assert not locked or (gave_up and locked[0]["lock_held_ms"] < 1000), locked
     print(
         f"\n{my_case.flavor}: view of {len(first)} rows at {view.position}, "
         f"{stream_changes} changes streamed after it, {counts['tx']} writer transactions"
