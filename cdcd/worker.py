@@ -26,7 +26,7 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from cdcd import frames
@@ -165,3 +165,31 @@ def _read_exactly(fd: int, size: int) -> bytes:
             raise EOFError("the daemon closed the worker's input during its setup")
         data += more
     return data
+
+
+async def frames_writer(fd: int) -> asyncio.StreamWriter:
+    """In the worker: the frames pipe ``fd`` as a stream writer of the running loop."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0)
+    )
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+async def close_frames(out: asyncio.StreamWriter) -> None:
+    """In the worker: every byte on the pipe, then close it. ``drain()`` waits only down
+    to the buffer's low-water mark, and what ``close()`` leaves in the buffer is lost with
+    the event loop (the last frame: the daemon would see the worker end early)."""
+    with contextlib.suppress(ConnectionError):
+        out.transport.set_write_buffer_limits(high=0)
+        await out.drain()
+    out.transport.close()
+
+
+def worker_main(run: Callable[[int, Any], Awaitable[None]]) -> None:
+    """A worker module's ``main``: its setup from the daemon, then ``run(fd, setup)``."""
+    setup = worker_setup()
+    if setup is None:
+        return
+    fd, payload = setup
+    asyncio.run(run(fd, payload))  # type: ignore[arg-type]

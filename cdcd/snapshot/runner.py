@@ -95,6 +95,27 @@ def _own(row: ChangeEvent, snapshot: str) -> None:
     row.source = {**row.source, "snapshot": snapshot}
 
 
+def record_chunk(
+    progress: Progress, chunk: Chunk, rows: int, notices: Notices | None, log: Any
+) -> list[SourceItem]:
+    """``rows`` rows of ``chunk`` written: the progress moves past it; its notifications
+    (IN_PROGRESS, and TABLE_SCAN_COMPLETED with the table's last chunk)."""
+    table = chunk.table
+    progress.advance(table.id, chunk.last_key, rows, chunk.done)
+    if chunk.done and log is not None:
+        log.info(
+            "snapshot: table read",
+            table=table.id,
+            tables_left=len(progress.pending),
+            rows=progress.rows,
+            kind=progress.kind,
+        )
+    if notices is None:
+        return []
+    done_rows = progress.table_rows.get(table.id, 0)
+    return list(notices.chunk(progress, table, chunk.last_key, done_rows, chunk.done))
+
+
 async def consistent_chunks(
     view: ConsistentSnapshot,
     tables: Sequence[SnapshotTable],
@@ -135,7 +156,6 @@ async def consistent_chunks(
     ]
     marks = _Marks()
     running = len(scanners)
-    by_id_rows = progress.table_rows
     if notices is not None and not progress.rows:
         yield [notices.of(progress.id, "STARTED", data_collections=[t.id for t in todo])]
     try:
@@ -146,26 +166,12 @@ async def consistent_chunks(
                 continue
             if isinstance(chunk, BaseException):
                 raise chunk
-            progress.advance(chunk.table.id, chunk.last_key, len(chunk.rows), chunk.done)
+            notes = record_chunk(progress, chunk, len(chunk.rows), notices, log)
             marks.mark(chunk, progress.finished)
-            items: list[SourceItem] = list(chunk.rows)
-            if notices is not None:
-                table = chunk.table
-                items.extend(
-                    notices.chunk(
-                        progress, table, chunk.last_key, by_id_rows.get(table.id, 0), chunk.done
-                    )
-                )
-                if progress.finished:
-                    items.append(notices.of(progress.id, "COMPLETED", total_rows_scanned=progress.rows))
+            items: list[SourceItem] = [*chunk.rows, *notes]
+            if notices is not None and progress.finished:
+                items.append(notices.of(progress.id, "COMPLETED", total_rows_scanned=progress.rows))
             items.append(progress_commit(view.position, None if progress.finished else progress))
-            if chunk.done and log is not None:
-                log.info(
-                    "snapshot: table read",
-                    table=chunk.table.id,
-                    tables_left=len(progress.pending),
-                    rows=progress.rows,
-                )
             yield items
         if not progress.finished:  # a table vanished before it could be read
             progress.pending.clear()

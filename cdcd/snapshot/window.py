@@ -39,7 +39,7 @@ from cdcd.offsets import inside_transaction
 from cdcd.positions import Position
 from cdcd.snapshot import Chunk, SnapshotReader, SnapshotTable
 from cdcd.snapshot.progress import Kind, Progress
-from cdcd.snapshot.runner import progress_commit, select_tables
+from cdcd.snapshot.runner import progress_commit, record_chunk, select_tables
 from cdcd.snapshot.signals import INCREMENTAL, INITIAL, Notices, Signal, SignalError, parse_signal
 
 _NUDGE_AFTER_S = 0.2  # a window waits this long for the stream before asking for a heartbeat
@@ -276,21 +276,7 @@ class Interleaver:
         marker = "incremental" if progress.kind == "incremental" else "true"
         for row in rows:  # one value for every row: a source dict they share may take it
             row.source["snapshot"] = marker
-        table = chunk.table
-        progress.advance(table.id, chunk.last_key, len(rows), chunk.done)
-        self._outbox.extend(
-            self._notices.chunk(
-                progress, table, chunk.last_key, progress.table_rows.get(table.id, 0), chunk.done
-            )
-        )
-        if chunk.done and self.log is not None:
-            self.log.info(
-                "snapshot: table read",
-                table=table.id,
-                tables_left=len(progress.pending),
-                rows=progress.rows,
-                kind=progress.kind,
-            )
+        self._outbox.extend(record_chunk(progress, chunk, len(rows), self._notices, self.log))
         self._window = None
         out: list[SourceItem] = [*rows]
         if progress.finished:

@@ -26,7 +26,7 @@ from cdcd import frames
 from cdcd.errors import SourceError
 from cdcd.positions import PgPosition
 from cdcd.selection import PlainConfig
-from cdcd.worker import worker_setup
+from cdcd.worker import close_frames, frames_writer, worker_main
 
 if TYPE_CHECKING:
     from cdcd.sources.postgres.source import PostgresSource
@@ -76,10 +76,7 @@ async def _run(fd: int, setup: Any) -> None:
         decimal_mode=decimal_mode,
     )
     loop = asyncio.get_running_loop()
-    out_transport, out_protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0)
-    )
-    out = asyncio.StreamWriter(out_transport, out_protocol, None, loop)
+    out = await frames_writer(fd)
     acks = asyncio.StreamReader()
     await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(acks), os.fdopen(0, "rb", buffering=0)
@@ -123,15 +120,11 @@ async def _run(fd: int, setup: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await streaming
         await source.close()  # the last acknowledged position goes to the server
-        out_transport.close()
+        await close_frames(out)
 
 
 def main() -> None:
-    setup = worker_setup()
-    if setup is None:
-        return
-    fd, payload = setup
-    asyncio.run(_run(fd, payload))
+    worker_main(_run)
 
 
 if __name__ == "__main__":

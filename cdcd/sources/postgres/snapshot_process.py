@@ -18,9 +18,7 @@ took the last chunk, and the daemon reads the pipe only as its snapshot queue em
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,7 +26,7 @@ from cdcd import frames
 from cdcd.errors import SourceError
 from cdcd.selection import PlainConfig
 from cdcd.snapshot import Chunk, SnapshotTable
-from cdcd.worker import Worker, worker_setup
+from cdcd.worker import Worker, close_frames, frames_writer, worker_main
 
 if TYPE_CHECKING:
     from cdcd.encoding import DecimalMode
@@ -74,11 +72,7 @@ async def _run(fd: int, setup: Any) -> None:
 
     config, application_name, snapshot, lsn, table, after, chunk_size, where, decimal_mode = setup
     connector = Connector(cast(Any, config), application_name)
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0)
-    )
-    out = asyncio.StreamWriter(transport, protocol, None, loop)
+    out = await frames_writer(fd)
     try:
         scan = scan_view(connector, snapshot, lsn, table, after, chunk_size, where, decimal_mode)
         async for chunk in scan:
@@ -97,21 +91,11 @@ async def _run(fd: int, setup: Any) -> None:
             out.write(frames.encode(error))
             await out.drain()
     finally:
-        # Every byte on the pipe before the process ends: drain() waits only down to the
-        # buffer's low-water mark, and what close() leaves in the buffer is lost with the
-        # event loop (the table's last frame: the daemon would see the process end early).
-        with contextlib.suppress(ConnectionError):
-            transport.set_write_buffer_limits(high=0)
-            await out.drain()
-        transport.close()
+        await close_frames(out)
 
 
 def main() -> None:
-    setup = worker_setup()
-    if setup is None:
-        return
-    fd, payload = setup
-    asyncio.run(_run(fd, payload))
+    worker_main(_run)
 
 
 if __name__ == "__main__":
