@@ -23,6 +23,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+# Scenarios shared by the sources' test modules: their asserts explain themselves too.
+pytest.register_assert_rewrite("snapshot_cases", "snapshot_support", "support")
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".testenv" / "env"
 TESTENV = ROOT / "scripts" / "testenv"
