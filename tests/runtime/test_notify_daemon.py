@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import structlog
+from pg_capture import captured_table, topic_of
 from support import consume, daemon, free_port, run_cli, unique_name, write_config
 
 from cdcd.config import parse_config
@@ -99,29 +99,8 @@ def manager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Manager]:
 
 @pytest.fixture
 def pg_table(pg_dsn: str, kafka_bootstrap: str) -> Iterator[tuple[dict[str, Any], Any]]:
-    """A daemon's configuration capturing a fresh table ``<name>.t``, and a connection."""
-    name = unique_name("notify")
-    conn = psycopg.connect(pg_dsn, autocommit=True)
-    conn.execute(f"CREATE SCHEMA {name}")
-    conn.execute(f"CREATE TABLE {name}.t (id int PRIMARY KEY)")
-    config = {
-        "name": name,
-        "source": {"kind": "postgres", "dsn": pg_dsn, "tables": [f"{name}.t"]},
-        "sink": {"kind": "kafka", "bootstrap_servers": kafka_bootstrap, "topic_prefix": name},
-        "log": {"level": "info", "format": "json"},
-        "snapshot": {"mode": "no_data"},
-    }
-    try:
-        yield config, conn
-    finally:
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE slot_name = %s AND NOT active",
-            (f"cdcd_{name}",),
-        )
-        conn.execute(f"DROP PUBLICATION IF EXISTS cdcd_{name}")
-        conn.execute(f"DROP SCHEMA {name} CASCADE")
-        conn.close()
+    with captured_table(pg_dsn, kafka_bootstrap, "notify") as found:
+        yield found
 
 
 def test_no_ready_for_a_source_that_cannot_be_reached(manager, tmp_path, kafka_bootstrap):
@@ -151,7 +130,7 @@ def test_ready_status_watchdog_and_stopping_from_a_running_daemon(manager, pg_ta
         statuses = [line for at, line in manager.statuses() if at < ready_at]
         assert statuses == ["connecting"], statuses
 
-        topic = f"{config['name']}.{config['name']}.t"
+        topic = topic_of(config)
         for batch in (1, 2):  # the position moves twice
             for i in range(batch * 10, batch * 10 + 5):
                 conn.execute(f"INSERT INTO {config['name']}.t VALUES ({i})")
