@@ -199,3 +199,15 @@ async def test_a_blocked_event_loop_stops_the_watchdog_pings(manager, pg_table):
         gc.unfreeze()
         gc.set_threshold(*thresholds)
     assert manager.when("STOPPING=1")
+
+
+def test_the_watchdogs_abort_leaves_the_stacks_in_the_log(pg_table, tmp_path):
+    # systemd kills a daemon whose pings stopped with SIGABRT (WatchdogSignal's default).
+    config, _ = pg_table
+    with daemon(tmp_path, config) as d:
+        assert d.process is not None
+        d.process.send_signal(signal.SIGABRT)
+        assert d.process.wait(30) == -signal.SIGABRT
+    log = d.log_text()
+    assert "Fatal Python error: Aborted" in log, log[-3000:]
+    assert "Current thread" in log and "in _run_async" in log, log[-3000:]  # a stack
