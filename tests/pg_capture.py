@@ -31,14 +31,19 @@ def captured_table(
     try:
         yield config, conn
     finally:
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-            "WHERE slot_name = %s AND NOT active",
-            (f"cdcd_{name}",),
-        )
-        conn.execute(f"DROP PUBLICATION IF EXISTS cdcd_{name}")
+        drop_daemon_objects(conn, name)
         conn.execute(f"DROP SCHEMA {name} CASCADE")
         conn.close()
+
+
+def drop_daemon_objects(conn: psycopg.Connection[Any], name: str) -> None:
+    """What a stopped daemon named ``name`` left on the server: its slot and publication."""
+    slot = f"cdcd_{name}"
+    conn.execute(
+        "SELECT pg_drop_replication_slot(%s) FROM pg_replication_slots WHERE slot_name = %s AND NOT active",
+        (slot, slot),
+    )
+    conn.execute(f"DROP PUBLICATION IF EXISTS {slot}")
 
 
 def topic_of(config: dict[str, Any]) -> str:
