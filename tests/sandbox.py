@@ -4,7 +4,7 @@ system call allow list its ``SystemCallFilter=`` lines make (expanded by
 ``SystemCallErrorNumber=EPERM``, other architectures killed as
 ``SystemCallArchitectures=native``), ``NoNewPrivileges=yes``, and
 ``MemoryDenyWriteExecute=yes`` as the kernel enforces it (``PR_SET_MDWE``, Linux 6.3+,
-which systemd 254+ uses; earlier ones load a seccomp filter to the same effect).
+which systemd 254+ uses) together with the seccomp filter systemd 252 loads for it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_MDWE = 65
@@ -56,9 +57,28 @@ def unit_syscalls(unit: Path) -> frozenset[str]:
     return frozenset(allowed)
 
 
-def confinement(allowed: frozenset[str]) -> Callable[[], None]:
-    """A ``preexec_fn`` confining the child it runs in (and what it executes)."""
-    libc = ctypes.CDLL(None, use_errno=True)
+class _ArgCmp(ctypes.Structure):  # libseccomp's struct scmp_arg_cmp
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+SCMP_CMP_MASKED_EQ = 7
+PROT_WRITE, PROT_EXEC, SHM_EXEC = 0x2, 0x4, 0o100000
+# systemd 252's MemoryDenyWriteExecute= filter: no writable+executable mapping, no
+# mprotect() to executable at all, no executable shared memory (call, argument, mask).
+_WRITE_XOR_EXECUTE = [
+    ("mmap", 2, PROT_WRITE | PROT_EXEC),
+    ("mprotect", 2, PROT_EXEC),
+    ("pkey_mprotect", 2, PROT_EXEC),
+    ("shmat", 2, SHM_EXEC),
+]
+
+
+def _library() -> Any:
     seccomp = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     seccomp.seccomp_init.restype = ctypes.c_void_p
     seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
@@ -68,20 +88,49 @@ def confinement(allowed: frozenset[str]) -> Callable[[], None]:
         ctypes.c_int,
         ctypes.c_uint,
     ]
+    seccomp.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_uint32,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.POINTER(_ArgCmp),
+    ]
     seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+    return seccomp
+
+
+def confinement(allowed: frozenset[str]) -> Callable[[], None]:
+    """A ``preexec_fn`` confining the child it runs in (and what it executes): the allow
+    list, then systemd's write-xor-execute filter, and the kernel's own (PR_SET_MDWE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    seccomp = _library()
     numbers = [seccomp.seccomp_syscall_resolve_name(name.encode()) for name in sorted(allowed)]
+    refusals = [
+        (
+            seccomp.seccomp_syscall_resolve_name(name.encode()),
+            _ArgCmp(arg, SCMP_CMP_MASKED_EQ, mask, mask),
+        )
+        for name, arg, mask in _WRITE_XOR_EXECUTE
+    ]
+
+    def load(ctx: int) -> None:
+        if seccomp.seccomp_load(ctx) != 0:
+            raise OSError(errno.EINVAL, "seccomp_load")
 
     def confine() -> None:
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
         if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "PR_SET_MDWE")
+        ctx = seccomp.seccomp_init(SCMP_ACT_ALLOW)
+        for number, condition in refusals:
+            seccomp.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO | errno.EPERM, number, 1, condition)
+        load(ctx)
         ctx = seccomp.seccomp_init(SCMP_ACT_ERRNO | errno.EPERM)
         for number in numbers:
             # A name of another architecture (arm_fadvise64_64...) is refused: not needed.
             seccomp.seccomp_rule_add(ctx, SCMP_ACT_ALLOW, number, 0)
-        if seccomp.seccomp_load(ctx) != 0:
-            raise OSError(errno.EINVAL, "seccomp_load")
+        load(ctx)
 
     return confine
 
