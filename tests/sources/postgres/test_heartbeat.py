@@ -19,7 +19,7 @@ import orjson
 import psycopg
 import pytest
 from offsets_support import offset_history, start_again
-from support import consume, daemon, unique_name
+from support import consume, daemon, run_cli, unique_name, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -196,17 +196,36 @@ def test_heartbeat_action_query_runs_every_interval_and_moves_the_slot(dbs: Data
     assert dbs.confirmed() <= dbs.stored()
 
 
-def test_a_failing_action_query_is_one_warning_and_the_stream_goes_on(dbs: Databases, tmp_path):
-    config = dbs.config(heartbeat_action_query="INSERT INTO no_such_table VALUES (1)")
-    with daemon(tmp_path, config) as d:
+def test_an_action_query_that_fails_at_start_stops_the_daemon_with_one_line(dbs, tmp_path):
+    path = write_config(
+        tmp_path / "bad.toml",
+        dbs.config(heartbeat_action_query="INSERT INTO no_such_table VALUES (1)"),
+    )
+    result = run_cli("run", "--config", str(path))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1] == (
+        'cdcd: error: source.heartbeat_action_query fails: relation "no_such_table" does not '
+        "exist; fix: fix source.heartbeat_action_query"
+    ), result.stderr
+    assert not [line for line in lines if "Traceback" in line]
+
+
+def test_an_action_query_failing_later_is_one_warning_and_the_stream_goes_on(dbs, tmp_path):
+    dbs.a.execute("CREATE TABLE heartbeat (id int PRIMARY KEY)")
+    query = "INSERT INTO heartbeat VALUES (1) ON CONFLICT DO NOTHING"
+    with daemon(tmp_path, dbs.config(heartbeat_action_query=query)) as d:
+        dbs.a.execute("DROP TABLE heartbeat")
         d.wait_for_log("source.heartbeat_action_query failed")
         dbs.a.execute("INSERT INTO t VALUES (1)")
         (message,) = consume(
             dbs.bootstrap, [f"{dbs.name}.public.t"], expect=1, settle=3 * INTERVAL_S
         )
         assert message.key == {"id": 1}
-        assert d.log_text().count("source.heartbeat_action_query failed") == 1
-        assert 'relation \\"no_such_table\\" does not exist' in d.log_text()
+        assert d.log_text().count("source.heartbeat_action_query failed") == 1  # not each time
+        assert 'relation \\"heartbeat\\" does not exist' in d.log_text()
+        dbs.a.execute("CREATE TABLE heartbeat (id int PRIMARY KEY)")
+        d.wait_for_log("source.heartbeat_action_query runs again", timeout=A_FEW_INTERVALS_S)
         assert d.terminate() == 0
 
 
