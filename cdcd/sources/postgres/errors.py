@@ -83,7 +83,8 @@ def explain_connect_error(
     if "pg_hba.conf" in text and replication:
         return (
             f"{what} for replication: {text}; allow it in pg_hba.conf "
-            "('host replication <user> <address> scram-sha-256') and reload"
+            "('host <database> <user> <address> scram-sha-256': a logical replication "
+            "session matches its database, not 'replication') and reload"
         )
     if "password authentication failed" in text or "no password supplied" in text:
         return f"{what}: {text}; set the password with source.password_env or source.password_file"
