@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import free_port, run_cli, unique_name, write_config
+from support import consume, daemon, fix_of, free_port, run_cli, unique_name, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -153,20 +153,7 @@ def _dsn_of(dsn: str, database: str, user: str | None = None, password: str | No
     return urlunsplit(parts._replace(netloc=netloc, path=f"/{database}"))
 
 
-def _fix_of(stdout: str, finding: str) -> str:
-    """The fix line that follows the finding containing ``finding``."""
-    lines = stdout.splitlines()
-    for i, line in enumerate(lines):
-        if finding in line:
-            fix = lines[i + 1].strip()
-            assert fix.startswith("fix: "), stdout
-            return fix.removeprefix("fix: ")
-    raise AssertionError(f"no {finding!r} in:\n{stdout}")
-
-
 def test_each_missing_postgres_privilege_is_named_with_its_grant(tmp_path, pg_dsn, kafka_bootstrap):
-    from support import consume, daemon
-
     name = unique_name("priv")
     role = f"{name}_cdc"
     admin = psycopg.connect(pg_dsn, autocommit=True)
@@ -202,19 +189,19 @@ def test_each_missing_postgres_privilege_is_named_with_its_grant(tmp_path, pg_ds
         lacking = check(tmp_path, cfg)
         out = lacking.stdout
         assert lacking.returncode == 1, out
-        assert _fix_of(out, f"role {role!r} has no REPLICATION attribute").startswith(
+        assert fix_of(out, f"role {role!r} has no REPLICATION attribute").startswith(
             f"ALTER ROLE {role} REPLICATION"
         )
-        create = _fix_of(out, "creating it needs CREATE on database")
+        create = fix_of(out, "creating it needs CREATE on database")
         assert create.startswith(f"GRANT CREATE ON DATABASE {name} TO {role};"), create
-        publish = _fix_of(out, "only a table's owner may publish it")
+        publish = fix_of(out, "only a table's owner may publish it")
         statement = f"CREATE PUBLICATION cdcd_{name} FOR TABLE shop.orders"
         assert publish.startswith(f"as their owner or a superuser: {statement};"), publish
-        select = _fix_of(out, "may not SELECT from 1 captured table(s) (shop.orders)")
+        select = fix_of(out, "may not SELECT from 1 captured table(s) (shop.orders)")
         assert (
             select == f"GRANT USAGE ON SCHEMA shop TO {role}; GRANT SELECT ON shop.orders TO {role}"
         )
-        denied = _fix_of(
+        denied = fix_of(
             out, "source.heartbeat_action_query fails: permission denied for table heartbeat"
         )
         assert denied.startswith(f"GRANT SELECT, INSERT, UPDATE ON heartbeat TO {role} (")

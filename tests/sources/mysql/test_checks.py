@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import free_port, run_cli, unique_name, write_config
+from support import fix_of, free_port, run_cli, unique_name, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -133,16 +133,6 @@ def test_unreachable_server(tmp_path, kafka_bootstrap):
     assert f"cdcd: error: cannot connect to MySQL/MariaDB at 127.0.0.1:{port}" in result.stderr
 
 
-def _fix_of(stdout: str, finding: str) -> str:
-    lines = stdout.splitlines()
-    for i, line in enumerate(lines):
-        if finding in line:
-            fix = lines[i + 1].strip()
-            assert fix.startswith("fix: "), stdout
-            return fix.removeprefix("fix: ")
-    raise AssertionError(f"no {finding!r} in:\n{stdout}")
-
-
 def test_each_missing_privilege_is_named_with_its_grant(my_case, tmp_path, kafka_bootstrap):
     """A real user lacking each privilege: check names the GRANT; the GRANTs, run as
     written, make check pass."""
@@ -163,9 +153,9 @@ def test_each_missing_privilege_is_named_with_its_grant(my_case, tmp_path, kafka
         assert lacking.returncode == 1 and "Traceback" not in lacking.stderr, out
         monitor = "BINLOG MONITOR" if my_case.flavor == "mariadb" else "REPLICATION CLIENT"
         fixes = [
-            _fix_of(out, "the user lacks the REPLICATION SLAVE privilege"),
-            _fix_of(out, f"the user lacks {monitor} to read binlog positions"),
-            _fix_of(out, f"may not SELECT from 1 captured table(s) (`{db}`.`unreadable`)"),
+            fix_of(out, "the user lacks the REPLICATION SLAVE privilege"),
+            fix_of(out, f"the user lacks {monitor} to read binlog positions"),
+            fix_of(out, f"may not SELECT from 1 captured table(s) (`{db}`.`unreadable`)"),
         ]
         assert fixes == [
             f"GRANT REPLICATION SLAVE ON *.* TO {account}",
@@ -173,7 +163,7 @@ def test_each_missing_privilege_is_named_with_its_grant(my_case, tmp_path, kafka
             f"GRANT SELECT ON `{db}`.`unreadable` TO {account}",
         ]
         if my_case.flavor == "mysql":  # its consistent view takes a brief global read lock
-            fixes.append(_fix_of(out, "the user lacks RELOAD"))
+            fixes.append(fix_of(out, "the user lacks RELOAD"))
             assert fixes[-1] == f"GRANT RELOAD ON *.* TO {account}"
             assert "2 error(s), 2 warning(s)" in out, out
         else:
