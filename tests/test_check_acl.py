@@ -41,7 +41,9 @@ class SaslBroker(Broker):
             "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
         )
-        props = props.replace("inter.broker.listener.name=PLAINTEXT", "inter.broker.listener.name=SASL_PLAINTEXT")
+        props = props.replace(
+            "inter.broker.listener.name=PLAINTEXT", "inter.broker.listener.name=SASL_PLAINTEXT"
+        )
         props += (
             "sasl.enabled.mechanisms=PLAIN\n"
             "sasl.mechanism.inter.broker.protocol=PLAIN\n"
@@ -210,4 +212,3 @@ def test_login_and_permissions_are_checked_with_their_fixes(
     assert f"fix: grant DESCRIBE_CONFIGS on Topic {offsets_topic}" in unknown.stdout
     grant(broker.bootstrap, (TOPIC, offsets_topic, LITERAL, DESCRIBE_CONFIGS))
     assert f"kafka sink at {broker.bootstrap}: OK" in check_until_ok()
-

@@ -195,7 +195,9 @@ async def _find_coordinator(admin: AIOKafkaAdminClient, key: str, kind: int) -> 
         await asyncio.sleep(0.5)
 
 
-async def _transaction_coordinator(admin: AIOKafkaAdminClient, transactional_id: str) -> list[Problem]:
+async def _transaction_coordinator(
+    admin: AIOKafkaAdminClient, transactional_id: str
+) -> list[Problem]:
     # Registering the transactional id (InitProducerId) would prove WRITE on it, but it
     # fences the daemon if it runs. FindCoordinator needs DESCRIBE on the id (which WRITE
     # implies): it proves that the id is not refused outright and that Kafka has a
