@@ -25,10 +25,8 @@ if TYPE_CHECKING:
     from cdcd.sources.postgres.config import PostgresSourceConfig
 
 _PERMISSION_DENIED = re.compile(r"permission denied for (?:table|relation) (\S+)")
-_SHOWN = 5  # tables named in a finding's text; its GRANT names them all
-
-
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
+_SHOWN = 5  # tables named in a finding's text; its GRANT names them all
 
 
 def identifier(name: str) -> str:
