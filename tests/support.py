@@ -90,6 +90,17 @@ def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
+def fix_of(stdout: str, finding: str) -> str:
+    """The statement that ``cdcd check`` gives to fix the finding containing ``finding``."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if finding in line:
+            fix = lines[i + 1].strip()
+            assert fix.startswith("fix: "), stdout
+            return fix.removeprefix("fix: ")
+    raise AssertionError(f"no {finding!r} in:\n{stdout}")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

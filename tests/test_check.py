@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import free_port, run_cli, unique_name, write_config
+from support import consume, daemon, fix_of, free_port, run_cli, unique_name, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,9 @@ def test_an_offsets_topic_without_compaction_is_an_error(tmp_path, pg_dsn, kafka
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "delete"})])
+            await admin.create_topics(
+                [NewTopic(topic, 1, 1, topic_configs={"cleanup.policy": "delete"})]
+            )
         finally:
             await admin.close()
 
@@ -111,14 +113,17 @@ def test_what_kafka_cannot_create_names_the_key(tmp_path, pg_dsn, kafka_bootstra
     result = check(tmp_path, cfg)
     assert result.returncode == 1, result.stdout
     assert "does not exist and cannot be created" in result.stdout
-    assert "fix: set offsets.replication_factor to at most the number of brokers (1)" in result.stdout
+    assert (
+        "fix: set offsets.replication_factor to at most the number of brokers (1)" in result.stdout
+    )
     assert "fix: set sink.replication_factor to at most the number of brokers (1)" in result.stdout
 
 
 def test_an_unreachable_source_is_a_finding_and_kafka_is_checked_too(tmp_path, kafka_bootstrap):
     port = free_port()
     result = check(
-        tmp_path, config(f"postgresql://postgres@127.0.0.1:{port}/db", kafka_bootstrap, ["public.t"])
+        tmp_path,
+        config(f"postgresql://postgres@127.0.0.1:{port}/db", kafka_bootstrap, ["public.t"]),
     )
     assert result.returncode == 1
     assert (
@@ -135,3 +140,106 @@ def test_the_stdout_sink_has_nothing_to_check(tmp_path, pg_dsn, table):
     result = check(tmp_path, cfg)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "stdout sink: nothing to check" in result.stdout
+
+
+# -- PostgreSQL privileges: a real role lacking each, the GRANTs check names, then OK ---
+
+
+def _dsn_of(dsn: str, database: str, user: str | None = None, password: str | None = None) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    netloc = parts.netloc if user is None else f"{user}:{password}@{parts.netloc.split('@')[-1]}"
+    return urlunsplit(parts._replace(netloc=netloc, path=f"/{database}"))
+
+
+def test_each_missing_postgres_privilege_is_named_with_its_grant(tmp_path, pg_dsn, kafka_bootstrap):
+    name = unique_name("priv")
+    role = f"{name}_cdc"
+    admin = psycopg.connect(pg_dsn, autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}")
+    db = psycopg.connect(_dsn_of(pg_dsn, name), autocommit=True)
+    try:
+        db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'cdc-pw'")
+        db.execute(f"REVOKE CONNECT ON DATABASE {name} FROM PUBLIC")
+        db.execute("CREATE SCHEMA shop")
+        db.execute("CREATE TABLE shop.orders (id int PRIMARY KEY)")
+        db.execute("INSERT INTO shop.orders VALUES (1)")
+        db.execute("CREATE TABLE public.heartbeat (id int PRIMARY KEY, n int)")
+        heartbeat = (
+            "INSERT INTO public.heartbeat VALUES (1, 1) "
+            "ON CONFLICT (id) DO UPDATE SET n = heartbeat.n + 1"
+        )
+        cfg = config(
+            _dsn_of(pg_dsn, name, role, "cdc-pw"),
+            kafka_bootstrap,
+            ["shop.orders"],
+            offsets={"topic": f"{name}-offsets"},
+        )
+        cfg["name"] = name
+        cfg["sink"]["topic_prefix"] = name
+        cfg["source"]["heartbeat_action_query"] = heartbeat
+
+        refused = check(tmp_path, cfg)
+        assert refused.returncode == 1
+        assert f'permission denied for database "{name}"' in refused.stdout, refused.stdout
+        assert f"grant it: GRANT CONNECT ON DATABASE {name} TO {role}" in refused.stdout
+        db.execute(f"GRANT CONNECT ON DATABASE {name} TO {role}")
+
+        lacking = check(tmp_path, cfg)
+        out = lacking.stdout
+        assert lacking.returncode == 1, out
+        assert fix_of(out, f"role {role!r} has no REPLICATION attribute").startswith(
+            f"ALTER ROLE {role} REPLICATION"
+        )
+        create = fix_of(out, "creating it needs CREATE on database")
+        assert create.startswith(f"GRANT CREATE ON DATABASE {name} TO {role};"), create
+        publish = fix_of(out, "only a table's owner may publish it")
+        statement = f"CREATE PUBLICATION cdcd_{name} FOR TABLE shop.orders"
+        assert publish.startswith(f"as their owner or a superuser: {statement};"), publish
+        select = fix_of(out, "may not SELECT from 1 captured table(s) (shop.orders)")
+        assert (
+            select == f"GRANT USAGE ON SCHEMA shop TO {role}; GRANT SELECT ON shop.orders TO {role}"
+        )
+        denied = fix_of(
+            out, "source.heartbeat_action_query fails: permission denied for table heartbeat"
+        )
+        assert denied.startswith(f"GRANT SELECT, INSERT, UPDATE ON heartbeat TO {role} (")
+        assert "4 error(s), 1 warning(s)" in out, out
+
+        # The fixes, run as written (the publication created by its owner, the DBA).
+        for statement_run in (
+            f"ALTER ROLE {role} REPLICATION",
+            create.split(";")[0],
+            statement,
+            *select.split("; "),
+            denied.split(" (")[0],
+        ):
+            db.execute(statement_run)
+        ready = check(tmp_path, cfg)
+        assert ready.returncode == 0, ready.stdout
+        assert "postgres source: OK" in ready.stdout, ready.stdout
+        assert db.execute("SELECT count(*) FROM public.heartbeat").fetchone() == (0,), (
+            "check ran the heartbeat query without rolling it back"
+        )
+
+        # Those privileges suffice: an initial snapshot, the stream, the heartbeats.
+        cfg["snapshot"] = {"mode": "initial"}
+        cfg["source"]["heartbeat_interval_s"] = 1.0
+        with daemon(tmp_path, cfg) as d:
+            db.execute("INSERT INTO shop.orders VALUES (2)")
+            messages = consume(kafka_bootstrap, [f"{name}.shop.orders"], expect=2, settle=1)
+            assert [(m.value["op"], m.key["id"]) for m in messages] == [("r", 1), ("c", 2)]
+            assert d.terminate() == 0, d.log_text()[-2000:]
+        assert "heartbeat_action_query failed" not in d.log_text()
+        assert db.execute("SELECT n > 0 FROM public.heartbeat").fetchone() == (True,)
+    finally:
+        db.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE database = %s AND NOT active",
+            (name,),
+        )
+        db.close()
+        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()

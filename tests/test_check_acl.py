@@ -41,7 +41,9 @@ class SaslBroker(Broker):
             "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
         )
-        props = props.replace("inter.broker.listener.name=PLAINTEXT", "inter.broker.listener.name=SASL_PLAINTEXT")
+        props = props.replace(
+            "inter.broker.listener.name=PLAINTEXT", "inter.broker.listener.name=SASL_PLAINTEXT"
+        )
         props += (
             "sasl.enabled.mechanisms=PLAIN\n"
             "sasl.mechanism.inter.broker.protocol=PLAIN\n"
@@ -162,7 +164,7 @@ def test_login_and_permissions_are_checked_with_their_fixes(
         f"fix: grant WRITE and DESCRIBE on TransactionalId cdcd-{name}",
         f"Kafka refuses the consumer group cdcd-{name}",
         f"fix: grant READ and DESCRIBE on Group cdcd-{name}",
-        "4 error(s), 0 warning(s)",
+        "4 error(s), 0 warning(s)",  # not the signal channel's group: said by the one above
     ):
         assert needle in refused.stdout, refused.stdout
 
@@ -173,6 +175,20 @@ def test_login_and_permissions_are_checked_with_their_fixes(
         *[(TOPIC, name, PREFIXED, op) for op in (CREATE, DESCRIBE, WRITE)],
         (TRANSACTIONAL_ID, f"cdcd-{name}", LITERAL, WRITE),
         (GROUP, f"cdcd-{name}", LITERAL, READ),
+    )
+    signals = check_until_ok()  # with a warning
+    assert (
+        f"WARNING: Kafka refuses the consumer group cdcd-{name}-signals of the signal "
+        "channel: the daemon streams, but reads no signals from topic cdcd-signals"
+    ) in signals, signals
+    assert (
+        f"fix: grant READ on Group cdcd-{name}-signals and READ, DESCRIBE on Topic cdcd-signals"
+        in signals
+    )
+    grant(
+        broker.bootstrap,
+        (GROUP, f"cdcd-{name}-signals", LITERAL, READ),
+        *[(TOPIC, "cdcd-signals", LITERAL, op) for op in (READ, DESCRIBE)],
     )
     assert f"kafka sink at {broker.bootstrap}: OK" in check_until_ok()
     # The daemon's environment is the test's: its password comes from a file.
@@ -196,4 +212,3 @@ def test_login_and_permissions_are_checked_with_their_fixes(
     assert f"fix: grant DESCRIBE_CONFIGS on Topic {offsets_topic}" in unknown.stdout
     grant(broker.bootstrap, (TOPIC, offsets_topic, LITERAL, DESCRIBE_CONFIGS))
     assert f"kafka sink at {broker.bootstrap}: OK" in check_until_ok()
-

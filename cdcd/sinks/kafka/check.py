@@ -11,7 +11,10 @@ it may run beside a running daemon:
 - topics under ``<topic_prefix>``: creatable (CreateTopics with ``validate_only`` for a
   probe name under the prefix), or, when not, some present;
 - the coordinators the daemon needs: the transaction coordinator for its transactional
-  id (exactly-once) and the group coordinator for its group.
+  id (exactly-once) and the group coordinator for its group, and for the group of the
+  Kafka signal channel (a warning: without it the daemon streams without signals).
+
+The ACLs behind each: ``docs/privileges.md``.
 """
 
 from __future__ import annotations
@@ -70,7 +73,12 @@ async def check(config: Config) -> list[Problem]:
             problems += await _data_topics(admin, sink, topics, brokers)
             if config.delivery == "exactly-once":
                 problems += await _transaction_coordinator(admin, offsets.transactional_id)
-            problems += await _group_coordinator(admin, offsets.group_id)
+            group = await _group_coordinator(admin, offsets.group_id)
+            problems += group
+            if config.signals.kafka_topic and not group:
+                problems += await _signals_group(
+                    admin, config.signals.kafka_topic, offsets.group_id
+                )
         except (KafkaError, TimeoutError) as exc:
             problems.append(Problem(str(explain_kafka_error(exc, sink.bootstrap_servers)), ""))
         finally:
@@ -187,7 +195,9 @@ async def _find_coordinator(admin: AIOKafkaAdminClient, key: str, kind: int) -> 
         await asyncio.sleep(0.5)
 
 
-async def _transaction_coordinator(admin: AIOKafkaAdminClient, transactional_id: str) -> list[Problem]:
+async def _transaction_coordinator(
+    admin: AIOKafkaAdminClient, transactional_id: str
+) -> list[Problem]:
     # Registering the transactional id (InitProducerId) would prove WRITE on it, but it
     # fences the daemon if it runs. FindCoordinator needs DESCRIBE on the id (which WRITE
     # implies): it proves that the id is not refused outright and that Kafka has a
@@ -243,3 +253,19 @@ async def _group_coordinator(admin: AIOKafkaAdminClient, group_id: str) -> list[
             )
         ]
     raise error
+
+
+async def _signals_group(admin: AIOKafkaAdminClient, topic: str, group_id: str) -> list[Problem]:
+    group = f"{group_id}-signals"  # as SignalChannel names it
+    error = await _find_coordinator(admin, group, 0)
+    if not isinstance(error, GroupAuthorizationFailedError):
+        return []  # found, or no coordinator: the daemon's own group's finding says so
+    return [
+        Problem(
+            f"Kafka refuses the consumer group {group} of the signal channel: the daemon "
+            f"streams, but reads no signals from topic {topic}",
+            f"grant READ on Group {group} and READ, DESCRIBE on Topic {topic}, or set "
+            'signals.kafka_topic = ""',
+            fatal=False,
+        )
+    ]

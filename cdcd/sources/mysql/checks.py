@@ -110,32 +110,84 @@ def run_checks(cursor: Any, config: MysqlSourceConfig, info: ServerInfo) -> list
                 fatal=False,
             )
         )
-    problems += _privilege_problems(cursor)
+    problems += _privilege_problems(cursor, info)
     problems += _table_problems(cursor, config)
+    problems += _select_problems(cursor, config)
     return problems
 
 
-def _privilege_problems(cursor: Any) -> list[Problem]:
+def _current_user(cursor: Any) -> str:
+    """The account as a GRANT names it: ``'name'@'host'``."""
+    cursor.execute("SELECT CURRENT_USER()")
+    name, _, host = str(cursor.fetchone()[0]).rpartition("@")
+    return f"'{name}'@'{host}'"
+
+
+def _privilege_problems(cursor: Any, info: ServerInfo) -> list[Problem]:
+    """The global privileges (``docs/privileges.md``)."""
     cursor.execute("SHOW GRANTS FOR CURRENT_USER()")
     grants = " ".join(row[0] for row in cursor.fetchall()).upper()
+    user = _current_user(cursor)
     problems = []
     has_all = bool(re.search(r"GRANT ALL PRIVILEGES ON \*\.\*", grants))
     if not (has_all or "REPLICATION SLAVE" in grants or "REPLICATION REPLICA" in grants):
         problems.append(
             Problem(
                 "the user lacks the REPLICATION SLAVE privilege (needed to read the binlog)",
-                "GRANT REPLICATION SLAVE ON *.* TO <user>",
+                f"GRANT REPLICATION SLAVE ON *.* TO {user}",
             )
         )
     monitor = ("REPLICATION CLIENT", "BINLOG MONITOR", "SUPER")
     if not (has_all or any(p in grants for p in monitor)):
+        privilege = "BINLOG MONITOR" if info.flavor == "mariadb" else "REPLICATION CLIENT"
         problems.append(
             Problem(
-                "the user lacks REPLICATION CLIENT (MariaDB: BINLOG MONITOR) to read binlog positions",
-                "GRANT REPLICATION CLIENT ON *.* TO <user>  (MariaDB 10.5+: GRANT BINLOG MONITOR ...)",
+                f"the user lacks {privilege} to read binlog positions (SHOW BINARY LOGS)",
+                f"GRANT {privilege} ON *.* TO {user}",
+            )
+        )
+    # MariaDB reads a consistent snapshot's position without a lock; MySQL needs a
+    # moment of FLUSH TABLES WITH READ LOCK (snapshot_view).
+    if info.flavor == "mysql" and not (has_all or re.search(r"\bRELOAD\b", grants)):
+        problems.append(
+            Problem(
+                "the user lacks RELOAD: an initial snapshot cannot take the brief FLUSH TABLES "
+                "WITH READ LOCK of its consistent view, and is read in watermarked chunks while "
+                "streaming instead",
+                f"GRANT RELOAD ON *.* TO {user}",
+                fatal=False,
             )
         )
     return problems
+
+
+def _select_problems(cursor: Any, config: MysqlSourceConfig) -> list[Problem]:
+    """Captured tables the user sees but may not read (a table it has no privilege on
+    at all it does not see: ``_table_problems``): their snapshots would fail."""
+    unreadable = []
+    for schema, table in captured_tables(cursor, config):
+        try:
+            cursor.execute(f"SELECT 1 FROM {_quoted(schema)}.{_quoted(table)} LIMIT 0")
+            cursor.fetchall()
+        except Exception as exc:  # noqa: BLE001 - pymysql is not imported here
+            if not exc.args or exc.args[0] not in (1142, 1143):  # SELECT command denied
+                raise
+            unreadable.append(f"{_quoted(schema)}.{_quoted(table)}")
+    if not unreadable:
+        return []
+    user = _current_user(cursor)
+    return [
+        Problem(
+            f"the user may not SELECT from {len(unreadable)} captured table(s) "
+            f"({', '.join(unreadable[:5])}): their snapshots fail; streaming needs no SELECT",
+            "; ".join(f"GRANT SELECT ON {name} TO {user}" for name in unreadable),
+            fatal=False,
+        )
+    ]
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def list_tables(cursor: Any) -> list[tuple[str, str, bool]]:

@@ -8,6 +8,11 @@ import psycopg
 from psycopg import sql
 
 from cdcd.sources.base import Problem, selection_problems
+from cdcd.sources.postgres.privileges import (
+    heartbeat_query_problems,
+    publication_creation_problems,
+    select_problems,
+)
 
 if TYPE_CHECKING:
     from cdcd.selection import TableSelection
@@ -81,7 +86,8 @@ async def run_checks(
     """
     problems = await _server_problems(conn)
     user, superuser, replication = await _one(
-        conn, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+        conn,
+        "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user",
     )
     if not (superuser or replication):
         problems.append(
@@ -92,10 +98,14 @@ async def run_checks(
         )
     (database,) = await _one(conn, "SELECT current_database()")
     problems += await _slot_problems(conn, config, slot, database, setup)
-    published, found = await _publication_problems(conn, config, publication, user, superuser)
-    problems += found
     tables = await list_tables(conn)
+    published, found = await _publication_problems(
+        conn, config, tables, publication, user, superuser
+    )
+    problems += found
     problems += _table_problems(conn, config, tables, publication, published)
+    problems += await select_problems(conn, config, tables, user)
+    problems += await heartbeat_query_problems(conn, config, user)
     schemas = await _list_schemas(conn) if config.databases is not None else None
     problems += selection_problems(
         config.selection,
@@ -124,7 +134,9 @@ async def _server_problems(conn: psycopg.AsyncConnection[Any]) -> list[Problem]:
     for setting, value in (("max_replication_slots", slots), ("max_wal_senders", senders)):
         if int(value) < 1:
             problems.append(
-                Problem(f"{setting} is {value}", f"set {setting} to at least 4 and restart PostgreSQL")
+                Problem(
+                    f"{setting} is {value}", f"set {setting} to at least 4 and restart PostgreSQL"
+                )
             )
     return problems
 
@@ -182,13 +194,16 @@ async def _slot_problems(
 async def _publication_problems(
     conn: psycopg.AsyncConnection[Any],
     config: PostgresSourceConfig,
+    tables: list[CatalogTable],
     publication: str,
     user: str,
     superuser: bool,
 ) -> tuple[set[tuple[str, str]] | None, list[Problem]]:
     """(the tables the publication lists, None when it has them all or does not exist;
     the problems of a missing publication that cdcd may not or cannot create)."""
-    pub_row = await _one(conn, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,))
+    pub_row = await _one(
+        conn, "SELECT puballtables FROM pg_publication WHERE pubname = %s", (publication,)
+    )
     if pub_row is None:
         if not config.create_publication:
             return None, [
@@ -206,6 +221,10 @@ async def _publication_problems(
                     "or list the tables in source.tables",
                 )
             ]
+        if config.tables is not None and not superuser:
+            return None, await publication_creation_problems(
+                conn, config, tables, publication, user
+            )
         return None, []
     if pub_row[0]:
         return None, []

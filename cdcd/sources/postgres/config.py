@@ -17,6 +17,25 @@ class PostgresSourceConfig(SourceConfigBase):
     create_slot: bool = True
     create_publication: bool = True
     status_interval_s: float = Field(default=10.0, gt=0)
+    heartbeat_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often a heartbeat offset may confirm WAL that holds nothing for "
+        "the daemon (the server's WAL end, once nothing is on its way to Kafka), "
+        "heartbeat_action_query runs and the slot's lag is read",
+    )
+    heartbeat_action_query: str | None = Field(
+        default=None,
+        description="Debezium's heartbeat.action.query: SQL run in the slot's database every "
+        "heartbeat_interval_s (e.g. an upsert into a heartbeat table), so that the slot has "
+        "WAL of its own database to move over while that database is idle",
+    )
+    slot_lag_alarm_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="a warning naming the slot while its confirmed position is more than this "
+        "behind the server's WAL end (once, then every minute; an info line when it is back)",
+    )
     reader: Literal["inline", "process"] = Field(
         default="inline",
         description="where the replication stream is read and decoded: the daemon itself, "

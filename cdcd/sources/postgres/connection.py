@@ -31,6 +31,7 @@ class Connector:
         self.application_name = application_name
         parts = dsn_parts(config.dsn)
         self.database: str = parts["database"]
+        self.user: str | None = parts["user"]  # as the GRANTs cdcd suggests name it
         self.where = f"{parts['host']}:{parts['port'] or 5432}"  # as messages name the server
 
     async def connect(self, replication: bool = False) -> psycopg.AsyncConnection[Any]:
@@ -50,4 +51,4 @@ class Connector:
         try:
             return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
         except psycopg.OperationalError as exc:
-            raise connect_error(exc, self.where, replication) from None
+            raise connect_error(exc, self.where, replication, self.user) from None

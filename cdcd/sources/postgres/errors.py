@@ -17,6 +17,7 @@ import psycopg
 from psycopg import pq
 
 from cdcd.errors import SourceError, SourceUnavailableError
+from cdcd.sources.postgres.privileges import identifier
 
 # SQLSTATEs of a connection that was cut, or refused for now: the same request on a new
 # connection may succeed (admin_shutdown: pg_terminate_backend or a fast shutdown;
@@ -63,30 +64,48 @@ def connection_lost(exc: psycopg.Error) -> bool:
     return any(sign in text for sign in _LOST_SIGNS)
 
 
-def explain_connect_error(exc: Exception, where: str, replication: bool) -> str:
-    """A failed connection to ``where`` (host:port) as a message naming the fix."""
+def explain_connect_error(
+    exc: Exception, where: str, replication: bool, user: str | None = None
+) -> str:
+    """A failed connection to ``where`` (host:port) as ``user``, as a message naming the fix."""
     # libpq: a line per address tried, each followed by indented hint lines; the last
     # attempt's line holds the reason ("Connection refused"), its hint follows it.
     lines = [line for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
-    starts = [i for i, line in enumerate(lines) if not line[:1].isspace()] or [0]
+    # The server's DETAIL and HINT lines belong to the reason before them.
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if not line[:1].isspace() and not line.startswith(("DETAIL:", "HINT:"))
+    ] or [0]
     text = "; ".join(line.strip() for line in lines[starts[-1] :])
     text = re.sub(r"^connection failed: ", "", text)
     what = f"cannot connect to PostgreSQL at {where}"
     if "pg_hba.conf" in text and replication:
         return (
             f"{what} for replication: {text}; allow it in pg_hba.conf "
-            "('host replication <user> <address> scram-sha-256') and reload"
+            "('host <database> <user> <address> scram-sha-256': a logical replication "
+            "session matches its database, not 'replication') and reload"
         )
     if "password authentication failed" in text or "no password supplied" in text:
         return f"{what}: {text}; set the password with source.password_env or source.password_file"
-    if "must be superuser or replication role" in text or "permission denied to start WAL sender" in text:
+    database = re.search(r'permission denied for database "([^"]+)"', text)
+    if database is not None:
+        grantee = identifier(user) if user else "<user>"
+        fix = f"GRANT CONNECT ON DATABASE {identifier(database[1])} TO {grantee}"
+        return f"{what}: {text}; grant it: {fix}"
+    if (
+        "must be superuser or replication role" in text
+        or "permission denied to start WAL sender" in text
+    ):
         return f"{what}: {text}; grant it with: ALTER ROLE <user> REPLICATION"
     return f"{what}: {text} (check source.dsn)"
 
 
-def connect_error(exc: psycopg.OperationalError, where: str, replication: bool) -> SourceError:
+def connect_error(
+    exc: psycopg.OperationalError, where: str, replication: bool, user: str | None = None
+) -> SourceError:
     """A failed connection as the error to raise: unavailable if it may pass."""
-    message = explain_connect_error(exc, where, replication)
+    message = explain_connect_error(exc, where, replication, user)
     if connection_lost(exc):
         return SourceUnavailableError(message)
     return SourceError(message)

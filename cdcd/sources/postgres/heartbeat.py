@@ -1,4 +1,11 @@
-"""Heartbeats asked for (``HeartbeatSource.heartbeat_soon``) by the inline stream.
+"""When the inline stream gives heartbeats: on its own, a heartbeat interval's ticks
+(``status_ticks``); and at once, when asked for (``HeartbeatSource.heartbeat_soon``).
+
+Every ``heartbeat_interval_s`` a heartbeat is due: the stream asks the server for a
+keepalive (a status update with the reply flag), and the WAL end it carries becomes a
+heartbeat ``Commit`` once nothing is on its way to Kafka (``source._on_keepalive``). The
+server sends keepalives of its own only now and then (``wal_sender_timeout``), so WAL
+of other databases and of tables not captured would otherwise be confirmed rarely.
 
 A watermarked snapshot chunk waits until the stream has given every transaction
 committed before its high watermark; on an idle database nothing would come for a
@@ -20,13 +27,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from cdcd.positions import PgPosition
 
 ASK_EVERY_S = 0.05  # a keepalive asked for this often while a heartbeat is wanted
 GIVE_UP_S = 30.0  # then the stream's own commits and heartbeats carry on
+
+
+async def status_ticks(config: Any) -> AsyncIterator[bool]:
+    """A tick every ``status_interval_s`` (a standby status update is due) and every
+    ``heartbeat_interval_s`` (True: a heartbeat is due too), whichever comes first."""
+    status_s, beat_s = config.status_interval_s, config.heartbeat_interval_s
+    now = time.monotonic()
+    next_status, next_beat = now + status_s, now + beat_s
+    while True:
+        await asyncio.sleep(max(0.0, min(next_status, next_beat) - time.monotonic()))
+        now = time.monotonic()
+        beat = now >= next_beat
+        if beat:
+            next_beat = now + beat_s
+        next_status = now + status_s
+        yield beat
 
 
 class HeartbeatRequests:

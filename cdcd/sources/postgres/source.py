@@ -45,7 +45,8 @@ from cdcd.sources.postgres.errors import (
     stream_ended,
     stream_error,
 )
-from cdcd.sources.postgres.heartbeat import HeartbeatRequests
+from cdcd.sources.postgres.heartbeat import HeartbeatRequests, status_ticks
+from cdcd.sources.postgres.monitor import SlotMonitor
 from cdcd.sources.postgres.reader import HEARTBEAT_MESSAGE, ack_message, reader_setup
 from cdcd.sources.postgres.rows import (
     UNAVAILABLE_VALUE,
@@ -117,12 +118,13 @@ class PostgresSource:
         self._commit_ts_us = 0
         # The open transaction's changes; where a restart resumes inside a cut one.
         self._assembler = TransactionAssembler(split_after_events)
-        self._last_heartbeat = 0.0  # monotonic time of the last heartbeat commit
+        self._heartbeat_due = False  # a heartbeat interval passed since the last heartbeat
         self._heartbeats = HeartbeatRequests(
             self._replication_slot.insert_position,
             lambda: self._send_status(force=True, reply=True),
             log,
         )
+        self._monitor = SlotMonitor(self._connector, config, self.slot, log)
 
     # -- connections, checks and positions ------------------------------------------
 
@@ -152,6 +154,12 @@ class PostgresSource:
         """Checks, then the publication, and the slot created or checked to continue
         from ``resume`` (``ReplicationSlot.prepare``)."""
         await self._replication_slot.prepare(resume)
+        self._monitor.start()  # the daemon's: a reader process streams without prepare()
+
+    @property
+    def slot_lag_bytes(self) -> int | None:
+        """Bytes the slot's confirmed position was behind the WAL end (None: not known)."""
+        return self._monitor.lag_bytes
 
     async def check_position(self, position: Position) -> None:
         """Refuse a position to store that the slot cannot stream from exactly."""
@@ -205,7 +213,7 @@ class PostgresSource:
         start = self._start_lsn(resume, confirmed)
         self._last_commit_lsn = start  # the next transaction's predecessor, for cut positions
         self._heartbeats.given(start)
-        self._last_heartbeat = time.monotonic()  # the first heartbeat one interval from now
+        self._heartbeat_due = False  # the first heartbeat one interval from now
         self._last_commit_lsn_text = f'"{start}"'
         self._acked_lsn = max(self._acked_lsn, start, confirmed)
         await self._replication_slot.start_replication(self._repl, start)
@@ -424,23 +432,20 @@ class PostgresSource:
     def _on_keepalive(self, wal_end: int, items: list[SourceItem]) -> None:
         """Idle or filtered-out WAL: offer the server's WAL end as a position to store.
 
-        When every commit decoded so far is acknowledged and no transaction is open,
-        nothing before the server's WAL end is ours to deliver. The slot may move there
-        only once Kafka holds an offset record for it (the ack rule): a heartbeat commit,
-        without events, goes through the pipeline like any other, at most once a status
-        interval. So the slot is never ahead of the stored offset, which makes a slot
-        that is ahead a sure sign of lost changes (``check_resumable``), while the
-        server can still recycle WAL that holds nothing for us. Not inside a cut
-        transaction seen again: its position must stay readable."""
+        With every commit decoded so far acknowledged and no transaction open, nothing
+        before the WAL end is ours to deliver. The slot moves there only once Kafka holds
+        an offset record for it (the ack rule): a heartbeat commit, without events, goes
+        through the pipeline like any other, once a heartbeat interval (or at once when
+        asked for). So a slot ahead of the stored offset is a sure sign of lost changes
+        (``check_resumable``), while the server still recycles WAL that holds nothing for
+        us. Not inside a cut transaction seen again: its position must stay readable."""
         if self._in_transaction or self._assembler.skipping or wal_end <= self._last_commit_lsn:
             return
         if self._acked_lsn < self._last_commit_lsn:
             return  # a commit (or heartbeat) is still on its way to Kafka
-        now = time.monotonic()
-        throttled = now - self._last_heartbeat < self.config.status_interval_s
-        if throttled and not self._heartbeats.urgent(wal_end):  # one asked for: at once
+        if not (self._heartbeat_due or self._heartbeats.urgent(wal_end)):
             return
-        self._last_heartbeat = now
+        self._heartbeat_due = False
         self._last_commit_lsn = wal_end
         self._last_commit_lsn_text = f'"{wal_end}"'
         items.append(Commit(PgPosition(wal_end), extra=HEARTBEAT))
@@ -477,9 +482,10 @@ class PostgresSource:
         self._last_status = time.monotonic()
 
     async def _feedback_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.status_interval_s)
-            self._send_status(force=True)
+        """Standby status updates; on a heartbeat tick, a keepalive asked for (``heartbeat``)."""
+        async for beat in status_ticks(self.config):
+            self._heartbeat_due |= beat
+            self._send_status(force=True, reply=beat)
 
     async def _close_meta(self) -> None:
         meta, self._meta = self._meta, None
@@ -499,6 +505,7 @@ class PostgresSource:
     async def close(self) -> None:
         """Report the final acknowledged position and disconnect."""
         await self._heartbeats.close()
+        await self._monitor.close()
         if self._worker is not None:
             # The worker reports it, once it has every acknowledgement sent so far.
             self._stopping = True

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import free_port, run_cli, unique_name, write_config
+from support import fix_of, free_port, run_cli, unique_name, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +131,48 @@ def test_unreachable_server(tmp_path, kafka_bootstrap):
     result = run_cli("run", "--config", str(path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"cdcd: error: cannot connect to MySQL/MariaDB at 127.0.0.1:{port}" in result.stderr
+
+
+def test_each_missing_privilege_is_named_with_its_grant(my_case, tmp_path, kafka_bootstrap):
+    """A real user lacking each privilege: check names the GRANT; the GRANTs, run as
+    written, make check pass."""
+    db = my_case.database
+    my_case.ddl("CREATE TABLE readable (id INT PRIMARY KEY)")
+    my_case.ddl("CREATE TABLE unreadable (id INT PRIMARY KEY)")
+    user = unique_name("cdc")
+    account = f"'{user}'@'%'"
+    my_case.ddl(f"CREATE USER {account} IDENTIFIED BY 'cdc-pw'")
+    try:
+        my_case.ddl(f"GRANT SELECT ON {db}.readable TO {account}")
+        my_case.ddl(f"GRANT INSERT ON {db}.unreadable TO {account}")  # seen, not readable
+        url = my_case.url.replace("root:root@", f"{user}:cdc-pw@")
+        path = config(tmp_path, url, [f"{db}.readable", f"{db}.unreadable"], kafka_bootstrap)
+
+        lacking = run_cli("check", "--config", str(path))
+        out = lacking.stdout
+        assert lacking.returncode == 1 and "Traceback" not in lacking.stderr, out
+        monitor = "BINLOG MONITOR" if my_case.flavor == "mariadb" else "REPLICATION CLIENT"
+        fixes = [
+            fix_of(out, "the user lacks the REPLICATION SLAVE privilege"),
+            fix_of(out, f"the user lacks {monitor} to read binlog positions"),
+            fix_of(out, f"may not SELECT from 1 captured table(s) (`{db}`.`unreadable`)"),
+        ]
+        assert fixes == [
+            f"GRANT REPLICATION SLAVE ON *.* TO {account}",
+            f"GRANT {monitor} ON *.* TO {account}",
+            f"GRANT SELECT ON `{db}`.`unreadable` TO {account}",
+        ]
+        if my_case.flavor == "mysql":  # its consistent view takes a brief global read lock
+            fixes.append(fix_of(out, "the user lacks RELOAD"))
+            assert fixes[-1] == f"GRANT RELOAD ON *.* TO {account}"
+            assert "2 error(s), 2 warning(s)" in out, out
+        else:
+            assert "RELOAD" not in out and "2 error(s), 1 warning(s)" in out, out
+
+        for fix in fixes:
+            my_case.ddl(fix)
+        ready = run_cli("check", "--config", str(path))
+        assert ready.returncode == 0, ready.stdout
+        assert "mysql source: OK" in ready.stdout, ready.stdout
+    finally:
+        my_case.ddl(f"DROP USER {account}")

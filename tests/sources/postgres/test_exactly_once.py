@@ -229,7 +229,7 @@ def test_offsets_commands_on_a_stopped_daemon_and_refused_on_a_running_one(pg_ca
     pg_case.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY)")
     config = pg_case.config(["t"])
     # No heartbeat offsets over other tests' WAL while this one compares offsets.
-    config["source"]["status_interval_s"] = 3600
+    config["source"]["heartbeat_interval_s"] = 3600
     path = str(write_config(tmp_path / "cli.toml", config))
 
     shown = run_cli("offsets", "show", "--config", path)

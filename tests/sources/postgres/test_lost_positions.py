@@ -141,7 +141,9 @@ def test_offsets_set_refuses_positions_the_slot_cannot_stream_from(pg_case, tmp_
 
     # Without its slot, only a reset can go on: it creates the slot and stores its start.
     pg_case.conn.execute("SELECT pg_drop_replication_slot(%s)", (f"cdcd_{pg_case.name}",))
-    refused = run_cli("offsets", "set", "--config", str(path), "--position", before[-1]["lsn"], "--yes")
+    refused = run_cli(
+        "offsets", "set", "--config", str(path), "--position", before[-1]["lsn"], "--yes"
+    )
     assert refused.returncode == 1 and "does not exist" in refused.stderr
     reset = run_cli("offsets", "reset", "--config", str(path), "--to", "latest", "--yes")
     assert reset.returncode == 0, reset.stderr
@@ -161,11 +163,9 @@ def test_wal_without_changes_moves_the_slot_only_through_kafka(pg_case, tmp_path
     heartbeat offsets are stored, the slot follows them and never passes them, and a
     restart resumes without taking the slot for a lost one."""
     s = pg_case.schema
-    pg_case.execute(
-        f"CREATE TABLE {s}.t (id int PRIMARY KEY)", f"CREATE TABLE {s}.other (id int)"
-    )
+    pg_case.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY)", f"CREATE TABLE {s}.other (id int)")
     config = pg_case.config(["t"])
-    config["source"].update(reader=reader, status_interval_s=0.5)
+    config["source"].update(reader=reader, heartbeat_interval_s=0.5)
     with daemon(tmp_path, config) as d:
         pg_case.execute(f"INSERT INTO {s}.t VALUES (1)")
         consume(pg_case.bootstrap, [pg_case.topic("t")], expect=1, settle=0)
@@ -173,8 +173,8 @@ def test_wal_without_changes_moves_the_slot_only_through_kafka(pg_case, tmp_path
         deadline = time.monotonic() + 60
         while True:
             pg_case.execute(f"INSERT INTO {s}.other SELECT generate_series(1, 100)")
+            confirmed = pg_case.slot_confirmed_lsn()  # first: the stored offset is as late
             stored = lsn(offset_history(pg_case.bootstrap, pg_case.name)[-1]["lsn"])
-            confirmed = pg_case.slot_confirmed_lsn()
             assert confirmed <= stored, "the slot moved past what Kafka holds"
             if confirmed > first:
                 break
