@@ -71,7 +71,9 @@ async def scan(
     from cdcd.sources.mysql.config import MysqlSourceConfig
     from cdcd.sources.mysql.source import MysqlSource
 
-    config = MysqlSourceConfig(kind="mysql", dsn=url, tables=[f"{db}.{TABLE}"], reader=reader_kind)
+    config = MysqlSourceConfig(
+        kind="mysql", dsn=url, tables=[f"{db}.{TABLE}"], snapshot_reader=reader_kind
+    )
     source = MysqlSource(config, name="microsnap")
     reader = source.snapshot_reader()
     (table,) = await reader.tables()

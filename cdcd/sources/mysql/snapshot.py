@@ -139,10 +139,10 @@ class MysqlSnapshotReader:
     async def consistent(self, threads: int = 1) -> Any:
         """A consistent view on ``threads`` connections (one scan at a time on each), or
         None when the server or the privileges allow none (``snapshot_view``); with
-        ``source.reader = "process"`` a single connection's view is a worker process's
+        ``source.snapshot_reader = "process"`` a single connection's view is a worker process's
         (``snapshot_process``)."""
         info = await asyncio.to_thread(self._info)
-        if threads <= 1 and self.source.config.reader == "process":
+        if threads <= 1 and self.source.config.snapshot_reader == "process":
             return await WorkerView.open(self)  # read on the second core
         return await asyncio.to_thread(open_view, self, info, max(1, threads))
 

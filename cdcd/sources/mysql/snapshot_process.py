@@ -1,4 +1,4 @@
-"""A consistent view read in a process of its own (``source.reader = "process"``).
+"""A consistent view read in a process of its own (``source.snapshot_reader = "process"``).
 
 Reading and encoding rows is most of a snapshot's work; in a worker process (``cdcd.
 worker``) it runs on the second core while the daemon encodes envelopes and writes to
@@ -26,11 +26,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
-
 from cdcd import frames
 from cdcd.errors import SourceError
-from cdcd.events import ChangeEvent
 from cdcd.selection import PlainConfig
 from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.worker import Worker, worker_setup
@@ -58,11 +55,11 @@ class WorkerView:
         worker = Worker(MODULE, "the snapshot reader process")
         setup = (PlainConfig.of(source.config), source.info, source.connector, source.options)
         closing = False
-        replies = worker.chunks(lambda: closing)
+        replies = worker.payloads(lambda: closing)
         try:
             await worker.start(setup)
             while True:
-                reply = await anext(replies)
+                reply = _message(await anext(replies))
                 if not (isinstance(reply, tuple) and reply and reply[0] == "log"):
                     break
                 if source.log is not None:
@@ -87,29 +84,26 @@ class WorkerView:
             if self._failed:
                 raise SourceError("the snapshot reader process failed in an earlier scan")
             self._request(("scan", table, after, chunk_size, where))
-            namespace, name, left = table.namespace, table.name, True
+            left = True
             try:
                 while left:
-                    _, last_key, done, block, pairs = await self._reply()
-                    copy, left = block.copy if block is not None else dict, not done
-                    rows = [
-                        ChangeEvent("r", namespace, name, key, None, after, copy(), None)
-                        for key, after in (orjson.loads(pairs) if type(pairs) is bytes else pairs)
-                    ]
-                    yield Chunk(table, rows, last_key, done)
+                    chunk = await self._reply()
+                    left = not chunk.done
+                    yield Chunk(table, chunk.rows, chunk.last_key, chunk.done, chunk.extra)
             finally:
                 if left and not self._failed:
                     self._request(("stop",))
-                    while (reply := await self._reply())[0] != "stopped" and not reply[2]:
-                        pass
+                    while type(reply := await self._reply()) is Chunk and not reply.done:
+                        pass  # the chunks sent before the worker saw the stop, then "stopped"
 
     def _request(self, request: tuple[Any, ...]) -> None:
         payload = pickle.dumps(request)
         self.worker.send(len(payload).to_bytes(4, "little") + payload)
 
     async def _reply(self) -> Any:
+        """The worker's next frame: a chunk (``frames.decode_chunk``) or a pickle."""
         try:
-            return await anext(self._replies)
+            return _message(await anext(self._replies))
         except BaseException:
             self._failed = True
             raise
@@ -117,6 +111,15 @@ class WorkerView:
     async def close(self) -> None:
         """End the worker: its input closed, its transaction rolled back as it exits."""
         await self.worker.stop(grace_s=5)
+
+
+def _message(data: bytes) -> Any:
+    """A frame's payload: a chunk, or what the worker pickled (a log line, the view, a
+    stop's answer); an error raised."""
+    message: Any = frames.decode_chunk(data)
+    if isinstance(message, BaseException):
+        raise message
+    return message
 
 
 # -- the worker's side ---------------------------------------------------------------------
@@ -139,18 +142,6 @@ def _send(out: Any, message: Any) -> None:
     payload = frames.PICKLE + pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
     out.write(len(payload).to_bytes(4, "little") + payload)
     out.flush()
-
-
-def _chunk_reply(chunk: Chunk) -> tuple[Any, ...]:
-    """A chunk for the daemon: its rows' source block once (the view's, the same for each
-    row), their keys and after images in JSON (a pickle of them if JSON cannot carry a
-    value exactly: see ``cdcd.frames``)."""
-    rows = chunk.rows
-    pairs: Any = [[row.key, row.after] for row in rows]
-    with contextlib.suppress(TypeError, orjson.JSONEncodeError):
-        pairs = orjson.dumps(pairs)
-    block = rows[0].source if rows else None
-    return ("chunk", chunk.last_key, chunk.done, block, pairs)
 
 
 def _requests(loop: asyncio.AbstractEventLoop, requests: asyncio.Queue[Any]) -> None:
@@ -182,7 +173,8 @@ async def _serve(reader: MysqlSnapshotReader, out: Any) -> None:
                 continue  # a stop for a scan that had ended
             async with contextlib.aclosing(view.scan(*request[1:])) as chunks:
                 async for chunk in chunks:
-                    _send(out, _chunk_reply(chunk))
+                    out.write(frames.encode_chunk(chunk))
+                    out.flush()
                     if not requests.empty():  # a stop (or the daemon gone): the scan left
                         _send(out, ("stopped",))
                         break
