@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import faulthandler
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -62,6 +63,9 @@ def main() -> None:
 @config_option
 def run(config_path: str) -> None:
     """Stream changes from the source to the sink until SIGTERM or SIGINT."""
+    # A hung daemon killed by systemd's watchdog (SIGABRT) leaves every thread's stack
+    # on standard error: the journal says where the event loop was stuck.
+    faulthandler.enable()
     try:
         config = load_config(config_path)
         log = setup_logging(config.log.level, config.log.format).bind(name=config.name)

@@ -3,13 +3,12 @@ notifier, in one ``Context`` that the daemon makes once and hands to what it sta
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from cdcd.runtime.notify import Notifier
 
 if TYPE_CHECKING:
     from cdcd.checkpoint import Checkpoint
@@ -69,34 +68,6 @@ class Health:
         return self.state in (State.STREAMING, State.SNAPSHOTTING, State.STANDBY)
 
 
-class Notifier:
-    """Tells the service manager how the daemon is (systemd's ``sd_notify`` protocol: a
-    datagram to ``$NOTIFY_SOCKET``); does nothing when not run by one."""
-
-    def __init__(self, address: str | None = None) -> None:
-        self.address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
-        self._ready = False
-
-    def notify(self, *fields: str) -> None:
-        if not self.address:
-            return
-        address = self.address
-        if address.startswith("@"):  # an abstract socket
-            address = "\0" + address[1:]
-        # OSError: the manager went away, nothing to tell.
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
-            sock.sendto("\n".join(fields).encode(), address)
-
-    def state(self, health: Health) -> None:
-        fields = [f"STATUS={health.reason}"]
-        if health.ready and not self._ready:
-            self._ready = True
-            fields.insert(0, "READY=1")
-        if health.state is State.STOPPING:
-            fields.insert(0, "STOPPING=1")
-        self.notify(*fields)
-
-
 @dataclass
 class Context:
     """One per daemon: made at start, handed to each pipeline it runs."""
@@ -110,4 +81,4 @@ class Context:
     def enter(self, state: State, reason: str = "") -> None:
         """Move to ``state``: the health state changes and the service manager is told."""
         self.health.enter(state, reason)
-        self.notifier.state(self.health)
+        self.notifier.state(self.health, self.stats)

@@ -25,6 +25,7 @@ from cdcd.config import Config
 from cdcd.errors import SourceUnavailableError
 from cdcd.runtime.context import Context, State, Stats
 from cdcd.runtime.coordinator import Coordinator, keeps_offsets
+from cdcd.runtime.notify import notifying
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import build_source
@@ -64,11 +65,19 @@ class Daemon:
             self._coordinator.stop()
 
     async def run(self) -> Stats:
-        """Stream until stopped; the counters of the whole run."""
+        """Stream until stopped; the counters of the whole run. Under a service manager
+        (``$NOTIFY_SOCKET``) it is told the daemon's state as it changes and, with
+        ``$WATCHDOG_USEC``, pinged from this event loop (``cdcd.runtime.notify``)."""
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
+        async with notifying(self.ctx):
+            await self._run_until_stopped()
+        self._stopped()
+        return self.ctx.stats
+
+    async def _run_until_stopped(self) -> None:
         pause = 1.0
         while not self._stopping.is_set():
             try:
@@ -85,8 +94,6 @@ class Daemon:
                 await asyncio.wait_for(self._stopping.wait(), pause)
             pause = min(pause * 2, LONGEST_PAUSE_S)
             self.ctx.stats.restarts += 1
-        self._stopped()
-        return self.ctx.stats
 
     async def _start_and_stream(self) -> None:
         ctx, config = self.ctx, self.ctx.config

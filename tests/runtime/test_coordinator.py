@@ -5,8 +5,6 @@ context's state follows. Fakes of one function each, no servers."""
 from __future__ import annotations
 
 import asyncio
-import socket
-from pathlib import Path
 
 import orjson
 
@@ -15,7 +13,7 @@ from cdcd.errors import SourceError
 from cdcd.events import ChangeEvent, Commit
 from cdcd.offsets import StoredOffset
 from cdcd.positions import PgPosition
-from cdcd.runtime.context import Context, Notifier, State
+from cdcd.runtime.context import Context, State
 from cdcd.runtime.coordinator import Coordinator
 from cdcd.snapshot import Chunk, SnapshotTable
 
@@ -222,27 +220,6 @@ async def test_a_table_without_a_key_is_refused_by_name_without_a_consistent_vie
 
 async def _tables(tables):
     return tables
-
-
-def test_the_notifier_tells_systemd_ready_status_and_stopping(tmp_path: Path):
-    path = tmp_path / "notify"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
-        manager.bind(str(path))
-        manager.settimeout(2)
-        ctx = Context(CONFIG, Log(), notifier=Notifier(str(path)))
-        ctx.enter(State.STARTING, "connecting")
-        ctx.enter(State.STREAMING, "streaming from 0/10#0")
-        ctx.enter(State.STARTING, "source unavailable")
-        ctx.enter(State.STREAMING, "streaming from 0/20#0")
-        ctx.enter(State.STOPPING)
-        received = [manager.recv(4096).decode() for _ in range(5)]
-    assert received == [
-        "STATUS=connecting",
-        "READY=1\nSTATUS=streaming from 0/10#0",
-        "STATUS=source unavailable",
-        "STATUS=streaming from 0/20#0",  # READY only once
-        "STOPPING=1\nSTATUS=stopping",
-    ]
 
 
 async def test_when_needed_reads_the_tables_again_when_the_stored_position_is_gone():
