@@ -14,7 +14,8 @@ fastest round counts.
         # rounds alternate between this tree and the cdcd/ of git ref "main"
 
 Prints a JSON line per round and per tree: rows/s, CPU seconds per 100,000 rows (this
-process, all threads; the server's are not counted), peak RSS.
+process, all threads; the server's are not counted; with ``--reader process`` the
+snapshot reader process's apart), peak RSS of this process.
 """
 
 from __future__ import annotations
@@ -62,13 +63,17 @@ def ensure_table(url: str, db: str, rows: int) -> None:
     load.load_generated("mysql", url, load.snapshot_table(rows))
 
 
-async def scan(url: str, db: str, encode: bool, chunk_size: int) -> dict[str, Any]:
+async def scan(
+    url: str, db: str, encode: bool, chunk_size: int, reader_kind: str
+) -> dict[str, Any]:
     from cdcd.envelope import EnvelopeBuilder
     from cdcd.serialization import JsonSerializer
     from cdcd.sources.mysql.config import MysqlSourceConfig
     from cdcd.sources.mysql.source import MysqlSource
 
-    config = MysqlSourceConfig(kind="mysql", dsn=url, tables=[f"{db}.{TABLE}"], reader="thread")
+    config = MysqlSourceConfig(
+        kind="mysql", dsn=url, tables=[f"{db}.{TABLE}"], snapshot_reader=reader_kind
+    )
     source = MysqlSource(config, name="microsnap")
     reader = source.snapshot_reader()
     (table,) = await reader.tables()
@@ -91,7 +96,9 @@ async def scan(url: str, db: str, encode: bool, chunk_size: int) -> dict[str, An
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     await view.close()
     await reader.close()
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
+        "worker_cpu_s_per_100k": round((worker.ru_utime + worker.ru_stime) / count * 100_000, 3),
         "rows": count,
         "rows_per_s": round(count / wall),
         "cpu_s_per_100k": round(cpu / count * 100_000, 3),
@@ -103,7 +110,8 @@ async def scan(url: str, db: str, encode: bool, chunk_size: int) -> dict[str, An
 def _round(args: argparse.Namespace, tree: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": tree}
     command = [sys.executable, __file__, "--url", args.url, "--db", args.db, "--child"]
-    command += ["--chunk-size", str(args.chunk_size)] + (["--encode"] if args.encode else [])
+    command += ["--chunk-size", str(args.chunk_size), "--reader", args.reader]
+    command += ["--encode"] if args.encode else []
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"round in {tree} failed:\n{done.stderr}")
@@ -149,6 +157,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--encode", action="store_true", help="also envelope and serialize")
+    parser.add_argument("--reader", choices=("thread", "process"), default="thread")
     parser.add_argument("--against", metavar="GIT_REF", help="alternate rounds with its cdcd/")
     parser.add_argument("--drop", action="store_true", help="drop the database and exit")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -156,7 +165,11 @@ def main() -> None:
     if not args.url:
         raise SystemExit("no --url (nor CDCD_TEST_MYSQL_URL)")
     if args.child:
-        print(json.dumps(asyncio.run(scan(args.url, args.db, args.encode, args.chunk_size))))
+        print(
+            json.dumps(
+                asyncio.run(scan(args.url, args.db, args.encode, args.chunk_size, args.reader))
+            )
+        )
         return
     if args.drop:
         sys.path.insert(0, str(HERE))

@@ -2,9 +2,12 @@
 
 A reader may be one process (cdcd, the JVM) or a tree (a worker process, py-spy's
 child): the figures cover the process and all its descendants. Peak RSS is the kernel's
-own high-water mark (``VmHWM``) of each process, summed over the tree (for one process
-it is exact; for several an upper bound), next to the largest sampled sum of current
-RSS. CPU seconds are user + system time (``utime + stime``) of the tree, plus what
+own high-water mark (``VmHWM``) of each process, summed over the processes alive at the
+same sample, the largest such sum (for one process it is exact; for several an upper
+bound: each one's peak counted as if they all peaked together; a process that has ended
+holds nothing, so a snapshot's scan process and the stream's reader that follows it are
+not added up); next to it the sum over every process the tree ever had (a looser bound,
+``peak_rss_hwm_sum_mb``) and the largest sampled sum of current RSS. CPU seconds are user + system time (``utime + stime``) of the tree, plus what
 children that already exited left in their parent's ``cutime + cstime`` (a child seen
 while it ran counts once: by its parent's figure once it is reaped).
 
@@ -77,11 +80,12 @@ class ProcWatch:
     pid: int
     exclude: set[int] = field(default_factory=set)  # e.g. py-spy itself
     peak_sampled_kb: int = 0
+    peak_living_hwm_kb: int = 0  # the largest sum of VmHWM over processes alive together
     hwm_kb: dict[int, int] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
 
     def sample(self) -> None:
-        total = 0
+        total = living_hwm = 0
         living = tree(self.pid)
         # A descendant gone from the tree was reaped: its CPU time is in its parent's
         # cutime + cstime now (a scan process ends before the daemon), not to count twice.
@@ -97,14 +101,17 @@ class ProcWatch:
                 total += rss
             if hwm is not None:
                 self.hwm_kb[p] = max(self.hwm_kb.get(p, 0), hwm)
+                living_hwm += self.hwm_kb[p]
             if cpu is not None:
                 self.cpu[p] = max(self.cpu.get(p, 0.0), cpu)
         self.peak_sampled_kb = max(self.peak_sampled_kb, total)
+        self.peak_living_hwm_kb = max(self.peak_living_hwm_kb, living_hwm)
 
     def snapshot(self) -> dict[str, Any]:
         self.sample()
         return {
-            "peak_rss_mb": round(sum(self.hwm_kb.values()) / 1024, 1),
+            "peak_rss_mb": round(self.peak_living_hwm_kb / 1024, 1),
+            "peak_rss_hwm_sum_mb": round(sum(self.hwm_kb.values()) / 1024, 1),
             "peak_rss_sampled_mb": round(self.peak_sampled_kb / 1024, 1),
             "cpu_s": round(sum(self.cpu.values()), 2),
             # Each process's share (the root first): which one bounds a two-process reader.

@@ -103,13 +103,15 @@ class Daemon:
         coordinator = self._coordinator = Coordinator(ctx, source, sink)
         if self._stopping.is_set():
             coordinator.stop()
+        warnings: asyncio.Task[None] | None = None
         try:
             await sink.connect()  # first: no slot is created for a daemon that cannot deliver
             # (An active/standby pair waits here for leadership, connected, fencing nobody.)
             await sink.activate()
             resume = await coordinator.start(await sink.read_offset())
             if not self._started:
-                await warn_about_topics(source, TopicNaming(config.sink.topic_prefix), ctx.log)
+                # Only warnings: the tables are listed while the first rows are read.
+                warnings = asyncio.create_task(self._warn_about_topics(source))
             ctx.log.info(
                 "started",
                 source=config.source.kind,
@@ -122,9 +124,21 @@ class Daemon:
             self._started = True
             await coordinator.run(resume)
         finally:
+            if warnings is not None:
+                warnings.cancel()
+                with contextlib.suppress(BaseException):
+                    await warnings
             ctx.log.debug("closing", source=config.source.kind, sink=config.sink.kind)
             await source.close()
             await sink.close()
+
+    async def _warn_about_topics(self, source: Any) -> None:
+        try:
+            await warn_about_topics(
+                source, TopicNaming(self.ctx.config.sink.topic_prefix), self.ctx.log
+            )
+        except Exception as exc:  # noqa: BLE001 - the source itself says what failed
+            self.ctx.log.debug("topic names not checked", error=str(exc))
 
     def _waiting(self, exc: Exception, pause: float) -> None:
         config = self.ctx.config

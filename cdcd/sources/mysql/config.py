@@ -30,6 +30,12 @@ class MysqlSourceConfig(SourceConfigBase):
         description="where the binlog is read and decoded: a worker process (uses a second "
         "core) or a thread of the daemon",
     )
+    snapshot_reader: Literal["process", "thread"] = Field(
+        default="process",
+        description="where an initial snapshot's consistent view is read and converted: "
+        "a worker process holding the view (a free second core: faster, ~35 MB more "
+        "memory), or a thread of the daemon (also used with snapshot.max_threads > 1)",
+    )
 
     @field_validator("dsn")
     @classmethod

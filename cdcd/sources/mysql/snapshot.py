@@ -32,6 +32,7 @@ from cdcd.sources.common import keyless_chunks_error
 from cdcd.sources.mysql.checks import captured_tables
 from cdcd.sources.mysql.gtid import MariadbGtidPosition, MysqlGtidSet
 from cdcd.sources.mysql.snapshot_chunks import RowSource, prepare_session, read_page
+from cdcd.sources.mysql.snapshot_process import WorkerView
 from cdcd.sources.mysql.snapshot_values import COLUMNS_QUERY, TableRows, column_of
 from cdcd.sources.mysql.snapshot_view import open_view
 
@@ -137,8 +138,12 @@ class MysqlSnapshotReader:
 
     async def consistent(self, threads: int = 1) -> Any:
         """A consistent view on ``threads`` connections (one scan at a time on each), or
-        None when the server or the privileges allow none (``snapshot_view``)."""
+        None when the server or the privileges allow none (``snapshot_view``); with
+        ``source.snapshot_reader = "process"`` a single connection's view is a worker process's
+        (``snapshot_process``)."""
         info = await asyncio.to_thread(self._info)
+        if threads <= 1 and self.source.config.snapshot_reader == "process":
+            return await WorkerView.open(self)  # read on the second core
         return await asyncio.to_thread(open_view, self, info, max(1, threads))
 
     # -- watermarks ----------------------------------------------------------------

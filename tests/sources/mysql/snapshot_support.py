@@ -40,9 +40,12 @@ def make_source(
     options: EncodingOptions = DEFAULT_OPTIONS,
     log: Any = None,
     reader: str = "thread",
+    snapshot_reader: str = "thread",
     name: str = "snaptest",
 ) -> MysqlSource:
-    config = MysqlSourceConfig(kind="mysql", dsn=url, tables=tables, reader=reader)
+    config = MysqlSourceConfig(
+        kind="mysql", dsn=url, tables=tables, reader=reader, snapshot_reader=snapshot_reader
+    )
     return MysqlSource(config, name=name, options=options, log=log)
 
 

@@ -84,10 +84,12 @@ def _create_typed_tables(case, rnd: random.Random, count: int) -> None:
         cursor.execute(f"INSERT INTO odd VALUES {', '.join(ODD_ROWS)}")
 
 
+@pytest.mark.parametrize("reader_kind", ["thread", "process"])
 @pytest.mark.parametrize("mode", list(OPTION_SETS))
-async def test_snapshot_rows_are_encoded_as_the_stream_encodes_them(my_case, mode):
+async def test_snapshot_rows_are_encoded_as_the_stream_encodes_them(my_case, mode, reader_kind):
     url, db = my_case.url, my_case.database
-    source = make_source(url, [f"{db}.t", f"{db}.odd"], options=OPTION_SETS[mode])
+    options = OPTION_SETS[mode]
+    source = make_source(url, [f"{db}.t", f"{db}.odd"], options=options, snapshot_reader=reader_kind)
     start = await source.latest_position()
     _create_typed_tables(my_case, random.Random(f"{mode}{my_case.flavor}"), 120)
     streamed = changes(await stream_until(source, start, lambda items: len(changes(items)) >= 123))
@@ -130,10 +132,11 @@ async def test_snapshot_rows_are_encoded_as_the_stream_encodes_them(my_case, mod
     print(f"\n{my_case.flavor} {mode}: 123 rows x {len(ALL_COLUMNS) + 1} columns alike")
 
 
-async def test_source_block_of_snapshot_rows(my_case):
+@pytest.mark.parametrize("reader_kind", ["thread", "process"])
+async def test_source_block_of_snapshot_rows(my_case, reader_kind):
     my_case.ddl("CREATE TABLE t (id INT PRIMARY KEY)")
     my_case.execute("INSERT INTO t VALUES (1), (2)")
-    source = make_source(my_case.url, [f"{my_case.database}.t"])
+    source = make_source(my_case.url, [f"{my_case.database}.t"], snapshot_reader=reader_kind)
     reader = source.snapshot_reader()
     before = int(time.time() * 1000)
     view = await reader.consistent()
@@ -347,9 +350,10 @@ def _same_rows(events) -> list[str]:
     return sorted(json.dumps(e.after, sort_keys=True, default=str) for e in events)
 
 
-async def test_a_keyless_table_is_read_whole_in_a_consistent_view_only(my_case):
+@pytest.mark.parametrize("reader_kind", ["thread", "process"])
+async def test_a_keyless_table_is_read_whole_in_a_consistent_view_only(my_case, reader_kind):
     db = my_case.database
-    source = make_source(my_case.url, [f"{db}.nokey", f"{db}.nokey_empty"])
+    source = make_source(my_case.url, [f"{db}.nokey", f"{db}.nokey_empty"], snapshot_reader=reader_kind)
     start = await source.latest_position()
     my_case.ddl("CREATE TABLE nokey (n INT, label VARCHAR(20), amount DECIMAL(8,2), "
                 "at DATETIME(3), raw VARBINARY(4))")  # fmt: skip
@@ -416,7 +420,8 @@ def _grant_reader(case, user: str, password: str) -> None:
         cursor.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'")
 
 
-async def test_a_read_only_user(my_case):
+@pytest.mark.parametrize("reader_kind", ["thread", "process"])
+async def test_a_read_only_user(my_case, reader_kind):
     """SELECT and REPLICATION SLAVE/CLIENT only: watermarks and chunks; a consistent view
     on MariaDB (no lock needed), none on MySQL 8 (no RELOAD), saying which GRANT."""
     my_case.ddl("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
@@ -426,7 +431,7 @@ async def test_a_read_only_user(my_case):
     try:
         url = my_case.url.replace("root:root@", f"{user}:{password}@")
         log = Log()
-        source = make_source(url, [f"{my_case.database}.t"], log=log)
+        source = make_source(url, [f"{my_case.database}.t"], log=log, snapshot_reader=reader_kind)
         reader = source.snapshot_reader()
         try:
             mark = await reader.watermark()
@@ -477,7 +482,7 @@ async def test_heartbeat_soon_gives_a_position_at_the_binlog_end(my_case, reader
     from cdcd.events import HEARTBEAT
 
     my_case.ddl("CREATE TABLE t (id INT PRIMARY KEY)")
-    source = make_source(my_case.url, [f"{my_case.database}.t"], reader=reader_kind)
+    source = make_source(my_case.url, [f"{my_case.database}.t"], snapshot_reader=reader_kind)
     reader = source.snapshot_reader()
     start = await source.latest_position()
     my_case.execute("INSERT INTO t VALUES (1)")
