@@ -80,6 +80,7 @@ class Options:
     mysql8_url: str | None
     snapshot_rows: int = 0  # the snapshot phase's table (0: no phase)
     snapshot_threads: int | None = None  # cdcd's [snapshot] max_threads (None: its default)
+    snapshot_reader: str | None = None  # cdcd's source.snapshot_reader (None: its default)
     run_id: str = field(
         default_factory=lambda: time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     )

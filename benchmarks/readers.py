@@ -306,9 +306,12 @@ def cdcd_config(
         config["delivery"] = delivery
     kind = source["kind"]
     config["source"] = {k: v for k, v in source.items() if k in known[kind] or k in ("kind", "dsn")}
+    inline = "thread" if kind == "mysql" else "inline"
     if opts.reader is not None and "reader" in known[kind]:
-        inline = "thread" if kind == "mysql" else "inline"
         config["source"]["reader"] = inline if opts.reader == "inline" else "process"
+    chosen = getattr(opts, "snapshot_reader", None)
+    if snapshot is not None and chosen is not None and "snapshot_reader" in known[kind]:
+        config["source"]["snapshot_reader"] = inline if chosen == "inline" else "process"
     config["sink"] = {
         "kind": "kafka",
         "bootstrap_servers": opts.kafka,

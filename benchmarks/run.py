@@ -163,6 +163,12 @@ def _add_phase_options(p: argparse.ArgumentParser) -> None:
         type=int,
         help="cdcd's [snapshot] max_threads in that phase (default: cdcd's default)",
     )
+    parser.add_argument(
+        "--snapshot-reader",
+        choices=["process", "inline"],
+        help="where cdcd reads a snapshot's tables in that phase: a worker process, or the "
+        "daemon (PostgreSQL snapshot_reader = inline, MySQL = thread); default: cdcd's",
+    )
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -213,6 +219,7 @@ def _options(a: argparse.Namespace, sources: list[str], env: dict[str, str]) -> 
         if a.snapshot_rows is not None
         else (20_000 if quick else 1_000_000),
         snapshot_threads=a.snapshot_threads,
+        snapshot_reader=a.snapshot_reader,
     )
 
 
@@ -266,6 +273,7 @@ def _run_header(opts: Options) -> dict[str, Any]:
             "cdcd_latency_delivery": opts.latency_delivery,
             "cdcd_reader": opts.reader or "default",
             "cdcd_snapshot_threads": opts.snapshot_threads or "default",
+            "cdcd_snapshot_reader": opts.snapshot_reader or "default",
             "debezium": DEBEZIUM_VERSIONS,
             "producer": PRODUCER,
             "kafka": opts.kafka,
