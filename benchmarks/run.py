@@ -163,7 +163,7 @@ def _add_phase_options(p: argparse.ArgumentParser) -> None:
         type=int,
         help="cdcd's [snapshot] max_threads in that phase (default: cdcd's default)",
     )
-    parser.add_argument(
+    p.add_argument(
         "--snapshot-reader",
         choices=["process", "inline"],
         help="where cdcd reads a snapshot's tables in that phase: a worker process, or the "
