@@ -25,6 +25,7 @@ from cdcd.config import Config
 from cdcd.errors import SourceUnavailableError
 from cdcd.runtime.context import Context, State, Stats
 from cdcd.runtime.coordinator import Coordinator, keeps_offsets
+from cdcd.runtime.http import serve_operations
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
 from cdcd.sources import build_source
@@ -64,7 +65,16 @@ class Daemon:
             self._coordinator.stop()
 
     async def run(self) -> Stats:
-        """Stream until stopped; the counters of the whole run."""
+        """Stream until stopped; the counters of the whole run. ``[http] listen``: the
+        operations endpoint serves meanwhile (from the first start to the stop)."""
+        endpoint = await serve_operations(self.ctx, lambda: self._coordinator)
+        try:
+            return await self._run()
+        finally:
+            if endpoint is not None:
+                await endpoint.close()
+
+    async def _run(self) -> Stats:
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,9 +108,11 @@ class Daemon:
             coordinator.stop()
         try:
             await sink.connect()  # first: no slot is created for a daemon that cannot deliver
+            ctx.stats.sink_connected = True
             # (An active/standby pair waits here for leadership, connected, fencing nobody.)
             await sink.activate()
             resume = await coordinator.start(await sink.read_offset())
+            ctx.stats.source_connected = True
             if not self._started:
                 await warn_about_topics(source, TopicNaming(config.sink.topic_prefix), ctx.log)
             ctx.log.info(
@@ -115,6 +127,7 @@ class Daemon:
             self._started = True
             await coordinator.run(resume)
         finally:
+            ctx.stats.source_connected = ctx.stats.sink_connected = False
             ctx.log.debug("closing", source=config.source.kind, sink=config.sink.kind)
             await source.close()
             await sink.close()

@@ -22,16 +22,19 @@ from cdcd.transforms import CommitMark, Item
 class DropOperations:
     def __init__(self, operations: frozenset[str]) -> None:
         self.operations = operations
+        self.dropped = 0  # change events dropped by the last apply() (the metrics count them)
 
     def apply(self, items: list[Item]) -> list[Item]:
         skipped = self.operations
-        return [
+        kept = [
             item
             for item in items
             if type(item) is not Message
             or type(item.event) is not ChangeEvent
             or item.event.op not in skipped
         ]
+        self.dropped = len(items) - len(kept)
+        return kept
 
 
 class TableTopics:

@@ -118,6 +118,7 @@ class PostgresSource:
         # The open transaction's changes; where a restart resumes inside a cut one.
         self._assembler = TransactionAssembler(split_after_events)
         self._last_heartbeat = 0.0  # monotonic time of the last heartbeat commit
+        self.slot_lag_bytes: int | None = None  # the slot's lag on the server (the metrics read it)
         self._heartbeats = HeartbeatRequests(
             self._replication_slot.insert_position,
             lambda: self._send_status(force=True, reply=True),
