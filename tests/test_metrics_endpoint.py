@@ -335,16 +335,25 @@ def known_names(families: dict[str, Any]) -> set[str]:
 def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(
     pg_table: str, pg_dsn: str, kafka_bootstrap: str, tmp_path: Path
 ):
+    """A daemon that snapshots a table, then streams: the dashboard's metrics are all in
+    its scrape, and the snapshot's rows are counted as events of operation r."""
     dashboard = json.loads(DASHBOARD.read_text())
     assert any(i.get("name") == "DS_PROMETHEUS" for i in dashboard["__inputs"])
     queried = queried_metrics(dashboard)
     assert {"cdcd_events_total", "cdcd_slot_lag_bytes", "cdcd_role"} <= queried
     name, port = pg_table, free_port()
-    with daemon(tmp_path, pg_config(name, pg_dsn, kafka_bootstrap, port)) as d:
+    table = f"{name}.t"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 30) g")
+    config = {**pg_config(name, pg_dsn, kafka_bootstrap, port), "snapshot": {"mode": "initial"}}
+    with daemon(tmp_path, config, start=False) as d:
+        d.start(wait_for="snapshot completed", timeout=120)
         with psycopg.connect(pg_dsn, autocommit=True) as conn:
-            conn.execute(f"INSERT INTO {name}.t VALUES (1, 'x')")
-        wait_for(lambda: counted(port, f"{name}.t")["c"] == 1, "the insert counted")
+            conn.execute(f"INSERT INTO {table} VALUES (31, 'x')")
+        wait_for(lambda: counted(port, table)["c"] == 1, "the insert counted")
         families = scrape(port)
         assert d.terminate() == 0
+    assert sample(families, "cdcd_events", "cdcd_events_total", table=table, op="r") == 30
+    assert sample(families, "cdcd_snapshot_running") == 0  # done
     missing = sorted(queried - known_names(families))
     assert not missing, f"the dashboard queries metrics no scrape has: {missing}"

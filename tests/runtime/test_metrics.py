@@ -303,3 +303,14 @@ def test_queues_and_slot_lag_of_the_running_start():
     assert value(families, "cdcd_queue_remaining", queue="deliveries") == 5
     assert value(families, "cdcd_queue_capacity", queue="segments") == 2
     assert value(families, "cdcd_slot_lag_bytes") == 123_456
+
+
+def test_no_secret_reaches_the_scrape(monkeypatch):
+    monkeypatch.setenv("CDCD_TEST_SECRET", "env-s3cret")
+    source = {"kind": "postgres", "dsn": "postgresql://cdc:dsn-s3cret@db:5432/shop"}
+    config = parse_config({**CONFIG, "source": {**source, "password_env": "CDCD_TEST_SECRET"}})
+    ctx = Context(config, log=None)
+    ctx.stats.acknowledged(Checkpoint(PgPosition(10), ts_ms=1))
+    ctx.enter(State.STARTING, "source unavailable: waiting for PostgreSQL at db:5432")
+    text = exposition(registry_of([DaemonCollector(ctx, lambda: None)])).decode()
+    assert "s3cret" not in text and "cdc:" not in text
