@@ -210,9 +210,30 @@ def test_postgres_daemon_ready_once_connected_and_its_metrics_move(
             assert sample(after, "cdcd_queue_capacity", queue="deliveries") == 8
             assert sample(after, "cdcd_events_erroneous", "cdcd_events_erroneous_total") == 0
             assert "cdcd_slot_lag_bytes" in after
+            # Kafka holds all of it (and the offset after it): a restart in the process
+            # reads none of it again, and the counters go on from where they were.
+            with psycopg.connect(pg_dsn, autocommit=True) as conn:
+                wait_for(lambda: terminate_walsender(conn, f"cdcd_{name}"), "the walsender killed")
+                wait_for(
+                    lambda: sample(scrape(port), "cdcd_restarts", "cdcd_restarts_total") == 1,
+                    "an in-process restart",
+                )
+                wait_for(lambda: http_get(port, "/readyz")[0] == 200, "/readyz 200 again")
+                conn.execute(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(41, 50) g")
+            expected = {"c": 50.0, "u": 7.0, "d": 3.0}
+            wait_for(lambda: counted(port, table) == expected, "the counters go on")
             assert d.terminate() == 0
     finally:
         gate.close()
+
+
+def terminate_walsender(conn: Any, slot: str) -> bool:
+    row = conn.execute(
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+        "WHERE slot_name = %s AND active_pid IS NOT NULL",
+        (slot,),
+    ).fetchone()
+    return row is not None and bool(row[0])
 
 
 # -- MariaDB ------------------------------------------------------------------------------
