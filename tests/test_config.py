@@ -163,27 +163,3 @@ def test_snapshot_defaults_are_debeziums_and_a_wrong_mode_is_named():
     assert config.notifications.topic == "cdcd-notifications"
     with pytest.raises(ConfigError, match=r"snapshot\.mode: .*'initial_only'"):
         parse_config({**base, "snapshot": {"mode": "never"}})
-
-
-def test_http_listen_is_off_by_default_and_host_port_when_set(tmp_path):
-    def http(**keys):
-        data = {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://h/"}, "sink": {"kind": "stdout"}}
-        return parse_config({**data, "http": keys}).http
-
-    assert http().listen is None and http().address() is None
-    assert http(listen="127.0.0.1:9187").address() == ("127.0.0.1", 9187)
-    assert http(listen="0.0.0.0:9187").address() == ("0.0.0.0", 9187)
-    assert http(listen="[::1]:9187").address() == ("::1", 9187)
-    assert http(listen="metrics.local:65535").address() == ("metrics.local", 65535)
-    for listen in ("9187", ":9187", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "::1:9187", "h:port"):
-        with pytest.raises(ConfigError) as info:
-            http(listen=listen)
-        assert str(info.value) == (
-            f"config: http.listen: {listen!r} is not host:port with a port from 1 to 65535 "
-            '(e.g. "127.0.0.1:9187", "0.0.0.0:9187" for every interface, "[::1]:9187")'
-        )
-    with pytest.raises(ConfigError, match="http.port: is not a known key"):
-        http(port=9187)
-    path = tmp_path / "cdcd.toml"
-    path.write_text(MINIMAL.replace('password_env = "CDCD_SOURCE_PASSWORD"\n', "") + '[http]\nlisten = "127.0.0.1:9187"\n')
-    assert load_config(path).http.address() == ("127.0.0.1", 9187)

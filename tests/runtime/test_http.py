@@ -1,5 +1,5 @@
-"""The operations endpoint on a real socket, in this process: what each path answers, and
-the one clear error for an address that cannot be listened on."""
+"""The operations endpoint on a real socket, in this process: what each path answers, the
+one clear error for an address that cannot be listened on, and the ``[http]`` section."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import free_port
 
-from cdcd.config import parse_config
+from cdcd.config import load_config, parse_config
 from cdcd.errors import ConfigError
 from cdcd.runtime.context import Context, State
 from cdcd.runtime.http import OperationsEndpoint, serve_operations
@@ -23,6 +23,16 @@ CONFIG = {
     "source": {"kind": "postgres", "dsn": "postgresql://cdc@127.0.0.1:5432/shop"},
     "sink": {"kind": "stdout"},
 }
+MINIMAL_TOML = """
+name = "shop"
+[source]
+kind = "postgres"
+dsn = "postgresql://cdc@127.0.0.1:5432/shop"
+[sink]
+kind = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topic_prefix = "shop"
+"""
 
 
 async def ask(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -140,3 +150,39 @@ async def test_an_address_not_of_this_host_is_one_clear_error():
 async def test_no_endpoint_unless_asked_for():
     ctx = Context(parse_config(CONFIG), log=None)
     assert await serve_operations(ctx, lambda: None) is None
+
+
+def test_the_http_section_is_off_by_default_and_host_port_when_set(tmp_path):
+    def http(**keys):
+        data = {
+            "name": "a",
+            "source": {"kind": "mysql", "dsn": "mysql://h/"},
+            "sink": {"kind": "stdout"},
+        }
+        return parse_config({**data, "http": keys}).http
+
+    assert http().listen is None and http().address() is None
+    assert http(listen="127.0.0.1:9187").address() == ("127.0.0.1", 9187)
+    assert http(listen="0.0.0.0:9187").address() == ("0.0.0.0", 9187)
+    assert http(listen="[::1]:9187").address() == ("::1", 9187)
+    assert http(listen="metrics.local:65535").address() == ("metrics.local", 65535)
+    for listen in (
+        "9187",
+        ":9187",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "::1:9187",
+        "h:port",
+    ):
+        with pytest.raises(ConfigError) as info:
+            http(listen=listen)
+        assert str(info.value) == (
+            f"config: http.listen: {listen!r} is not host:port with a port from 1 to 65535 "
+            '(e.g. "127.0.0.1:9187", "0.0.0.0:9187" for every interface, "[::1]:9187")'
+        )
+    with pytest.raises(ConfigError, match="http.port: is not a known key"):
+        http(port=9187)
+    path = tmp_path / "cdcd.toml"
+    path.write_text(MINIMAL_TOML + '[http]\nlisten = "127.0.0.1:9187"\n')
+    assert load_config(path).http.address() == ("127.0.0.1", 9187)
