@@ -45,6 +45,44 @@ class LogConfig(Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class HttpConfig(Strict):
+    listen: str | None = Field(
+        default=None,
+        description='"host:port" serving /metrics, /healthz and /readyz; unset: none',
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)  # a ValueError says what is wrong
+        return value
+
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on; None: no endpoint."""
+        return split_listen(self.listen) if self.listen is not None else None
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``host:port`` (an IPv6 host in brackets, ``[::1]:9187``) as (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if (
+        not sep
+        or not host
+        or (":" in host and not bracketed)
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+    ):
+        raise ValueError(
+            f"{text!r} is not host:port with a port from 1 to 65535 (e.g. "
+            '"127.0.0.1:9187", "0.0.0.0:9187" for every interface, "[::1]:9187")'
+        )
+    return host, int(port)
+
+
 class PipelineConfig(Strict):
     max_batch_events: int = Field(default=5000, ge=1)
     max_in_flight_batches: int = Field(default=8, ge=1)
@@ -134,6 +172,7 @@ class Config(Strict):
     signals: SignalsConfig = SignalsConfig()
     notifications: NotificationsConfig = NotificationsConfig()
     log: LogConfig = LogConfig()
+    http: HttpConfig = HttpConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class Encoded:
     """A chunk's records; ``marks``: (index in ``records`` where a commit falls, its
-    checkpoint), in order; the counts of change events and of whole transactions."""
+    checkpoint), in order; the counts of change events and of whole transactions;
+    ``table_events``: change events by (namespace, table, operation); ``filtered``: change
+    events the transforms dropped."""
 
     records: list[Record] = field(default_factory=list)
     marks: list[tuple[int, Checkpoint]] = field(default_factory=list)
     events: int = 0
     transactions: int = 0
+    table_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    filtered: int = 0
 
 
 class EnvelopeEncoder:
@@ -43,6 +47,8 @@ class EnvelopeEncoder:
         self.builder = builder
         self.transforms = transforms
         self.serializer = serializer or JsonSerializer()
+        # Transforms that drop change events say how many in their last apply() (``dropped``).
+        self._filters = [t for t in transforms if hasattr(t, "dropped")]
 
     @classmethod
     def from_config(
@@ -70,6 +76,9 @@ class EnvelopeEncoder:
 
         self.serializer.serialize_all(messages, encoded.records, mark)
         encoded.events = len(items) - len(marks) - self.builder.notices
+        encoded.table_events = self.builder.counts
+        for dropping in self._filters:
+            encoded.filtered += dropping.dropped  # type: ignore[attr-defined]
         return encoded
 
 

@@ -57,6 +57,8 @@ class EnvelopeBuilder:
         self.topic_prefix = topic_prefix
         self.notification_topic = notification_topic  # None: notifications are dropped
         self.notices = 0  # notifications among the items of the last messages() call
+        # The last call's change events by (namespace, table, operation), for the metrics.
+        self.counts: dict[tuple[str, str, str], int] = {}
         # The source block's common fields; a snapshot event's own "snapshot" overrides.
         self._source_common = {
             "version": __version__,
@@ -71,6 +73,11 @@ class EnvelopeBuilder:
         out: list[Message | CommitMark] = []
         append = out.append
         self.notices = 0
+        counts: dict[tuple[str, str, str], int] = {}
+        self.counts = counts
+        # Consecutive changes mostly share a table and an operation: counted a run at a time.
+        run_ns = run_table = run_op = ""
+        run = 0
         common = self._source_common
         ts_ms, ts_us = now_ns // 1_000_000, now_ns // 1_000
         # Events that share a source dict (a snapshot chunk's rows) share its block too.
@@ -82,12 +89,19 @@ class EnvelopeBuilder:
                 if item.source is not last_source:  # type: ignore[union-attr]
                     last_source = item.source  # type: ignore[union-attr]
                     block = {**common, **last_source}
+                op = item.op  # type: ignore[union-attr]
+                if op != run_op or item.table != run_table or item.namespace != run_ns:  # type: ignore[union-attr]
+                    if run:
+                        seen = (run_ns, run_table, run_op)
+                        counts[seen] = counts.get(seen, 0) + run
+                    run_ns, run_table, run_op, run = item.namespace, item.table, op, 0  # type: ignore[union-attr]
+                run += 1
                 value = {
                     "before": item.before,  # type: ignore[union-attr]
                     "after": item.after,  # type: ignore[union-attr]
                     "source": block,
                     "transaction": None,
-                    "op": item.op,  # type: ignore[union-attr]
+                    "op": op,
                     "ts_ms": ts_ms,
                     "ts_us": ts_us,
                     "ts_ns": now_ns,
@@ -102,6 +116,9 @@ class EnvelopeBuilder:
             else:
                 assert isinstance(item, SchemaChange)
                 append(self.schema_change(item, now_ns))
+        if run:
+            seen = (run_ns, run_table, run_op)
+            counts[seen] = counts.get(seen, 0) + run
         return out
 
     def notification(self, notice: Notification) -> Message:

@@ -33,6 +33,11 @@ class Position:
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def numbers(self) -> list[tuple[str, dict[str, str], int]]:
+        """The position as numbers, for the metrics (``cdcd_source_<name>{labels}``):
+        ``(name, labels, value)`` for each part of it that is a number."""
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class PgPosition(Position):
@@ -57,6 +62,9 @@ class PgPosition(Position):
 
     def __str__(self) -> str:
         return f"{lsn_to_str(self.commit_lsn)}#{self.index}"
+
+    def numbers(self) -> list[tuple[str, dict[str, str], int]]:
+        return [("lsn", {}, self.commit_lsn)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +116,22 @@ class MysqlPosition(Position):
     def __str__(self) -> str:
         where = self.gtid_set if self.gtid_set is not None else f"{self.file}:{self.pos}"
         return f"{where}#{self.index}" if self.index else where
+
+    def numbers(self) -> list[tuple[str, dict[str, str], int]]:
+        """The binlog file's number (``mysql-bin.000042``: 42), the offset in it, and the
+        last transaction number of each GTID source (MySQL: ``uuid[:tag]``, MariaDB: the
+        domain)."""
+        from cdcd.sources.mysql.gtid import latest_sequences  # GTID sets are parsed there
+
+        out: list[tuple[str, dict[str, str], int]] = []
+        suffix = self.file.rpartition(".")[2]
+        if suffix.isdigit():
+            out.append(("binlog_file", {}, int(suffix)))
+        out.append(("binlog_position", {}, self.pos))
+        if self.gtid_set:
+            for source, sequence in latest_sequences(self.gtid_set, self.flavor).items():
+                out.append(("gtid_sequence", {"gtid_source": source}, sequence))
+        return out
 
 
 _KINDS: dict[str, Any] = {"postgres": PgPosition, "mysql": MysqlPosition}

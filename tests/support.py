@@ -101,6 +101,36 @@ def fix_of(stdout: str, finding: str) -> str:
     raise AssertionError(f"no {finding!r} in:\n{stdout}")
 
 
+@contextmanager
+def pg_schema(dsn: str, prefix: str, table_ddl: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema (also the name of the daemon that reads it) holding table
+    ``t`` (``table_ddl``: its columns); afterwards the daemon's slot (once no longer
+    active) and publication are dropped with the schema."""
+    import psycopg
+
+    name = unique_name(prefix)
+    slot = f"cdcd_{name}"
+    admin = psycopg.connect(dsn, autocommit=True)
+    admin.execute(f"CREATE SCHEMA {name}")
+    admin.execute(f"CREATE TABLE {name}.t ({table_ddl})")
+    try:
+        yield name
+    finally:
+        for _ in range(50):
+            active = admin.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if active is None:
+                break
+            if not active[0]:
+                admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                break
+            time.sleep(0.2)
+        admin.execute(f"DROP PUBLICATION IF EXISTS {slot}")
+        admin.execute(f"DROP SCHEMA {name} CASCADE")
+        admin.close()
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

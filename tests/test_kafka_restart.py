@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from offsets_support import Broker, SteadyWriter, check_exactly_once
-from support import consume, daemon, unique_name
+from support import consume, daemon, pg_schema
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +31,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 @pytest.fixture
 def table(pg_dsn: str) -> Iterator[str]:
-    name = unique_name("restart")
-    admin = psycopg.connect(pg_dsn, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {name}")
-    admin.execute(f"CREATE TABLE {name}.t (id int PRIMARY KEY, v int NOT NULL)")
-    try:
+    with pg_schema(pg_dsn, "restart", "id int PRIMARY KEY, v int NOT NULL") as name:
         yield name
-    finally:
-        for _ in range(50):
-            row = admin.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                "WHERE slot_name = %s AND NOT active",
-                (f"cdcd_{name}",),
-            ).fetchone()
-            if row is not None:
-                break
-            time.sleep(0.2)
-        admin.execute(f"DROP PUBLICATION IF EXISTS cdcd_{name}")
-        admin.execute(f"DROP SCHEMA {name} CASCADE")
-        admin.close()
 
 
 def test_broker_restarted_during_the_stream(
@@ -127,7 +110,9 @@ def test_while_kafka_is_away_every_log_line_is_json_and_cdcd_says_so(
             broker.stop(signal.SIGKILL)
             try:
                 conn.execute(f"INSERT INTO {name}.t VALUES (2, 1)")  # its commit waits
-                d.wait_for_log(f"waiting for Kafka at {broker.bootstrap}: nothing committed for", 30)
+                d.wait_for_log(
+                    f"waiting for Kafka at {broker.bootstrap}: nothing committed for", 30
+                )
             finally:
                 broker.start()
             d.wait_for_log(f"Kafka at {broker.bootstrap} is back after", 180)

@@ -25,6 +25,7 @@ from cdcd.config import Config
 from cdcd.errors import SourceUnavailableError
 from cdcd.runtime.context import Context, State, Stats
 from cdcd.runtime.coordinator import Coordinator, keeps_offsets
+from cdcd.runtime.http import serve_operations
 from cdcd.runtime.notify import notifying
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
@@ -67,13 +68,19 @@ class Daemon:
     async def run(self) -> Stats:
         """Stream until stopped; the counters of the whole run. Under a service manager
         (``$NOTIFY_SOCKET``) it is told the daemon's state as it changes and, with
-        ``$WATCHDOG_USEC``, pinged from this event loop (``cdcd.runtime.notify``)."""
+        ``$WATCHDOG_USEC``, pinged from this event loop (``cdcd.runtime.notify``);
+        ``[http] listen``: the operations endpoint serves meanwhile (``cdcd.runtime.http``)."""
         tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        async with notifying(self.ctx):
-            await self._run_until_stopped()
+        endpoint = await serve_operations(self.ctx, lambda: self._coordinator)
+        try:
+            async with notifying(self.ctx):
+                await self._run_until_stopped()
+        finally:
+            if endpoint is not None:
+                await endpoint.close()
         self._stopped()
         return self.ctx.stats
 
@@ -106,9 +113,11 @@ class Daemon:
         warnings: asyncio.Task[None] | None = None
         try:
             await sink.connect()  # first: no slot is created for a daemon that cannot deliver
+            ctx.stats.sink_connected = True
             # (An active/standby pair waits here for leadership, connected, fencing nobody.)
             await sink.activate()
             resume = await coordinator.start(await sink.read_offset())
+            ctx.stats.source_connected = True
             if not self._started:
                 # Only warnings: the tables are listed while the first rows are read.
                 warnings = asyncio.create_task(self._warn_about_topics(source))
@@ -128,6 +137,7 @@ class Daemon:
                 warnings.cancel()
                 with contextlib.suppress(BaseException):
                     await warnings
+            ctx.stats.source_connected = ctx.stats.sink_connected = False
             ctx.log.debug("closing", source=config.source.kind, sink=config.sink.kind)
             await source.close()
             await sink.close()

@@ -27,7 +27,7 @@ from typing import Any
 
 from cdcd.checkpoint import Checkpoint
 from cdcd.encoder import EnvelopeEncoder
-from cdcd.errors import SourceError
+from cdcd.errors import DecodeError, SourceError
 from cdcd.events import SourceItem
 from cdcd.runtime.context import Stats
 from cdcd.serialization import Record
@@ -78,6 +78,10 @@ class _Segments:
     def empty(self) -> bool:
         return not self._waiting
 
+    @property
+    def remaining(self) -> int:
+        return max(0, self._ahead - len(self._waiting))
+
     def get_nowait(self) -> _Segment:
         segment = self._waiting.popleft()
         self._not_full.set()
@@ -88,7 +92,9 @@ class _Segments:
             self._not_empty.clear()
             await self._not_empty.wait()
         return self.get_nowait()
-_Delivered = tuple[Delivery, Checkpoint | None]
+
+
+_Delivered = tuple[Delivery, Checkpoint | None, float]  # and when it was handed to the sink
 Stream = AsyncIterator[list[SourceItem]]
 
 
@@ -123,6 +129,7 @@ class Pipeline:
             maxsize=max_in_flight_batches
         )
         self._stopping = asyncio.Event()
+        self._sink_bytes = getattr(sink, "bytes_written", 0)  # the sink's count at the last write
 
     def stop(self) -> None:
         """Ask the pipeline to drain and return (safe to call from a signal handler)."""
@@ -138,9 +145,7 @@ class Pipeline:
         stopper = asyncio.create_task(self._stopping.wait(), name="cdcd-stop")
         workers = (reader, writer, acker)
         try:
-            done, _ = await asyncio.wait(
-                {*workers, stopper}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait({*workers, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in workers:
                 if task in done and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
@@ -171,6 +176,13 @@ class Pipeline:
         await acker
 
     async def _read_loop(self, stream: Stream, expected: str | None) -> None:
+        try:
+            await self._read(stream, expected)
+        except DecodeError:
+            self.stats.erroneous += 1  # the stream stops at it: cdcd never skips an event
+            raise
+
+    async def _read(self, stream: Stream, expected: str | None) -> None:
         encode = self.encoder.encode
         put = self._segments.put
         limit = self.max_batch_events
@@ -179,8 +191,13 @@ class Pipeline:
         async for chunk in stream:
             if expected is not None and _resumed_transaction_checked(expected, chunk):
                 expected = None
-            encoded = encode(chunk, time.time_ns())
-            stats.events += encoded.events
+            now_ns = time.time_ns()
+            encoded = encode(chunk, now_ns)
+            if encoded.events:
+                stats.events += encoded.events
+                stats.last_event_at = now_ns / 1e9
+                stats.count_tables(encoded.table_events)
+                stats.filtered += encoded.filtered
             stats.transactions += encoded.transactions
             records = encoded.records
             if encoded.marks:
@@ -233,20 +250,41 @@ class Pipeline:
                     records.extend(following.records)
                     checkpoint = following.checkpoint
             offset = checkpoint.stored_offset() if checkpoint is not None else None
+            handed_at = time.monotonic()
             delivery = await self.sink.write(records, offset)
-            self.stats.records += len(records)
-            await self._deliveries.put((delivery, checkpoint))
+            self._count_write(len(records))
+            await self._deliveries.put((delivery, checkpoint, handed_at))
+
+    def _count_write(self, records: int) -> None:
+        stats = self.stats
+        stats.records += records
+        written = getattr(self.sink, "bytes_written", None)
+        if written is not None:
+            stats.bytes_written += written - self._sink_bytes
+            self._sink_bytes = written
 
     async def _ack_loop(self) -> None:
         while True:
             item = await self._deliveries.get()
             if item is None:
                 return
-            delivery, checkpoint = item
+            delivery, checkpoint, handed_at = item
             await delivery
             if checkpoint is not None:
+                # A write that ends at a commit: its Kafka transaction committed just now.
+                self.stats.commit_seconds.observe(time.monotonic() - handed_at)
                 await self.ack(checkpoint)
                 self.stats.acknowledged(checkpoint)
+
+    def queues(self) -> list[tuple[str, int, int]]:
+        """(name, capacity, remaining) of each bounded queue between the source and Kafka:
+        ``segments``, encoded records waiting for the writer; ``deliveries``, writes
+        waiting for Kafka to hold them."""
+        deliveries = self._deliveries
+        return [
+            ("segments", _SEGMENTS_AHEAD, self._segments.remaining),
+            ("deliveries", deliveries.maxsize, deliveries.maxsize - deliveries.qsize()),
+        ]
 
 
 def _resumed_transaction_checked(expected: str, chunk: list[Any]) -> bool:

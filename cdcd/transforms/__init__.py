@@ -34,6 +34,10 @@ class Transform(Protocol):
         ...
 
 
+# Optional: ``dropped: int``, the change events a transform that filters dropped in its
+# last ``apply`` (counted as filtered events by the metrics).
+
+
 def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -> list[Transform]:
     """Today's rules, in order: operations skipped before anything counts them, each
     change routed to its table's topic, transaction metadata, tombstones after deletes.

@@ -160,6 +160,7 @@ class KafkaSink:
         self._previous: asyncio.Future[None] | None = None  # the last write's delivery
         self._interval_s = sink.transaction_interval_ms / 1000
         self._began = -math.inf  # when the last Kafka transaction began (monotonic)
+        self.bytes_written = 0  # record batches handed to the producer (before compression)
         done = "committed" if exactly_once else "acknowledged"
         self._wait = KafkaWait(sink.bootstrap_servers, log, done=done)
 
@@ -326,16 +327,21 @@ class KafkaSink:
             headers = record.headers or _NO_HEADERS
             if append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
                 full = builders.pop((topic, partition))
+                self.bytes_written += full.size()
                 futures.append(await producer.send_batch(full, topic, partition=partition))
                 futures[-1].add_done_callback(_retrieved)
                 builder = builders[(topic, partition)] = producer.create_batch()
                 append = builder.append
-                if append(key=record.key, value=record.value, timestamp=None, headers=headers) is None:
+                if (
+                    append(key=record.key, value=record.value, timestamp=None, headers=headers)
+                    is None
+                ):
                     raise SinkError(
                         f"a record for {topic!r} is larger than sink.max_batch_bytes "
                         f"({self.config.max_batch_bytes}); raise it"
                     )
         for (topic, partition), builder in builders.items():
+            self.bytes_written += builder.size()
             futures.append(await producer.send_batch(builder, topic, partition=partition))
             futures[-1].add_done_callback(_retrieved)
         return futures

@@ -27,6 +27,7 @@ class StdoutSink:
 
     def __init__(self, stream: IO[bytes] | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self.bytes_written = 0
 
     async def connect(self) -> None:
         return None  # nothing to reach
@@ -50,7 +51,9 @@ class StdoutSink:
             parts.append(b',"value":')
             parts.append(record.value if record.value is not None else b"null")
             parts.append(b"}\n")
-        self._stream.write(b"".join(parts))
+        lines = b"".join(parts)
+        self._stream.write(lines)
+        self.bytes_written += len(lines)
         self._stream.flush()
         return asyncio.ensure_future(_done())
 

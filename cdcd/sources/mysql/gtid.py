@@ -23,6 +23,7 @@ __all__ = [
     "MariadbGtidPosition",
     "MysqlGtid",
     "MysqlGtidSet",
+    "latest_sequences",
     "parse_gtid_position",
 ]
 
@@ -383,6 +384,18 @@ def parse_gtid_position(
     if flavor == "mariadb":
         return MariadbGtidPosition.parse(text)
     raise ValueError(f"unknown binlog flavor {flavor!r} (expected 'mysql' or 'mariadb')")
+
+
+def latest_sequences(text: str, flavor: str) -> dict[str, int]:
+    """The last transaction number of each GTID source of a position: MySQL's highest
+    number of each ``uuid[:tag]`` in the set, MariaDB's sequence of each domain."""
+    position = parse_gtid_position(text, flavor)  # type: ignore[arg-type]
+    if isinstance(position, MysqlGtidSet):
+        return {
+            f"{uuid}:{tag}" if tag else uuid: intervals[-1][1]
+            for (uuid, tag), intervals in position.entries
+        }
+    return {str(gtid.domain): gtid.seq for gtid in position}
 
 
 def _parse_uuid(token: str, context: str, what: str = "MySQL GTID set") -> str:
