@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,8 +57,8 @@ class Log:
 
 
 def acked(stats: Stats, lsn: int, behind_ms: int) -> None:
-    stats.acknowledged(Checkpoint(PgPosition(lsn, 2), ts_ms=1))
-    stats.acked = Checkpoint(PgPosition(lsn, 2), ts_ms=int(stats.acked_at * 1000) - behind_ms)
+    stats.acknowledged(Checkpoint(PgPosition(lsn, 2), ts_ms=int(time.time() * 1000)))
+    stats.behind_source_ms = behind_ms  # as the acknowledgement measured it
 
 
 def test_ready_once_stopping_at_once_and_other_states_left_to_the_status_line(tmp_path: Path):
@@ -123,9 +124,12 @@ def test_the_status_line_says_role_position_and_lag():
     assert status_line(health, stats) == (
         "active, streaming from 0/10#0, reading 3 tables, at 0/1A2C000#2, 12 ms behind"
     )
-    stats.acked = Checkpoint(PgPosition(0x1A2C000, 2))  # no commit time: no lag to tell
+    # A heartbeat (no commit time) moves the position; the lag is the last change's.
+    stats.acknowledged(Checkpoint(PgPosition(0x1A2D000, 0)))
     health.enter(State.STANDBY, "warm, waiting to lead")
-    assert status_line(health, stats) == "standby, warm, waiting to lead, at 0/1A2C000#2"
+    assert status_line(health, stats) == (
+        "standby, warm, waiting to lead, at 0/1A2D000#0, 12 ms behind"
+    )
     # Starting over after a failure: the reason, not a position that is no longer moving.
     health.enter(State.STARTING, "Kafka unavailable: waiting for 127.0.0.1:9092")
     assert status_line(health, stats) == "Kafka unavailable: waiting for 127.0.0.1:9092"
