@@ -51,6 +51,13 @@ def read_secret(env: str | None, file: str | None, what: str) -> SecretStr | Non
     return None
 
 
+def check_readable(key: str, path: str | None) -> None:
+    """``ConfigError`` naming ``key`` if the file ``path`` (when set) cannot be read."""
+    if path is not None and not os.access(path, os.R_OK):
+        why = "no such file" if not os.path.exists(path) else "not readable"
+        raise ConfigError(f"{key}: cannot read {path}: {why}")
+
+
 class SinkConfigBase(Strict):
     """What the core reads of any sink's configuration."""
 

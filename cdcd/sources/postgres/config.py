@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 
 from cdcd._config import SourceConfigBase
 
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
 
 class PostgresSourceConfig(SourceConfigBase):
     kind: Literal["postgres"]
@@ -22,6 +24,16 @@ class PostgresSourceConfig(SourceConfigBase):
         description="where the replication stream is read and decoded: the daemon itself, "
         "or a worker process (a second core: faster catch-up, more memory)",
     )
+    sslmode: SslMode | None = Field(
+        default=None,
+        description="libpq's sslmode; verify-full checks the server's certificate and name; "
+        "default: the DSN's own, else libpq's (prefer)",
+    )
+    sslrootcert: str | None = Field(
+        default=None, description="the CA certificate (PEM) that signed the server's, or 'system'"
+    )
+    sslcert: str | None = Field(default=None, description="a client certificate (PEM)")
+    sslkey: str | None = Field(default=None, description="its private key (PEM, mode 0600)")
     snapshot_reader: Literal["inline", "process"] = Field(
         default="process",
         description="where an initial snapshot's tables are read and converted: a scan "

@@ -1,4 +1,5 @@
-"""Sessions with PostgreSQL: the metadata connection and the replication one.
+"""Sessions with PostgreSQL: the metadata connection and the replication one, over TLS
+as the ``source.ssl*`` keys say (``tls``).
 
 Every session is opened with the settings the type converters assume (``types``): UTC,
 ISO dates, ``IntervalStyle=postgres``, hex bytea, C money, round-tripping floats, and
@@ -13,6 +14,7 @@ import psycopg
 
 from cdcd.selection import dsn_parts
 from cdcd.sources.postgres.errors import connect_error
+from cdcd.sources.postgres.tls import tls_parameters
 
 if TYPE_CHECKING:
     from cdcd.sources.postgres.config import PostgresSourceConfig
@@ -32,6 +34,7 @@ class Connector:
         parts = dsn_parts(config.dsn)
         self.database: str = parts["database"]
         self.where = f"{parts['host']}:{parts['port'] or 5432}"  # as messages name the server
+        self.tls = tls_parameters(config)  # (a file that cannot be read: a ConfigError now)
 
     async def connect(self, replication: bool = False) -> psycopg.AsyncConnection[Any]:
         """A session in autocommit; ``replication``: a walsender's (START_REPLICATION)."""
@@ -42,6 +45,7 @@ class Connector:
             "application_name": self.application_name,
             "options": SESSION_OPTIONS,
             "client_encoding": "UTF8",  # the database's (cdcd requires UTF8), whatever PGCLIENTENCODING says
+            **self.tls,
         }
         if password is not None:
             kwargs["password"] = password.get_secret_value()
@@ -50,4 +54,4 @@ class Connector:
         try:
             return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
         except psycopg.OperationalError as exc:
-            raise connect_error(exc, self.where, replication) from None
+            raise connect_error(exc, self.where, replication, self.config) from None
