@@ -51,13 +51,6 @@ def read_secret(env: str | None, file: str | None, what: str) -> SecretStr | Non
     return None
 
 
-def check_readable(key: str, path: str | None) -> None:
-    """``ConfigError`` naming ``key`` if the file ``path`` (when set) cannot be read."""
-    if path is not None and not os.access(path, os.R_OK):
-        why = "no such file" if not os.path.exists(path) else "not readable"
-        raise ConfigError(f"{key}: cannot read {path}: {why}")
-
-
 class SinkConfigBase(Strict):
     """What the core reads of any sink's configuration."""
 
@@ -109,6 +102,11 @@ class SourceConfigBase(Strict, TableSelection):
         """The source password from ``password_env`` or ``password_file``, if either is set."""
         return read_secret(self.password_env, self.password_file, "source.password")
 
+    def secrets(self) -> dict[str, SecretStr | None]:
+        """Every secret, by the name of the method that reads it (a reader process is
+        given them read: ``PlainConfig``)."""
+        return {"password": self.password()}
+
     def read_secrets(self) -> None:
         """Read every secret now, so that a missing one stops the daemon before it connects."""
-        self.password()
+        self.secrets()

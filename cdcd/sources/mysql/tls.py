@@ -17,8 +17,8 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from cdcd._config import check_readable
 from cdcd.errors import ConfigError
+from cdcd.sources.common import check_readable
 
 if TYPE_CHECKING:
     from cdcd.sources.mysql.config import MysqlSourceConfig

@@ -49,6 +49,9 @@ class Connector:
         }
         if password is not None:
             kwargs["password"] = password.get_secret_value()
+        sslpassword = self.config.sslpassword()
+        if sslpassword is not None:
+            kwargs["sslpassword"] = sslpassword.get_secret_value()
         if replication:
             kwargs["replication"] = "database"
         try:

@@ -9,7 +9,8 @@ libpq makes the TLS session itself. The keys are passed to every session of the 
   certificate and that it names the host of ``source.dsn``; ``verify-ca`` only the first;
   ``require`` encrypts (and, given ``sslrootcert``, checks as ``verify-ca``);
 - ``sslrootcert``: that CA (PEM), or ``system`` for the system's CAs;
-- ``sslcert``/``sslkey``: the client certificate, for pg_hba.conf's ``cert`` method.
+- ``sslcert``/``sslkey``: the client certificate, for pg_hba.conf's ``cert`` method;
+  ``sslpassword_env``/``_file``: the passphrase of an encrypted key (libpq's sslpassword).
 
 Files are checked before a connection is made, so a missing one is named by its key.
 """
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cdcd._config import check_readable
 from cdcd.errors import ConfigError
+from cdcd.sources.common import check_readable
 
 if TYPE_CHECKING:
     from cdcd.sources.postgres.config import PostgresSourceConfig
@@ -38,7 +39,21 @@ def tls_parameters(config: PostgresSourceConfig) -> dict[str, str]:
         check_readable("source.sslrootcert", config.sslrootcert)
     check_readable("source.sslcert", config.sslcert)
     check_readable("source.sslkey", config.sslkey)
+    if config.sslkey and config.sslpassword() is None and _encrypted(config.sslkey):
+        # Without a passphrase OpenSSL would ask for one on the terminal, blocking the daemon.
+        raise ConfigError(
+            f"source.sslkey: {config.sslkey} is encrypted: set its passphrase with "
+            "source.sslpassword_env or source.sslpassword_file"
+        )
     return {key: value for key in KEYS if (value := getattr(config, key)) is not None}
+
+
+def _encrypted(path: str) -> bool:
+    """Whether the PEM key file is encrypted (PKCS#8's ENCRYPTED PRIVATE KEY, or the
+    traditional Proc-Type header); only its first lines are read."""
+    with open(path, errors="replace") as key:
+        head = key.read(200)
+    return "ENCRYPTED" in head
 
 
 def tls_hint(text: str, config: PostgresSourceConfig | None) -> str | None:
@@ -58,7 +73,10 @@ def tls_hint(text: str, config: PostgresSourceConfig | None) -> str | None:
     if "root certificate file" in text:
         return "set source.sslrootcert to the CA certificate that signed the server's"
     if "private key" in text:
-        return "check source.sslkey (the client certificate's key, PEM, mode 0600)"
+        return (
+            "check source.sslkey (the client certificate's key, PEM, mode 0600) and, for an "
+            "encrypted key, its passphrase (source.sslpassword_env or source.sslpassword_file)"
+        )
     if "certificate file" in text or "requires a valid client certificate" in text:
         return "set source.sslcert and source.sslkey to the client certificate and its key"
     if "certificate authentication failed" in text:

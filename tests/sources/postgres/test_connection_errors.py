@@ -98,6 +98,7 @@ TLS_FAILURES = [
         "(0640) or less if owned by root",
         "check source.sslkey",
     ),
+    ('could not load private key file "/etc/cdcd/pg-key.pem": bad decrypt', "sslpassword_env"),
     ("FATAL:  connection requires a valid client certificate", "set source.sslcert and"),
     ('FATAL:  certificate authentication failed for user "cdc"', "check source.sslcert"),
     ("server does not support SSL, but SSL was required", 'source.sslmode = "prefer"'),

@@ -10,6 +10,7 @@ user that needs TLS are each one line naming the key to fix.
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 import pytest
@@ -111,3 +112,33 @@ def test_each_failure_is_one_line_naming_the_key(pg_case: PgCase, pg_tls, failur
     else:
         line = assert_one_line_error(result, *needles)
     print(f"\n{line}")
+
+
+def test_an_encrypted_client_key_and_its_passphrase(pg_case: PgCase, pg_tls):
+    orders(pg_case)
+    key = pg_case.tmp_path / "encrypted-key.pem"
+    passphrase = pg_case.tmp_path / "key.passphrase"
+    passphrase.write_text("key-passphrase-4Qv\n")
+    subprocess.run(
+        ["openssl", "pkey", "-in", pg_tls.client_key, "-aes256", "-out", str(key),
+         "-passout", f"file:{passphrase}"],
+        check=True,
+    )  # fmt: skip
+    key.chmod(0o600)
+    cert = {"dsn": pg_tls.cert_dsn, "sslcert": pg_tls.client_cert, "sslkey": str(key)}
+    config = tls_config(pg_case, pg_tls, **cert, sslpassword_file=str(passphrase), reader="process")
+    with daemon(pg_case.tmp_path, config) as d:  # the reader process is given the passphrase
+        pg_case.execute(f"INSERT INTO {pg_case.schema}.orders VALUES (1, 'encrypted key')")
+        messages = consume(pg_case.bootstrap, [pg_case.topic("orders")], expect=1)
+        assert d.terminate() == 0
+    assert [m.value["after"]["note"] for m in messages] == ["encrypted key"]
+    wrong = pg_case.tmp_path / "wrong.passphrase"
+    wrong.write_text("not-it\n")
+    for keys, needles in (
+        ({}, [f"{key} is encrypted", "source.sslpassword_env"]),
+        ({"sslpassword_file": str(wrong)}, ["bad decrypt", "source.sslpassword_file"]),
+    ):
+        config = tls_config(pg_case, pg_tls, **cert, **keys)
+        del config["log"]
+        path = write_config(pg_case.tmp_path / "key.toml", config)
+        print("\n" + assert_one_line_error(run_cli("run", "--config", str(path)), *needles))
