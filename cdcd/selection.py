@@ -202,6 +202,15 @@ class PlainConfig(TableSelection):
         return self._secret("sslpassword")
 
 
+def hide_password(text: str, dsn: str) -> str:
+    """``text`` (a driver's error about ``dsn``) with the DSN's password, as written and
+    decoded, replaced by ``***``."""
+    raw = urlsplit(dsn).password
+    for secret in {raw, unquote(raw)} if raw else ():
+        text = text.replace(secret, "***")
+    return text
+
+
 def dsn_parts(dsn: str) -> dict[str, Any]:
     """Host, port, user, password and database of a source URL (password never logged)."""
     url = urlsplit(dsn)

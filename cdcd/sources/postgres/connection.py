@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
-from cdcd.selection import dsn_parts
+from cdcd.errors import ConfigError
+from cdcd.selection import dsn_parts, hide_password
 from cdcd.sources.postgres.errors import connect_error
 from cdcd.sources.postgres.tls import tls_parameters
 
@@ -31,6 +33,12 @@ class Connector:
     def __init__(self, config: PostgresSourceConfig, application_name: str) -> None:
         self.config = config
         self.application_name = application_name
+        try:  # libpq's reading of the URL: an error is a traceback at connect, else
+            conninfo_to_dict(config.dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"source.dsn: {hide_password(str(exc).strip(), config.dsn)}"
+            ) from None
         parts = dsn_parts(config.dsn)
         self.database: str = parts["database"]
         self.where = f"{parts['host']}:{parts['port'] or 5432}"  # as messages name the server

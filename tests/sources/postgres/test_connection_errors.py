@@ -156,3 +156,24 @@ def test_tls_keys_become_libpq_parameters(tmp_path):
             tls_parameters(_pg_source(**keys))
     with pytest.raises(Exception, match="sslmode"):
         _pg_source(sslmode="verify")
+
+
+@pytest.mark.parametrize(
+    ("dsn", "said"),
+    [
+        ("postgresql://cdc:pa%zz-secret@db/shop", 'invalid percent-encoded token: "***"'),
+        ("postgresql://cdc:pa-secret@db/shop?foo=bar", 'invalid URI query parameter: "foo"'),
+    ],
+)
+def test_a_dsn_libpq_cannot_read_is_a_config_error_without_its_password(dsn, said):
+    from cdcd.config import parse_config
+    from cdcd.errors import ConfigError
+    from cdcd.sources.postgres import build
+
+    config = parse_config(
+        {"name": "shop", "source": {"kind": "postgres", "dsn": dsn}, "sink": {"kind": "stdout"}}
+    )
+    with pytest.raises(ConfigError) as info:
+        build(config)
+    assert str(info.value) == f"source.dsn: {said}"
+    assert "secret" not in str(info.value)
