@@ -38,7 +38,9 @@ def _ssl_context(sink: KafkaSinkConfig) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=sink.ssl_cafile)
     except OSError as exc:
-        raise ConfigError(f"sink.ssl_cafile: cannot use {sink.ssl_cafile}: {_reason(exc)}") from None
+        raise ConfigError(
+            f"sink.ssl_cafile: cannot use {sink.ssl_cafile}: {_reason(exc)}"
+        ) from None
     if sink.ssl_certfile:
         try:
             context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)
