@@ -5,13 +5,13 @@ snapshot in scan processes, then the stream) and in runs that fail on a wrong se
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pg_support import PgCase
 from support import consume, daemon, run_cli, write_config
+from throwaway import encrypt_key
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +27,9 @@ def _pem_body(path: str | Path) -> list[str]:
     return [line for line in Path(path).read_text().splitlines() if not line.startswith("-----")]
 
 
-def _encrypted_key(pg_tls: Any, tmp_path: Path) -> Path:
-    key, passphrase = tmp_path / "client-key.pem", tmp_path / "passphrase"
-    passphrase.write_text(PASSPHRASE + "\n")
-    subprocess.run(
-        ["openssl", "pkey", "-in", pg_tls.client_key, "-aes256", "-out", str(key),
-         "-passout", f"file:{passphrase}"],
-        check=True,
-    )  # fmt: skip
-    key.chmod(0o600)
-    return key
-
-
-def _config(pg_case: PgCase, pg_tls: Any, kafka_sasl_ssl: Any, key: Path) -> dict[str, Any]:
+def _config(
+    pg_case: PgCase, pg_tls: Any, kafka_sasl_ssl: Any, key: Path, passphrase: Path
+) -> dict[str, Any]:
     user_and_password, where = pg_tls.dsn.removeprefix("postgresql://").split("@", 1)
     config = pg_case.config(["orders"])
     config["source"].update(
@@ -49,7 +39,7 @@ def _config(pg_case: PgCase, pg_tls: Any, kafka_sasl_ssl: Any, key: Path) -> dic
         sslrootcert=pg_tls.ca,
         sslcert=pg_tls.client_cert,
         sslkey=str(key),
-        sslpassword_file=str(pg_case.tmp_path / "passphrase"),
+        sslpassword_file=str(passphrase),
     )
     config["sink"].update(
         bootstrap_servers=kafka_sasl_ssl.bootstrap,
@@ -87,7 +77,7 @@ def _failing_runs(pg_case: PgCase, config: dict[str, Any], env: dict[str, str]) 
 
 
 def test_no_secret_in_any_output(pg_case: PgCase, pg_tls, kafka_sasl_ssl, monkeypatch):
-    key = _encrypted_key(pg_tls, pg_case.tmp_path)
+    key, passphrase = encrypt_key(pg_tls.client_key, pg_case.tmp_path, PASSPHRASE)
     pg_password = pg_tls.dsn.removeprefix("postgresql://").split("@")[0].split(":")[1]
     env = {"CDCD_TEST_PG_SECRET": pg_password, "CDCD_TEST_KAFKA_SECRET": kafka_sasl_ssl.password}
     for name, value in env.items():
@@ -96,7 +86,7 @@ def test_no_secret_in_any_output(pg_case: PgCase, pg_tls, kafka_sasl_ssl, monkey
         f"CREATE TABLE {pg_case.schema}.orders (id int PRIMARY KEY, note text)",
         f"INSERT INTO {pg_case.schema}.orders VALUES (1, 'snapshot'), (2, 'snapshot')",
     )
-    config = _config(pg_case, pg_tls, kafka_sasl_ssl, key)
+    config = _config(pg_case, pg_tls, kafka_sasl_ssl, key, passphrase)
     config["log"] = {"level": "debug", "format": "json"}
     outputs = []
     with daemon(pg_case.tmp_path, config) as d:

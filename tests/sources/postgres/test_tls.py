@@ -10,12 +10,12 @@ user that needs TLS are each one line naming the key to fix.
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import pytest
 from pg_support import PgCase
 from support import assert_one_line_error, consume, daemon, run_cli, write_config
+from throwaway import encrypt_key
 
 pytestmark = pytest.mark.integration
 
@@ -116,15 +116,7 @@ def test_each_failure_is_one_line_naming_the_key(pg_case: PgCase, pg_tls, failur
 
 def test_an_encrypted_client_key_and_its_passphrase(pg_case: PgCase, pg_tls):
     orders(pg_case)
-    key = pg_case.tmp_path / "encrypted-key.pem"
-    passphrase = pg_case.tmp_path / "key.passphrase"
-    passphrase.write_text("key-passphrase-4Qv\n")
-    subprocess.run(
-        ["openssl", "pkey", "-in", pg_tls.client_key, "-aes256", "-out", str(key),
-         "-passout", f"file:{passphrase}"],
-        check=True,
-    )  # fmt: skip
-    key.chmod(0o600)
+    key, passphrase = encrypt_key(pg_tls.client_key, pg_case.tmp_path, "key-passphrase-4Qv")
     cert = {"dsn": pg_tls.cert_dsn, "sslcert": pg_tls.client_cert, "sslkey": str(key)}
     config = tls_config(pg_case, pg_tls, **cert, sslpassword_file=str(passphrase), reader="process")
     with daemon(pg_case.tmp_path, config) as d:  # the reader process is given the passphrase
