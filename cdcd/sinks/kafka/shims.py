@@ -48,14 +48,15 @@ def _close_tls_at_once(close: Any) -> Any:
     dropped instead (Kafka's own framing tells a whole response from a cut one)."""
 
     def close_connection(self: Any, reason: Any = None, exc: Any = None) -> Any:
-        writer = self._writer
-        closed = close(self, reason, exc)
-        transport = getattr(writer, "transport", None)
-        if (
+        transport = getattr(self._writer, "transport", None)
+        at_once = (
             transport is not None
+            and not transport.is_closing()
             and transport.get_extra_info("sslcontext") is not None
             and not transport.get_write_buffer_size()
-        ):
+        )
+        closed = close(self, reason, exc)
+        if at_once and transport is not None:
             transport.abort()
         return closed
 
