@@ -102,6 +102,11 @@ class SourceConfigBase(Strict, TableSelection):
         """The source password from ``password_env`` or ``password_file``, if either is set."""
         return read_secret(self.password_env, self.password_file, "source.password")
 
+    def secrets(self) -> dict[str, SecretStr | None]:
+        """Every secret, by the name of the method that reads it (a reader process is
+        given them read: ``PlainConfig``)."""
+        return {"password": self.password()}
+
     def read_secrets(self) -> None:
         """Read every secret now, so that a missing one stops the daemon before it connects."""
-        self.password()
+        self.secrets()

@@ -15,7 +15,12 @@ from typing import Any
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class OncePerInterval(logging.Filter):
@@ -42,10 +47,15 @@ class OncePerInterval(logging.Filter):
 
 
 def _renderer(use_console: bool) -> list[Any]:
+    # A traceback shows no local variables: structlog's (and rich's) would, and a frame of
+    # a connection holds the password, the SASL options, a key's passphrase.
     if use_console:
-        return [structlog.dev.ConsoleRenderer()]
+        formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
+        return [structlog.dev.ConsoleRenderer(exception_formatter=formatter)]
     return [
-        structlog.processors.dict_tracebacks,
+        structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        ),
         structlog.processors.JSONRenderer(serializer=_orjson_dumps),
     ]
 

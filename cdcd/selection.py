@@ -178,20 +178,37 @@ class _PlainSecret(str):
 class PlainConfig(TableSelection):
     """A source's ``source.*`` as plain attributes, for a reader process: pickled to it,
     it needs neither pydantic nor the configuration's models (~20 MB of its memory). The
-    password (``password_env``/``password_file``) is read once, by the daemon."""
+    secrets (``password_env``/``password_file``, PostgreSQL's ``sslpassword_*``) are read
+    once, by the daemon."""
 
-    def __init__(self, values: dict[str, Any], secret: str | None) -> None:
+    def __init__(self, values: dict[str, Any], secrets: dict[str, str]) -> None:
         self.__dict__.update(values)
-        self._secret = secret
+        self._secrets = secrets
 
     @classmethod
     def of(cls, config: Any) -> PlainConfig:
         """``config``: a source's configuration model."""
-        secret = config.password()
-        return cls(config.model_dump(), None if secret is None else secret.get_secret_value())
+        secrets = {k: v.get_secret_value() for k, v in config.secrets().items() if v is not None}
+        return cls(config.model_dump(), secrets)
+
+    def _secret(self, name: str) -> _PlainSecret | None:
+        value = self._secrets.get(name)
+        return None if value is None else _PlainSecret(value)
 
     def password(self) -> _PlainSecret | None:
-        return None if self._secret is None else _PlainSecret(self._secret)
+        return self._secret("password")
+
+    def sslpassword(self) -> _PlainSecret | None:
+        return self._secret("sslpassword")
+
+
+def hide_password(text: str, dsn: str) -> str:
+    """``text`` (a driver's error about ``dsn``) with the DSN's password, as written and
+    decoded, replaced by ``***``."""
+    raw = urlsplit(dsn).password
+    for secret in {raw, unquote(raw)} if raw else ():
+        text = text.replace(secret, "***")
+    return text
 
 
 def dsn_parts(dsn: str) -> dict[str, Any]:

@@ -18,20 +18,49 @@ import shlex
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 # Scenarios shared by the sources' test modules: their asserts explain themselves too.
-pytest.register_assert_rewrite("snapshot_cases", "snapshot_support", "support")
+pytest.register_assert_rewrite("snapshot_cases", "snapshot_support", "support", "pg_support")
+# PostgreSQL test cases (the fixture pg_case), for tests of any folder.
+pytest_plugins = ("pg_support",)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".testenv" / "env"
 TESTENV = ROOT / "scripts" / "testenv"
 REQUIRED = ("CDCD_TEST_PG_DSN", "CDCD_TEST_MYSQL_URL", "CDCD_TEST_KAFKA_BOOTSTRAP")
-OPTIONAL = ("CDCD_TEST_MYSQL8_URL",)
-SERVER_FIXTURES = {"testenv", "pg_dsn", "mysql_url", "mysql8_url", "kafka_bootstrap"}
+# Servers that may be missing (their tests skip), and what an environment of
+# scripts/testenv offers over TLS (an older one, or CI's own servers, may not).
+OPTIONAL_SERVERS = ("CDCD_TEST_MYSQL8_URL",)
+KAFKA_SASL_SSL = (
+    "CDCD_TEST_KAFKA_SASL_SSL_BOOTSTRAP",
+    "CDCD_TEST_KAFKA_SASL_USER",
+    "CDCD_TEST_KAFKA_SASL_PASSWORD",
+    "CDCD_TEST_TLS_CA",
+    "CDCD_TEST_TLS_OTHER_CA",
+)
+PG_TLS = (
+    "CDCD_TEST_PG_TLS_DSN",
+    "CDCD_TEST_PG_CERT_DSN",
+    "CDCD_TEST_PG_CLIENT_CERT",
+    "CDCD_TEST_PG_CLIENT_KEY",
+    "CDCD_TEST_TLS_CA",
+    "CDCD_TEST_TLS_OTHER_CA",
+)
+OPTIONAL = OPTIONAL_SERVERS + KAFKA_SASL_SSL + PG_TLS
+SERVER_FIXTURES = {
+    "testenv",
+    "pg_dsn",
+    "mysql_url",
+    "mysql8_url",
+    "kafka_bootstrap",
+    "kafka_sasl_ssl",
+    "pg_tls",
+}
 
 
 def _parse_exports(text: str) -> dict[str, str]:
@@ -61,7 +90,8 @@ def _from_file() -> dict[str, str] | None:
     if not ENV_FILE.exists():
         return None
     env = _parse_exports(ENV_FILE.read_text())
-    if all(k in env for k in REQUIRED) and all(_answers(v) for v in env.values()):
+    servers = [env[k] for k in (*REQUIRED, *OPTIONAL_SERVERS) if k in env]
+    if all(k in env for k in REQUIRED) and all(_answers(v) for v in servers):
         return env
     return None
 
@@ -110,6 +140,51 @@ def mysql8_url(testenv: dict[str, str]) -> str | None:
 def kafka_bootstrap(testenv: dict[str, str]) -> str:
     """127.0.0.1:29092 (single KRaft node; transactions, compaction, groups work)."""
     return testenv["CDCD_TEST_KAFKA_BOOTSTRAP"]
+
+
+@dataclass(frozen=True)
+class KafkaSaslSsl:
+    """The broker's SASL_SSL listener: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for one user,
+    a certificate for 127.0.0.1 and localhost signed by ``ca`` (``other_ca`` signed none)."""
+
+    bootstrap: str
+    username: str
+    password: str
+    ca: str
+    other_ca: str
+
+
+@dataclass(frozen=True)
+class PgTls:
+    """PostgreSQL with ``ssl = on``: ``dsn`` logs in a superuser allowed over TLS only (with
+    a password), ``cert_dsn`` one that logs in with ``client_cert``/``client_key``."""
+
+    dsn: str
+    cert_dsn: str
+    client_cert: str
+    client_key: str
+    ca: str
+    other_ca: str
+
+
+def _tls_settings(testenv: dict[str, str], keys: tuple[str, ...], what: str) -> list[str]:
+    missing = [k for k in keys if not testenv.get(k)]
+    if missing:
+        pytest.skip(
+            f"the test environment has no {what} ({', '.join(missing)} unset): one started by "
+            "an older scripts/testenv; scripts/testenv down, then up, makes it"
+        )
+    return [testenv[k] for k in keys]
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl(testenv: dict[str, str]) -> KafkaSaslSsl:
+    return KafkaSaslSsl(*_tls_settings(testenv, KAFKA_SASL_SSL, "Kafka SASL_SSL listener"))
+
+
+@pytest.fixture(scope="session")
+def pg_tls(testenv: dict[str, str]) -> PgTls:
+    return PgTls(*_tls_settings(testenv, PG_TLS, "PostgreSQL over TLS"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -187,6 +187,19 @@ def run_cli(
     )
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """A command that failed with exit code 1 and one line on stderr holding ``needles``
+    (with the default log level: only the error reaches stderr); that line."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cdcd: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 @dataclass
 class Daemon:
     """A ``cdcd run`` process started by a test."""

@@ -38,7 +38,11 @@ def test_minimal_configuration_from_the_issue(tmp_path, monkeypatch):
 
 def test_mysql_and_stdout_variants():
     config = parse_config(
-        {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://cdc@127.0.0.1:3306/"}, "sink": {"kind": "stdout"}}
+        {
+            "name": "a",
+            "source": {"kind": "mysql", "dsn": "mysql://cdc@127.0.0.1:3306/"},
+            "sink": {"kind": "stdout"},
+        }
     )
     assert config.source.kind == "mysql" and config.sink.kind == "stdout"
     # The envelope's source.name is the topic prefix: the daemon's name unless set.
@@ -59,19 +63,115 @@ def test_example_configuration_is_valid(monkeypatch):
     ("data", "message"),
     [
         ({"source": {}, "sink": {}}, "name: is required"),
-        ({"name": "x", "source": {"kind": "oracle", "dsn": "x"}, "sink": {"kind": "stdout"}}, "source.kind: 'oracle' is not one of"),
-        ({"name": "x", "source": {"dsn": "x"}, "sink": {"kind": "stdout"}}, "source.kind: is required"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": ["public.(orders"]}, "sink": {"kind": "stdout"}}, "source.tables: 'public.(orders' is not a valid regular expression"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": []}, "sink": {"kind": "stdout"}}, "source.tables: an empty list captures nothing; leave the key out to capture every table"),
-        ({"name": "x", "source": {"kind": "mysql", "dsn": "mysql://h/", "tables": []}, "sink": {"kind": "stdout"}}, "source.tables: an empty list captures nothing; leave the key out to capture every table"),
-        ({"name": "x", "source": {"kind": "mysql", "dsn": "mysql://h/", "databases": []}, "sink": {"kind": "stdout"}}, "source.databases: an empty list captures nothing"),
-        ({"name": "x", "source": {"kind": "mysql", "dsn": "mysql://h/", "exclude_databases": ["a", "b["]}, "sink": {"kind": "stdout"}}, "source.exclude_databases: 'b[' is not a valid regular expression"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": [{"schema": "public"}]}, "sink": {"kind": "stdout"}}, 'source.tables: {\'schema\': \'public\'} must be written {schema = "...", table = "..."}'),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": [{"schema": "public", "table": "t", "column": "c"}]}, "sink": {"kind": "stdout"}}, "source.tables: {'schema': 'public', 'table': 't', 'column': 'c'} must be written"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/"}, "sink": {"kind": "stdout"}}, "source.dsn: names no database"),
-        ({"name": "x y", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "stdout"}}, "name: may hold only"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "kafka", "topic_prefix": "p"}}, "sink.bootstrap_servers: is required"),
-        ({"name": "x", "source": {"kind": "postgres", "dsn": "postgresql://h/db"}, "sink": {"kind": "stdout"}, "sinks": {}}, "sinks: is not a known key"),
+        (
+            {"name": "x", "source": {"kind": "oracle", "dsn": "x"}, "sink": {"kind": "stdout"}},
+            "source.kind: 'oracle' is not one of",
+        ),
+        (
+            {"name": "x", "source": {"dsn": "x"}, "sink": {"kind": "stdout"}},
+            "source.kind: is required",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {
+                    "kind": "postgres",
+                    "dsn": "postgresql://h/db",
+                    "tables": ["public.(orders"],
+                },
+                "sink": {"kind": "stdout"},
+            },
+            "source.tables: 'public.(orders' is not a valid regular expression",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "postgres", "dsn": "postgresql://h/db", "tables": []},
+                "sink": {"kind": "stdout"},
+            },
+            "source.tables: an empty list captures nothing; leave the key out to capture every table",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "mysql", "dsn": "mysql://h/", "tables": []},
+                "sink": {"kind": "stdout"},
+            },
+            "source.tables: an empty list captures nothing; leave the key out to capture every table",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "mysql", "dsn": "mysql://h/", "databases": []},
+                "sink": {"kind": "stdout"},
+            },
+            "source.databases: an empty list captures nothing",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "mysql", "dsn": "mysql://h/", "exclude_databases": ["a", "b["]},
+                "sink": {"kind": "stdout"},
+            },
+            "source.exclude_databases: 'b[' is not a valid regular expression",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {
+                    "kind": "postgres",
+                    "dsn": "postgresql://h/db",
+                    "tables": [{"schema": "public"}],
+                },
+                "sink": {"kind": "stdout"},
+            },
+            "source.tables: {'schema': 'public'} must be written {schema = \"...\", table = \"...\"}",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {
+                    "kind": "postgres",
+                    "dsn": "postgresql://h/db",
+                    "tables": [{"schema": "public", "table": "t", "column": "c"}],
+                },
+                "sink": {"kind": "stdout"},
+            },
+            "source.tables: {'schema': 'public', 'table': 't', 'column': 'c'} must be written",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "postgres", "dsn": "postgresql://h/"},
+                "sink": {"kind": "stdout"},
+            },
+            "source.dsn: names no database",
+        ),
+        (
+            {
+                "name": "x y",
+                "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+                "sink": {"kind": "stdout"},
+            },
+            "name: may hold only",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+                "sink": {"kind": "kafka", "topic_prefix": "p"},
+            },
+            "sink.bootstrap_servers: is required",
+        ),
+        (
+            {
+                "name": "x",
+                "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+                "sink": {"kind": "stdout"},
+                "sinks": {},
+            },
+            "sinks: is not a known key",
+        ),
     ],
 )
 def test_errors_name_the_key(data, message):
@@ -88,7 +188,11 @@ def test_secrets_are_redacted():
 def test_database_and_table_include_exclude_lists():
     def source(**keys):
         return parse_config(
-            {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://h/", **keys}, "sink": {"kind": "stdout"}}
+            {
+                "name": "a",
+                "source": {"kind": "mysql", "dsn": "mysql://h/", **keys},
+                "sink": {"kind": "stdout"},
+            }
         ).source
 
     everything = source()
@@ -107,17 +211,33 @@ def test_decimal_handling_mode_in_either_spelling():
     def encoding(toml: str):
         import tomllib
 
-        data = {"name": "a", "source": {"kind": "mysql", "dsn": "mysql://h/"}, "sink": {"kind": "stdout"}}
+        data = {
+            "name": "a",
+            "source": {"kind": "mysql", "dsn": "mysql://h/"},
+            "sink": {"kind": "stdout"},
+        }
         return parse_config({**data, "encoding": tomllib.loads(toml)}).encoding
 
     assert encoding("").decimal_handling_mode == "precise"  # Debezium's default
     assert encoding('decimal_handling_mode = "string"').decimal_handling_mode == "string"
     assert encoding('"decimal.handling.mode" = "double"').decimal_handling_mode == "double"
     for toml, message in [
-        ('decimal_handling_mode = "exact"', "encoding.decimal_handling_mode: 'exact' is not one of \"precise\", \"double\", \"string\""),
-        ('"decimal.handling.mode" = "DOUBLE"', "encoding.decimal_handling_mode: 'DOUBLE' is not one of"),
-        ('decimal.handling.mode = "string"', 'encoding: write Debezium\'s key quoted, "decimal.handling.mode" = ...'),
-        ('decimal_handling_mode = "string"\n"decimal.handling.mode" = "string"', "are the same setting: keep one"),
+        (
+            'decimal_handling_mode = "exact"',
+            'encoding.decimal_handling_mode: \'exact\' is not one of "precise", "double", "string"',
+        ),
+        (
+            '"decimal.handling.mode" = "DOUBLE"',
+            "encoding.decimal_handling_mode: 'DOUBLE' is not one of",
+        ),
+        (
+            'decimal.handling.mode = "string"',
+            'encoding: write Debezium\'s key quoted, "decimal.handling.mode" = ...',
+        ),
+        (
+            'decimal_handling_mode = "string"\n"decimal.handling.mode" = "string"',
+            "are the same setting: keep one",
+        ),
         ('decimal_mode = "string"', "encoding.decimal_mode: is not a known key"),
     ]:
         with pytest.raises(ConfigError) as info:
@@ -163,3 +283,46 @@ def test_snapshot_defaults_are_debeziums_and_a_wrong_mode_is_named():
     assert config.notifications.topic == "cdcd-notifications"
     with pytest.raises(ConfigError, match=r"snapshot\.mode: .*'initial_only'"):
         parse_config({**base, "snapshot": {"mode": "never"}})
+
+
+def test_kafka_security_keys_that_would_be_ignored_are_errors(tmp_path):
+    sink = {"kind": "kafka", "bootstrap_servers": "k:9093", "topic_prefix": "shop"}
+    sasl = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_username": "cdcd",
+        "sasl_password_env": "KAFKA_PASSWORD",
+    }
+    for keys, needle in (
+        ({**sasl, "sasl_mechanism": None}, "security_protocol SASL_SSL needs sink.sasl_mechanism"),
+        ({**sasl, "sasl_username": None}, "needs sink.sasl_mechanism"),
+        ({**sasl, "sasl_password_env": None}, "set sink.sasl_password_env"),
+        ({**sasl, "sasl_password_file": "/x"}, "set one of sink.sasl_password_env and"),
+        ({"sasl_username": "cdcd"}, "sink.sasl_username is used only with security_protocol"),
+        ({"security_protocol": "SSL", "sasl_mechanism": "PLAIN"}, "(it is SSL)"),
+        ({"ssl_cafile": "/ca.pem"}, "sink.ssl_cafile is used only with security_protocol SSL"),
+        (
+            {**sasl, "security_protocol": "SASL_PLAINTEXT", "ssl_certfile": "/c.pem"},
+            "(it is SASL_PLAINTEXT)",
+        ),
+        ({"security_protocol": "SSL", "ssl_keyfile": "/k.pem"}, "set sink.ssl_certfile too"),
+    ):
+        keys = {k: v for k, v in keys.items() if v is not None}
+        with pytest.raises(ConfigError) as info:
+            parse_config(
+                {
+                    "name": "shop",
+                    "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+                    "sink": {**sink, **keys},
+                }
+            )
+        assert needle in str(info.value), (keys, str(info.value))
+        assert str(info.value).startswith("config: sink: "), str(info.value)
+    config = parse_config(
+        {
+            "name": "shop",
+            "source": {"kind": "postgres", "dsn": "postgresql://h/db"},
+            "sink": {**sink, **sasl, "ssl_cafile": "/ca.pem"},
+        }
+    )
+    assert config.sink.security_protocol == "SASL_SSL"

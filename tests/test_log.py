@@ -47,3 +47,36 @@ def test_library_lines_are_json_like_cdcds_own():
     assert library["timestamp"].endswith("Z")
     assert failure["logger"] == "asyncio" and failure["level"] == "error"
     assert failure["exception"][0]["exc_type"] == "ValueError"
+
+
+LOCALS = """
+import logging, sys
+from cdcd.log import setup_logging
+
+log = setup_logging("debug", sys.argv[1])
+
+def connect(sasl_plain_password):
+    raise ConnectionError("refused")
+
+try:
+    connect("a-secret-in-a-frame")
+except ConnectionError:
+    logging.getLogger("asyncio").exception("Task exception was never retrieved")
+    log.exception("failed")
+"""
+
+
+def test_a_traceback_shows_no_local_variables():
+    # structlog's and rich's tracebacks show each frame's locals by default: a frame of
+    # a connection holds its password.
+    for fmt in ("json", "console"):
+        result = subprocess.run(
+            [sys.executable, "-c", LOCALS, fmt],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        )
+        assert result.stderr.count("ConnectionError") >= 2, result.stderr
+        assert "connect" in result.stderr  # the frames are there, their variables not
+        assert "a-secret-in-a-frame" not in result.stderr, result.stderr

@@ -55,3 +55,13 @@ def test_without_a_password_key_none_is_carried():
     plain = PlainConfig.of(_source("mysql", ssl_ca="/etc/ca.pem", heartbeat_interval_s=2.5))
     assert plain.password() is None
     assert (plain.ssl_ca, plain.heartbeat_interval_s) == ("/etc/ca.pem", 2.5)
+
+
+def test_postgres_key_passphrase_is_carried_too(tmp_path):
+    secret = tmp_path / "passphrase"
+    secret.write_text("key-passphrase\n")
+    config = _source("postgres", sslpassword_file=str(secret))
+    plain = pickle.loads(pickle.dumps(PlainConfig.of(config)))
+    assert plain.sslpassword().get_secret_value() == "key-passphrase"
+    assert plain.password() is None
+    assert PlainConfig.of(_source("postgres")).sslpassword() is None

@@ -250,3 +250,91 @@ async def test_kafka_compacted_topic_and_no_auto_create(kafka_bootstrap: str) ->
         await admin.delete_topics([topic])
     finally:
         await admin.close()
+
+
+# --------------------------------------------------------------------------- TLS and SASL
+
+
+def test_pg_serves_tls_with_the_test_ca(pg_tls) -> None:
+    verified = {"sslmode": "verify-full", "sslrootcert": pg_tls.ca}
+    with psycopg.connect(pg_tls.dsn, autocommit=True, **verified) as conn:
+        assert conn.execute(
+            "SELECT ssl, current_user FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone() == (True, "cdcd_tls")
+    with psycopg.connect(pg_tls.dsn, replication="database", **verified) as conn:
+        assert conn.execute("IDENTIFY_SYSTEM").fetchone()[3] == "cdcd_test"
+    cert = {"sslcert": pg_tls.client_cert, "sslkey": pg_tls.client_key}
+    with psycopg.connect(pg_tls.cert_dsn, **verified, **cert) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("cdcd_cert",)
+    with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
+        psycopg.connect(pg_tls.dsn, sslmode="verify-full", sslrootcert=pg_tls.other_ca)
+
+
+def test_pg_tls_only_users_are_refused_without_tls(pg_tls, pg_dsn: str) -> None:
+    for dsn in (pg_tls.dsn, pg_tls.cert_dsn):
+        with pytest.raises(psycopg.OperationalError, match="no encryption"):
+            psycopg.connect(dsn, sslmode="disable", connect_timeout=10)
+    # no client certificate: the cert user has no other way in
+    with pytest.raises(psycopg.OperationalError, match="certificate"):
+        psycopg.connect(pg_tls.cert_dsn, sslmode="require", connect_timeout=10)
+    # everyone else still gets in over plain TCP, as before
+    with psycopg.connect(pg_dsn, sslmode="disable") as conn:
+        assert conn.execute(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ).fetchone() == (False,)
+
+
+def _sasl_ssl_options(kafka_sasl_ssl, mechanism: str, password: str) -> dict:
+    import ssl
+
+    return {
+        "bootstrap_servers": kafka_sasl_ssl.bootstrap,
+        "security_protocol": "SASL_SSL",
+        "ssl_context": ssl.create_default_context(cafile=kafka_sasl_ssl.ca),
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": kafka_sasl_ssl.username,
+        "sasl_plain_password": password,
+    }
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+async def test_kafka_sasl_ssl_listener(
+    kafka_sasl_ssl, kafka_bootstrap: str, mechanism: str
+) -> None:
+    from aiokafka.errors import KafkaConnectionError
+
+    topic = _name("testenv-sasl")
+    options = _sasl_ssl_options(kafka_sasl_ssl, mechanism, kafka_sasl_ssl.password)
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        producer = AIOKafkaProducer(**options, transactional_id=_name("testenv-txn"))
+        await producer.start()
+        try:
+            async with producer.transaction():
+                await producer.send(topic, b"over SASL_SSL")
+        finally:
+            await producer.stop()
+        # the same broker, through its PLAINTEXT listener
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            record = await asyncio.wait_for(consumer.getone(), 30)
+            assert record.value == b"over SASL_SSL"
+        finally:
+            await consumer.stop()
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    wrong = AIOKafkaAdminClient(**_sasl_ssl_options(kafka_sasl_ssl, mechanism, "wrong"))
+    try:
+        with pytest.raises(KafkaConnectionError):
+            await asyncio.wait_for(wrong.start(), 30)
+    finally:
+        await wrong.close()

@@ -327,3 +327,16 @@ def make_tls_files(directory: Path) -> TlsFiles:
         "extendedKeyUsage=clientAuth\n",
     )
     return TlsFiles(ca[0], server_cert, server_key, client_cert, client_key, other_ca)
+
+
+def encrypt_key(key: str | Path, directory: Path, passphrase: str) -> tuple[Path, Path]:
+    """``key`` (PEM) encrypted with ``passphrase`` (AES-256, mode 0600), and the file
+    holding the passphrase."""
+    encrypted, secret = directory / "encrypted-key.pem", directory / "key.passphrase"
+    secret.write_text(passphrase + "\n")
+    _openssl(
+        "pkey", "-in", str(key), "-aes256", "-out", str(encrypted),
+        "-passout", f"file:{secret}", cwd=directory,
+    )  # fmt: skip
+    encrypted.chmod(0o600)
+    return encrypted, secret

@@ -11,10 +11,11 @@ middle of the transaction). Any point between two changes is a safe cut: the sou
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from cdcd.errors import SourceError
+from cdcd.errors import ConfigError, SourceError
 from cdcd.events import OP_CREATE, OP_DELETE, OP_UPDATE, ChangeEvent, Commit, SourceItem
 from cdcd.positions import Position
 
@@ -108,3 +109,11 @@ def keyless_chunks_error(table_id: str) -> SourceError:
         "read in an initial snapshot's consistent view (add a primary key to read it in "
         "chunks)"
     )
+
+
+def check_readable(key: str, path: str | None) -> None:
+    """``ConfigError`` naming ``key`` if the file ``path`` (when set) cannot be read (a TLS
+    certificate or key, checked before a connection is made)."""
+    if path is not None and not os.access(path, os.R_OK):
+        why = "no such file" if not os.path.exists(path) else "not readable"
+        raise ConfigError(f"{key}: cannot read {path}: {why}")

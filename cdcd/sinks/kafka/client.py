@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from cdcd.errors import ConfigError
+from cdcd.sinks.kafka import shims
 from cdcd.sinks.kafka.config import KafkaSinkConfig
 
 
 def client_options(sink: KafkaSinkConfig) -> dict[str, Any]:
     """Connection options shared by the producer, the admin client and consumers."""
+    shims.install()  # every client made with them, the CLI's too (TLS connections' close)
     options: dict[str, Any] = {
         "bootstrap_servers": sink.bootstrap_servers,
         "security_protocol": sink.security_protocol,
@@ -36,7 +38,9 @@ def _ssl_context(sink: KafkaSinkConfig) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=sink.ssl_cafile)
     except OSError as exc:
-        raise ConfigError(f"sink.ssl_cafile: cannot use {sink.ssl_cafile}: {_reason(exc)}") from None
+        raise ConfigError(
+            f"sink.ssl_cafile: cannot use {sink.ssl_cafile}: {_reason(exc)}"
+        ) from None
     if sink.ssl_certfile:
         try:
             context.load_cert_chain(sink.ssl_certfile, sink.ssl_keyfile)

@@ -23,6 +23,7 @@ from cdcd.sinks.kafka.config import KafkaSinkConfig
 from cdcd.sources.base import Problem
 
 CONNECT_TIMEOUT_S = 10.0
+_NAME_MISMATCH = (62, 64)  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
 
 async def connection_problem(sink: KafkaSinkConfig, options: dict[str, Any]) -> Problem | None:
@@ -43,9 +44,7 @@ async def unreachable(sink: KafkaSinkConfig, options: dict[str, Any]) -> SinkErr
     return kind(f"{problem.what}; {problem.fix}")
 
 
-async def _diagnose(
-    sink: KafkaSinkConfig, options: dict[str, Any]
-) -> tuple[Problem, bool] | None:
+async def _diagnose(sink: KafkaSinkConfig, options: dict[str, Any]) -> tuple[Problem, bool] | None:
     """(what fails, whether it may pass by itself), or None."""
     failure: tuple[str, BaseException] | None = None
     for host, port, _family in collect_hosts(sink.bootstrap_servers, randomize=False):
@@ -105,9 +104,21 @@ def _explain(sink: KafkaSinkConfig, where: str, exc: BaseException) -> Problem:
             "check sink.sasl_username, the password (sink.sasl_password_env or "
             "sink.sasl_password_file) and sink.sasl_mechanism",
         )
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_code in _NAME_MISMATCH:
         return Problem(
-            f"the TLS certificate of Kafka at {where} is not trusted: {exc.verify_message}",
+            f"the TLS certificate of Kafka at {where} does not name the host cdcd connects "
+            f"to: {exc.verify_message.rstrip('.')}",
+            "set sink.bootstrap_servers to a name (or address) the brokers' certificates hold",
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        trusted = (
+            f"the CA in sink.ssl_cafile ({sink.ssl_cafile})"
+            if sink.ssl_cafile
+            else ("a CA this system trusts (sink.ssl_cafile is not set)")
+        )
+        return Problem(
+            f"the TLS certificate of Kafka at {where} is not signed by {trusted}: "
+            f"{exc.verify_message.rstrip('.')}",
             "set sink.ssl_cafile to the CA that signed the brokers' certificates",
         )
     if isinstance(exc, ssl.SSLError):

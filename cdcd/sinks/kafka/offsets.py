@@ -36,6 +36,7 @@ from cdcd.sinks.kafka.client import (
     transactional_id,
 )
 from cdcd.sinks.kafka.config import KafkaSinkConfig
+from cdcd.sinks.kafka.connect import unreachable
 from cdcd.sinks.kafka.membership import Member, members, refuse_if_running
 
 _NOT_FOUND = object()
@@ -227,6 +228,7 @@ class OffsetsTopic:
         finally:
             await producer.stop()
 
+
 # -- for `cdcd offsets` ----------------------------------------------------------------
 
 
@@ -261,7 +263,7 @@ async def _admin(offsets: OffsetsTopic) -> AIOKafkaAdminClient:
     except (TimeoutError, KafkaError):
         with contextlib.suppress(Exception):
             await admin.close()
-        raise SinkError(
+        raise await unreachable(offsets.sink, offsets.options) or SinkError(
             f"cannot reach Kafka at {offsets.sink.bootstrap_servers}: check sink.bootstrap_servers"
         ) from None
     return admin

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import codec as _codec
+from aiokafka import conn as _conn_module
 from aiokafka.producer import sender as _sender_module
 from aiokafka.record import default_records as _py_records
 
@@ -37,6 +38,32 @@ LZ4_LEVEL = 1
 _installed = False
 
 
+def _close_tls_at_once(close: Any) -> Any:
+    """``AIOKafkaConnection.close`` that does not wait for the TLS closing handshake.
+
+    aiokafka's clients wait on close for each connection to be lost; over TLS the event
+    loop first waits for the broker's close_notify, which a broker answering a fetch in
+    flight may never send: a consumer's stop() then took the loop's 30 s TLS shutdown
+    timeout (one in a few over SASL_SSL). Once nothing is left to send, the connection is
+    dropped instead (Kafka's own framing tells a whole response from a cut one)."""
+
+    def close_connection(self: Any, reason: Any = None, exc: Any = None) -> Any:
+        transport = getattr(self._writer, "transport", None)
+        at_once = (
+            transport is not None
+            and not transport.is_closing()
+            and transport.get_extra_info("sslcontext") is not None
+            and not transport.get_write_buffer_size()
+        )
+        closed = close(self, reason, exc)
+        if at_once and transport is not None:
+            transport.abort()
+        return closed
+
+    close_connection.cdcd_shim = True  # type: ignore[attr-defined]
+    return close_connection
+
+
 def _lz4_fast(payload: Any, level: int = LZ4_LEVEL) -> bytes:
     return _codec.lz4_encode(payload, level)
 
@@ -51,6 +78,11 @@ async def missing() -> list[str]:
     from aiokafka.client import AIOKafkaClient
 
     gaps = []
+    connection = _conn_module.AIOKafkaConnection
+    if not callable(getattr(connection, "close", None)) or "_writer" not in vars(
+        connection("127.0.0.1", 9)
+    ):
+        gaps.append("aiokafka.conn.AIOKafkaConnection.close and ._writer (closing TLS at once)")
     if not hasattr(_sender_module, "BACKOFF_OVERRIDE"):
         gaps.append("aiokafka.producer.sender.BACKOFF_OVERRIDE (the transactions backoff)")
     for module in _record_modules():
@@ -71,10 +103,15 @@ async def missing() -> list[str]:
 
 
 def install() -> None:
-    """Apply the speed shims (the backoff, the lz4 level); idempotent."""
+    """Apply the shims (the backoff, the lz4 level, closing TLS connections at once);
+    idempotent."""
     global _installed
     if _installed:
         return
+    if callable(getattr(_conn_module.AIOKafkaConnection, "close", None)):
+        _conn_module.AIOKafkaConnection.close = _close_tls_at_once(  # type: ignore[method-assign]
+            _conn_module.AIOKafkaConnection.close
+        )
     if hasattr(_sender_module, "BACKOFF_OVERRIDE"):
         _sender_module.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_S
     for module in _record_modules():

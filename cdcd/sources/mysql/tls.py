@@ -14,11 +14,11 @@ checks' connections and by the binlog connection alike.
 
 from __future__ import annotations
 
-import os
 import ssl
 from typing import TYPE_CHECKING
 
 from cdcd.errors import ConfigError
+from cdcd.sources.common import check_readable
 
 if TYPE_CHECKING:
     from cdcd.sources.mysql.config import MysqlSourceConfig
@@ -33,14 +33,8 @@ def tls_context(config: MysqlSourceConfig) -> ssl.SSLContext | None:
         return None
     if config.ssl_key and not config.ssl_cert:
         raise ConfigError("source.ssl_key: set source.ssl_cert too (the client certificate)")
-    for key, path in (
-        ("ssl_ca", config.ssl_ca),
-        ("ssl_cert", config.ssl_cert),
-        ("ssl_key", config.ssl_key),
-    ):
-        if path is not None and not os.access(path, os.R_OK):
-            why = "no such file" if not os.path.exists(path) else "not readable"
-            raise ConfigError(f"source.{key}: cannot read {path}: {why}")
+    for key in ("ssl_ca", "ssl_cert", "ssl_key"):
+        check_readable(f"source.{key}", getattr(config, key))
     try:
         context = ssl.create_default_context(cafile=config.ssl_ca)
     except (OSError, ssl.SSLError) as exc:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
-from cdcd._config import SourceConfigBase
+from cdcd._config import SourceConfigBase, read_secret
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class PostgresSourceConfig(SourceConfigBase):
@@ -41,12 +43,33 @@ class PostgresSourceConfig(SourceConfigBase):
         description="where the replication stream is read and decoded: the daemon itself, "
         "or a worker process (a second core: faster catch-up, more memory)",
     )
+    sslmode: SslMode | None = Field(
+        default=None,
+        description="libpq's sslmode; verify-full checks the server's certificate and name; "
+        "default: the DSN's own, else libpq's (prefer)",
+    )
+    sslrootcert: str | None = Field(
+        default=None, description="the CA certificate (PEM) that signed the server's, or 'system'"
+    )
+    sslcert: str | None = Field(default=None, description="a client certificate (PEM)")
+    sslkey: str | None = Field(default=None, description="its private key (PEM, mode 0600)")
+    sslpassword_env: str | None = Field(
+        default=None, description="the environment variable holding sslkey's passphrase"
+    )
+    sslpassword_file: str | None = Field(default=None, description="a file holding it")
     snapshot_reader: Literal["inline", "process"] = Field(
         default="process",
         description="where an initial snapshot's tables are read and converted: a scan "
         "process per table being read, joined to the exported snapshot (a free second core: "
         "up to ~35 % more rows/s, ~55 MB more memory a process), or the daemon itself",
     )
+
+    def sslpassword(self) -> SecretStr | None:
+        """The passphrase of an encrypted ``sslkey``, if ``sslpassword_env``/``_file`` is set."""
+        return read_secret(self.sslpassword_env, self.sslpassword_file, "source.sslpassword")
+
+    def secrets(self) -> dict[str, SecretStr | None]:
+        return {**super().secrets(), "sslpassword": self.sslpassword()}
 
     @field_validator("dsn")
     @classmethod

@@ -1,4 +1,5 @@
-"""Sessions with PostgreSQL: the metadata connection and the replication one.
+"""Sessions with PostgreSQL: the metadata connection and the replication one, over TLS
+as the ``source.ssl*`` keys say (``tls``).
 
 Every session is opened with the settings the type converters assume (``types``): UTC,
 ISO dates, ``IntervalStyle=postgres``, hex bytea, C money, round-tripping floats, and
@@ -10,9 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
-from cdcd.selection import dsn_parts
+from cdcd.errors import ConfigError
+from cdcd.selection import dsn_parts, hide_password
 from cdcd.sources.postgres.errors import connect_error
+from cdcd.sources.postgres.tls import tls_parameters
 
 if TYPE_CHECKING:
     from cdcd.sources.postgres.config import PostgresSourceConfig
@@ -29,10 +33,17 @@ class Connector:
     def __init__(self, config: PostgresSourceConfig, application_name: str) -> None:
         self.config = config
         self.application_name = application_name
+        try:  # libpq's reading of the URL: an error is a traceback at connect, else
+            conninfo_to_dict(config.dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"source.dsn: {hide_password(str(exc).strip(), config.dsn)}"
+            ) from None
         parts = dsn_parts(config.dsn)
         self.database: str = parts["database"]
         self.user: str | None = parts["user"]  # as the GRANTs cdcd suggests name it
         self.where = f"{parts['host']}:{parts['port'] or 5432}"  # as messages name the server
+        self.tls = tls_parameters(config)  # (a file that cannot be read: a ConfigError now)
 
     async def connect(self, replication: bool = False) -> psycopg.AsyncConnection[Any]:
         """A session in autocommit; ``replication``: a walsender's (START_REPLICATION)."""
@@ -43,12 +54,16 @@ class Connector:
             "application_name": self.application_name,
             "options": SESSION_OPTIONS,
             "client_encoding": "UTF8",  # the database's (cdcd requires UTF8), whatever PGCLIENTENCODING says
+            **self.tls,
         }
         if password is not None:
             kwargs["password"] = password.get_secret_value()
+        sslpassword = self.config.sslpassword()
+        if sslpassword is not None:
+            kwargs["sslpassword"] = sslpassword.get_secret_value()
         if replication:
             kwargs["replication"] = "database"
         try:
             return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
         except psycopg.OperationalError as exc:
-            raise connect_error(exc, self.where, replication, self.user) from None
+            raise connect_error(exc, self.where, replication, self.config, self.user) from None

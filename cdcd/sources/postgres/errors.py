@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import pq
 
 from cdcd.errors import SourceError, SourceUnavailableError
 from cdcd.sources.postgres.privileges import identifier
+from cdcd.sources.postgres.tls import tls_hint
+
+if TYPE_CHECKING:
+    from cdcd.sources.postgres.config import PostgresSourceConfig
 
 # SQLSTATEs of a connection that was cut, or refused for now: the same request on a new
 # connection may succeed (admin_shutdown: pg_terminate_backend or a fast shutdown;
@@ -65,21 +69,26 @@ def connection_lost(exc: psycopg.Error) -> bool:
 
 
 def explain_connect_error(
-    exc: Exception, where: str, replication: bool, user: str | None = None
+    exc: Exception,
+    where: str,
+    replication: bool,
+    config: PostgresSourceConfig | None = None,
+    user: str | None = None,
 ) -> str:
-    """A failed connection to ``where`` (host:port) as ``user``, as a message naming the fix."""
-    # libpq: a line per address tried, each followed by indented hint lines; the last
-    # attempt's line holds the reason ("Connection refused"), its hint follows it.
+    """A failed connection to ``where`` (host:port) as ``user``, as a message naming the
+    fix; ``config`` tells which TLS keys are set."""
+    # libpq: a line per address tried ("connection to server at ..."), each followed by
+    # hint lines (indented, or not: "Either provide the file..."); the last attempt's line
+    # holds the reason ("Connection refused"), its hints follow it.
     lines = [line for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
-    # The server's DETAIL and HINT lines belong to the reason before them.
-    starts = [
-        i
-        for i, line in enumerate(lines)
-        if not line[:1].isspace() and not line.startswith(("DETAIL:", "HINT:"))
-    ] or [0]
+    attempt = re.compile(r"^(connection failed: )?connection to server ")
+    starts = [i for i, line in enumerate(lines) if attempt.match(line)] or [0]
     text = "; ".join(line.strip() for line in lines[starts[-1] :])
     text = re.sub(r"^connection failed: ", "", text)
     what = f"cannot connect to PostgreSQL at {where}"
+    tls = tls_hint(text, config)
+    if tls is not None:
+        return f"{what}: {text}; {tls}"
     if "pg_hba.conf" in text and replication:
         return (
             f"{what} for replication: {text}; allow it in pg_hba.conf "
@@ -102,10 +111,14 @@ def explain_connect_error(
 
 
 def connect_error(
-    exc: psycopg.OperationalError, where: str, replication: bool, user: str | None = None
+    exc: psycopg.OperationalError,
+    where: str,
+    replication: bool,
+    config: PostgresSourceConfig | None = None,
+    user: str | None = None,
 ) -> SourceError:
     """A failed connection as the error to raise: unavailable if it may pass."""
-    message = explain_connect_error(exc, where, replication, user)
+    message = explain_connect_error(exc, where, replication, config, user)
     if connection_lost(exc):
         return SourceUnavailableError(message)
     return SourceError(message)

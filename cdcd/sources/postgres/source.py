@@ -132,7 +132,9 @@ class PostgresSource:
         return await self._connector.connect(replication)
 
     def _explain_connect_error(self, exc: Exception, replication: bool) -> str:
-        return explain_connect_error(exc, self._where, replication)
+        return explain_connect_error(
+            exc, self._where, replication, self.config, self._connector.user
+        )
 
     async def check(self) -> list[Problem]:
         """What stops or spoils streaming, each with its fix (``cdcd check``)."""

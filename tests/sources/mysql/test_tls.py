@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pymysql
 import pytest
-from support import consume, daemon, run_cli, unique_name, write_config
+from support import assert_one_line_error, consume, daemon, run_cli, unique_name, write_config
 from throwaway import Server, TlsFiles, make_tls_files, mariadb
 
 pytestmark = pytest.mark.integration
@@ -66,18 +66,6 @@ def tls_config(tls_server: TlsServer, bootstrap: str, **source: object) -> dict:
         "sink": {"kind": "kafka", "bootstrap_servers": bootstrap, "topic_prefix": name},
         "log": {"level": "debug", "format": "json"},
     }
-
-
-def assert_one_line_error(result, *needles: str) -> str:
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    # (with the default log level: only the error reaches stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("cdcd: error: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def test_the_server_refuses_plaintext_and_users_without_a_client_certificate(tls_mariadb):

@@ -1,4 +1,4 @@
-"""Fixtures for PostgreSQL integration tests: a fresh schema, a daemon config, clean-up."""
+"""PostgreSQL test cases: a fresh schema, a daemon config, clean-up (the fixture `pg_case`)."""
 
 from __future__ import annotations
 
