@@ -85,7 +85,7 @@ class Coordinator:
     async def _consistent_snapshot(
         self, plan: Plan, view: ConsistentSnapshot, resume: StoredOffset | None
     ) -> None:
-        self.ctx.enter(State.SNAPSHOTTING, f"reading {len(plan.tables)} tables")
+        self.ctx.enter(State.SNAPSHOTTING, f"reading {_tables(plan)}")
         config = self.ctx.config
         chunks = consistent_chunks(
             view,
@@ -119,7 +119,7 @@ class Coordinator:
             if signals is not None:
                 pump = asyncio.create_task(_pump(signals, queue), name="cdcd-signals")
         if plan is not None:
-            what = f"streaming from {position}, reading {len(plan.tables)} tables"
+            what = f"streaming from {position}, reading {_tables(plan)}"
             self.ctx.enter(State.SNAPSHOTTING, what)
         else:
             self.ctx.enter(State.STREAMING, f"streaming from {position}")
@@ -258,3 +258,8 @@ async def _pump(channel: Any, queue: asyncio.Queue[Signal]) -> None:
             signal = Signal(f"kafka-{tp.partition}-{offset}", "invalid", message=str(exc))
         await queue.put(signal)
         await channel.commit(tp, offset)
+
+
+def _tables(plan: Plan) -> str:
+    count = len(plan.tables)
+    return f"{count} table" if count == 1 else f"{count} tables"

@@ -40,7 +40,6 @@ from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.checks import captured_tables, run_checks
 from cdcd.sources.postgres.connection import Connector
 from cdcd.sources.postgres.errors import (
-    explain_connect_error,
     replication_lost,
     stream_ended,
     stream_error,
@@ -130,11 +129,6 @@ class PostgresSource:
 
     async def _connect(self, replication: bool = False) -> psycopg.AsyncConnection[Any]:
         return await self._connector.connect(replication)
-
-    def _explain_connect_error(self, exc: Exception, replication: bool) -> str:
-        return explain_connect_error(
-            exc, self._where, replication, self.config, self._connector.user
-        )
 
     async def check(self) -> list[Problem]:
         """What stops or spoils streaming, each with its fix (``cdcd check``)."""

@@ -51,17 +51,8 @@ def test_by_sqlstate():
 
 
 def test_the_reason_of_a_failed_connection_is_kept():
-    from cdcd.config import parse_config
-    from cdcd.sources.postgres import build
+    from cdcd.sources.postgres.errors import explain_connect_error
 
-    config = parse_config(
-        {
-            "name": "shop",
-            "source": {"kind": "postgres", "dsn": "postgresql://cdc@localhost:5432/shop"},
-            "sink": {"kind": "stdout"},
-        }
-    )
-    source = build(config)
     # libpq tried both addresses of localhost; each failure has its hint on a tab line.
     attempt = (
         'connection to server at "localhost" ({}), port 5432 failed: Connection refused\n'
@@ -70,7 +61,7 @@ def test_the_reason_of_a_failed_connection_is_kept():
     exc = psycopg.OperationalError(
         "connection failed: " + attempt.format("::1") + "\n" + attempt.format("127.0.0.1")
     )
-    message = source._explain_connect_error(exc, replication=False)
+    message = explain_connect_error(exc, "localhost:5432", replication=False)
     assert message == (
         'cannot connect to PostgreSQL at localhost:5432: connection to server at "localhost" '
         "(127.0.0.1), port 5432 failed: Connection refused; Is the server running on that "
