@@ -194,18 +194,22 @@ def list_tables(cursor: Any) -> list[tuple[str, str, bool]]:
     """Every base table the user may see, but the system's: ``(database, table, has a
     primary key)``, ordered by name."""
     # STATISTICS, not TABLE_CONSTRAINTS: MariaDB shows a user with only SELECT on a table
-    # none of its constraints, and every table would seem to lack a primary key.
+    # none of its constraints, and every table would seem to lack a primary key. Two flat
+    # queries: one correlated with the other took 200 ms for a hundred tables (MariaDB
+    # opens each table's definition per row), at every start and check.
     cursor.execute(
-        "SELECT t.table_schema, t.table_name, "
-        "EXISTS (SELECT 1 FROM information_schema.statistics s "
-        "        WHERE s.table_schema = t.table_schema AND s.table_name = t.table_name "
-        "        AND s.index_name = 'PRIMARY') "
-        "FROM information_schema.tables t WHERE t.table_type = 'BASE TABLE' "
-        "ORDER BY 1, 2"
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_type = 'BASE TABLE' ORDER BY 1, 2"
     )
+    tables = cursor.fetchall()
+    cursor.execute(
+        "SELECT DISTINCT table_schema, table_name FROM information_schema.statistics "
+        "WHERE index_name = 'PRIMARY'"
+    )
+    keyed = {(schema, table) for schema, table in cursor.fetchall()}
     return [
-        (schema, table, bool(has_pk))
-        for schema, table, has_pk in cursor.fetchall()
+        (schema, table, (schema, table) in keyed)
+        for schema, table in tables
         if schema not in SYSTEM_SCHEMAS
     ]
 
