@@ -90,7 +90,8 @@ class EnvelopeBuilder:
                     last_source = item.source  # type: ignore[union-attr]
                     block = {**common, **last_source}
                 op = item.op  # type: ignore[union-attr]
-                if op != run_op or item.table != run_table or item.namespace != run_ns:  # type: ignore[union-attr]
+                # Identity, not equality: a run split at equal strings still adds up right.
+                if op is not run_op or item.table is not run_table or item.namespace is not run_ns:  # type: ignore[union-attr]
                     if run:
                         seen = (run_ns, run_table, run_op)
                         counts[seen] = counts.get(seen, 0) + run
