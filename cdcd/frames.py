@@ -65,15 +65,20 @@ def _plain(item: SourceItem) -> Any:
     }
 
 
+def pickled(message: Any) -> bytes:
+    """One frame for anything, pickled (``p``): an exception, a worker's log line."""
+    payload = PICKLE + pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    return len(payload).to_bytes(4, "little") + payload
+
+
 def encode(message: list[SourceItem] | BaseException) -> bytes:
     """One frame for a chunk of items, or for an exception."""
-    if not isinstance(message, BaseException):
-        try:
-            payload = JSON + orjson.dumps([_plain(item) for item in message])
-        except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
-            payload = PICKLE + pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    else:
-        payload = PICKLE + pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+    if isinstance(message, BaseException):
+        return pickled(message)
+    try:
+        payload = JSON + orjson.dumps([_plain(item) for item in message])
+    except (TypeError, orjson.JSONEncodeError):  # e.g. an integer beyond 64 bits
+        return pickled(message)
     return len(payload).to_bytes(4, "little") + payload
 
 
@@ -126,7 +131,7 @@ def encode_chunk(chunk: Chunk) -> bytes:
                  [(r.key, r.after) for r in rows])
             )  # fmt: skip
     if payload is None:
-        payload = PICKLE + pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
+        return pickled(chunk)
     return len(payload).to_bytes(4, "little") + payload
 
 

@@ -66,11 +66,16 @@ class Worker:
         self._transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(pipe), os.fdopen(receive, "rb", buffering=0)
         )
-        payload = pickle.dumps(setup)
-        self.send(len(payload).to_bytes(4, "little") + payload)
+        self.send_message(setup)
         assert self.process.stdin is not None
         with contextlib.suppress(ConnectionError):
             await self.process.stdin.drain()
+
+    def send_message(self, message: Any) -> None:
+        """Write a message to the worker's stdin (``read_message`` reads it there): a
+        4-byte little-endian length, then a pickle."""
+        payload = pickle.dumps(message)
+        self.send(len(payload).to_bytes(4, "little") + payload)
 
     def send(self, data: bytes) -> None:
         """Write to the worker's stdin (without waiting: meant for a few bytes at a time)."""
@@ -152,9 +157,15 @@ def worker_setup() -> tuple[int, Any] | None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != daemon_pid:
         return None  # the daemon went before the death signal was asked for
-    # Exactly the setup's bytes (no buffered reader): what follows on stdin is read later.
+    return fd, read_message()
+
+
+def read_message() -> Any:
+    """In the worker: the daemon's next message on stdin (``Worker.send_message``), read
+    to its last byte and no further (no buffered reader: what follows is read later).
+    ``EOFError`` when the daemon closed the input."""
     size = int.from_bytes(_read_exactly(0, 4), "little")
-    return fd, pickle.loads(_read_exactly(0, size))
+    return pickle.loads(_read_exactly(0, size))
 
 
 def _read_exactly(fd: int, size: int) -> bytes:
@@ -162,7 +173,7 @@ def _read_exactly(fd: int, size: int) -> bytes:
     while len(data) < size:
         more = os.read(fd, size - len(data))
         if not more:
-            raise EOFError("the daemon closed the worker's input during its setup")
+            raise EOFError("the daemon closed the worker's input")
         data += more
     return data
 

@@ -9,11 +9,12 @@ after table as the daemon asks (``WorkerView.scan``), one at a time.
 
 Started as ``python -m cdcd.sources.mysql.snapshot_process <fd> <daemon pid>``; its setup
 is ``source.*`` as plain values, the server's facts, the connector and the encoding
-options. The daemon then writes requests on its stdin (a 4-byte little-endian length,
-then a pickle: a scan's table, key, chunk size and condition, or a stop of the scan the
-daemon left); closing it ends the worker. The worker writes frames (``cdcd.frames``), pickles: its log lines, the view (its
-position and time, or None), then each chunk (``_chunk_reply``: half the bytes of a
-frame of events, and half the daemon's work to read); an error as its last frame.
+options. The daemon then writes requests on its stdin (``Worker.send_message``: a
+scan's table, key, chunk size and condition, or a stop of the scan the daemon left);
+closing it ends the worker. The worker writes frames (``cdcd.frames``): pickles for its
+log lines and the view (its position and time, or None), then each chunk as
+``frames.encode_chunk`` writes it (the rows' source block once, as PostgreSQL's scan
+process sends them); an error as its last frame.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pickle
 import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, cast
@@ -30,7 +30,7 @@ from cdcd import frames
 from cdcd.errors import SourceError
 from cdcd.selection import PlainConfig
 from cdcd.snapshot import Chunk, SnapshotTable
-from cdcd.worker import Worker, worker_setup
+from cdcd.worker import Worker, read_message, worker_setup
 
 if TYPE_CHECKING:
     from cdcd.sources.mysql.snapshot import MysqlSnapshotReader
@@ -97,8 +97,7 @@ class WorkerView:
                         pass  # the chunks sent before the worker saw the stop, then "stopped"
 
     def _request(self, request: tuple[Any, ...]) -> None:
-        payload = pickle.dumps(request)
-        self.worker.send(len(payload).to_bytes(4, "little") + payload)
+        self.worker.send_message(request)
 
     async def _reply(self) -> Any:
         """The worker's next frame: a chunk (``frames.decode_chunk``) or a pickle."""
@@ -139,8 +138,7 @@ class _Log:
 
 
 def _send(out: Any, message: Any) -> None:
-    payload = frames.PICKLE + pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-    out.write(len(payload).to_bytes(4, "little") + payload)
+    out.write(frames.pickled(message))
     out.flush()
 
 
@@ -148,12 +146,10 @@ def _requests(loop: asyncio.AbstractEventLoop, requests: asyncio.Queue[Any]) -> 
     """The daemon's requests on stdin, put in ``requests``; None when it closed it."""
     request: Any = True
     while request is not None:
-        header, request = os.read(0, 4), None
-        if len(header) == 4:
-            size, data = int.from_bytes(header, "little"), b""
-            while len(data) < size and (more := os.read(0, size - len(data))):
-                data += more
-            request = pickle.loads(data) if len(data) == size else None
+        try:
+            request = read_message()
+        except EOFError:
+            request = None
         loop.call_soon_threadsafe(requests.put_nowait, request)
 
 
