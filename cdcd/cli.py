@@ -356,5 +356,37 @@ def snapshot(
     sys.exit(code)
 
 
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per instance, a list.")
+def status(config_path: str, as_json: bool) -> None:
+    """Every instance of the daemon (an active/standby pair), from the heartbeats in Kafka,
+    wherever it runs. Exit code 1 when no instance is active."""
+    from cdcd.runtime.leadership import ACTIVE, instances
+    from cdcd.sinks.kafka.status import read_instances
+
+    try:
+        config = load_config(config_path)
+        setup_logging("warning", config.log.format)
+        beats = _run_async(lambda: read_instances(config))
+    except CdcdError as exc:
+        _fail(exc)
+    now_ms = int(datetime.datetime.now().timestamp() * 1000)
+    rows = instances(beats, config.name, now_ms, config.ha.lease_ms)
+    if as_json:
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for row in rows:
+            lag = f"{row['lag_ms']} ms behind" if row["lag_ms"] is not None else "lag unknown"
+            click.echo(
+                f"{row['instance']}  {row['role']:<8} epoch {row['epoch']}  "
+                f"{row['server'] or '-'}  at {row['position'] or '-'}  {lag}  "
+                f"heartbeat {row['age_ms'] / 1000:.1f} s ago"
+            )
+        if not rows:
+            click.echo(f"no instance of {config.name!r} was heard from in the last minute")
+    sys.exit(0 if any(row["role"] == ACTIVE for row in rows) else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

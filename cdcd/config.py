@@ -118,6 +118,55 @@ class TransactionsConfig(Strict):
     )
 
 
+class HaConfig(Strict):
+    """``[ha]``: instances with the same name on several hosts, one active, the others
+    warm standbys; Kafka the only coordinator (docs/ha.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="with a Kafka sink: a second instance with the same name stands by "
+        "instead of fencing the first; false: the newest instance fences the older one",
+    )
+    lease_ms: int = Field(
+        default=5000,
+        ge=500,
+        description="a standby takes over when it has seen no heartbeat of the active "
+        "instance for this long; the active one stops writing before that",
+    )
+    heartbeat_ms: int = Field(default=1000, ge=50, description="each instance's heartbeat")
+    status_topic: str = Field(
+        default="cdcd-status", description="the heartbeats of every instance (cdcd status)"
+    )
+    dedup_topic: str = Field(
+        default="cdcd-dedup",
+        description="compacted: the last position in Kafka per source identity, written "
+        "with the data; a new leader drops every change at or below it",
+    )
+    source_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="an active instance that cannot read its source this long steps "
+        "down, so that a standby with a working path takes over",
+    )
+    priority: int = Field(
+        default=0, description="order of succession: a lower value takes over first"
+    )
+
+    @field_validator("status_topic", "dedup_topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        return check_topic_name(value)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_heartbeats(self) -> HaConfig:
+        if self.lease_ms < 3 * self.heartbeat_ms:
+            raise ValueError(
+                f"lease_ms ({self.lease_ms}) must be at least 3 heartbeat_ms "
+                f"({self.heartbeat_ms}): a standby would take over from a working instance"
+            )
+        return self
+
+
 class EncodingConfig(Strict):
     """How values are encoded, for the options Debezium's connectors share."""
 
@@ -173,6 +222,7 @@ class Config(Strict):
     notifications: NotificationsConfig = NotificationsConfig()
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
+    ha: HaConfig = HaConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,12 @@ def offset_key(name: str, source_kind: str) -> bytes:
     return orjson.dumps([name, {"source": source_kind}])
 
 
+def dedup_key(name: str, source_kind: str, identity: str) -> bytes:
+    """The record key of a daemon's dedup record: the offset key with the source's
+    identity (a standby reading another server of the same source finds it)."""
+    return orjson.dumps([name, {"source": source_kind, "identity": identity}])
+
+
 def inside_transaction(position: Position) -> bool:
     """Whether ``position`` cuts a source transaction (some of its events already written)."""
     return getattr(position, "index", 0) > 0

@@ -145,3 +145,24 @@ def position_from_dict(data: dict[str, Any]) -> Position:
         raise ValueError(f"not a cdcd position: {data!r}") from None
     position: Position = kind.from_dict(data)
     return position
+
+
+def later(one: Position, other: Position) -> bool:
+    """Whether ``one`` is past ``other`` in the same stream: PostgreSQL by commit LSN and
+    index; MySQL/MariaDB by GTID set (a strict superset, then the index), since file/pos
+    differ between servers. False when they cannot be compared."""
+    if isinstance(one, PgPosition) and isinstance(other, PgPosition):
+        return (one.commit_lsn, one.index) > (other.commit_lsn, other.index)
+    if isinstance(one, MysqlPosition) and isinstance(other, MysqlPosition):
+        if not one.gtid_set or not other.gtid_set or one.flavor != other.flavor:
+            return False
+        from cdcd.sources.mysql.gtid import parse_gtid_position  # GTID sets are parsed there
+
+        mine: Any = parse_gtid_position(one.gtid_set, one.flavor)  # type: ignore[arg-type]
+        theirs: Any = parse_gtid_position(other.gtid_set, other.flavor)  # type: ignore[arg-type]
+        if str(mine) == str(theirs):
+            return one.index > other.index
+        if hasattr(mine, "issuperset"):  # MySQL: a GTID set
+            return bool(mine.issuperset(theirs))
+        return bool(mine >= theirs)  # MariaDB: a position per domain
+    return False

@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -208,10 +208,11 @@ class Daemon:
     log_path: Path
     out_path: Path
     process: subprocess.Popen[bytes] | None = None
+    prefix: list[str] = field(default_factory=list)  # e.g. another host's: tests/test_ha.py
 
     def start(self, wait_for: str = '"streaming"', timeout: float = 60) -> Daemon:
         self.process = subprocess.Popen(
-            cdcd_command("run", "--config", str(self.config_path)),
+            [*self.prefix, *cdcd_command("run", "--config", str(self.config_path))],
             stdout=self.out_path.open("ab"),
             stderr=self.log_path.open("ab"),
             cwd=ROOT,

@@ -20,6 +20,7 @@ from cdcd.encoder import EnvelopeEncoder
 from cdcd.errors import PositionLostError, SinkError
 from cdcd.offsets import PinnableSource, StoredOffset, inside_transaction
 from cdcd.runtime.context import Context, State
+from cdcd.runtime.leadership import watched
 from cdcd.runtime.pipeline import Pipeline, Stream
 from cdcd.sinks.base import Sink, SinkUnavailableError
 from cdcd.snapshot import ConsistentSnapshot, SnapshotReader, reader_of
@@ -67,7 +68,9 @@ class Coordinator:
         """The snapshot, when one is due, and the stream, until ``stop()``."""
         plan = self.plan
         if plan is None and self.ctx.config.snapshot.mode == "initial_only":
-            self.ctx.log.info("snapshot.mode = initial_only: the snapshot is done, nothing to stream")
+            self.ctx.log.info(
+                "snapshot.mode = initial_only: the snapshot is done, nothing to stream"
+            )
             return
         try:
             if plan is not None and plan.view is not None:
@@ -101,13 +104,17 @@ class Coordinator:
         finally:
             await view.close()
         if plan.progress.finished:
-            self.ctx.log.info("snapshot completed", rows=plan.progress.rows, tables=len(plan.tables))
+            self.ctx.log.info(
+                "snapshot completed", rows=plan.progress.rows, tables=len(plan.tables)
+            )
 
     async def _stream(self, plan: Plan | None, resume: StoredOffset | None) -> None:
         """The stream, with a snapshot's watermarked chunks in it when one runs, and the
         signals that start and steer snapshots."""
         position = resume.position if resume is not None else None
         stream: Stream = self.source.stream(position)
+        if getattr(self.sink, "ha", None) is not None:  # a pair: a stalled source steps down
+            stream = watched(stream, self.ctx.config.ha.source_timeout_s, self._ask_heartbeat)
         signals = await self._signals()
         reader = plan.reader if plan is not None else None
         if reader is None and (signals is not None or self._signal_table()):
@@ -172,6 +179,11 @@ class Coordinator:
                 '(and CREATE, or create the topic), or set signals.kafka_topic = ""',
             )
             return None
+
+    def _ask_heartbeat(self) -> None:
+        ask = getattr(self.source, "heartbeat_soon", None)
+        if callable(ask):
+            ask()
 
     def _signal_table(self) -> tuple[str, str] | None:
         table = self.ctx.config.signals.data_collection

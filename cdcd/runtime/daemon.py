@@ -22,10 +22,12 @@ from typing import Any
 
 from cdcd import __version__
 from cdcd.config import Config
-from cdcd.errors import SourceUnavailableError
+from cdcd.errors import FencedError, SourceUnavailableError
+from cdcd.positions import later
 from cdcd.runtime.context import Context, State, Stats
 from cdcd.runtime.coordinator import Coordinator, keeps_offsets
 from cdcd.runtime.http import serve_operations
+from cdcd.runtime.leadership import STANDBY, STOPPED, Leadership, LeadershipLost
 from cdcd.runtime.notify import notifying
 from cdcd.sinks import build_sink
 from cdcd.sinks.base import SinkUnavailableError
@@ -56,7 +58,10 @@ class Daemon:
         self.ctx = Context(config, log)
         self._stopping = asyncio.Event()
         self._coordinator: Coordinator | None = None
-        self._started = False  # the first start got as far as streaming
+        self._started = False  # the first start got as far as streaming (or standing by)
+        self._born_ms = int(time.time() * 1000)
+        self._instance: str | None = None  # this process's id among the instances [ha]
+        self._leadership: Leadership | None = None
 
     def stop(self) -> None:
         """Drain what was read whole, then return from ``run`` (SIGTERM, SIGINT)."""
@@ -90,6 +95,13 @@ class Daemon:
             try:
                 await self._start_and_stream()
                 break
+            except (LeadershipLost, FencedError) as exc:
+                if isinstance(exc, FencedError) and self._leadership is None:
+                    raise  # no pair: the newer instance took over, this one stops
+                self.ctx.stats.leadership_changes += 1
+                self.ctx.log.warning("standing by: another instance leads", reason=str(exc))
+                self.ctx.stats.restarts += 1
+                continue  # at once: a standby again
             except (SinkUnavailableError, SourceUnavailableError) as exc:
                 if not self._started:
                     raise  # at the first start: a failure, not a passing one
@@ -114,9 +126,12 @@ class Daemon:
         try:
             await sink.connect()  # first: no slot is created for a daemon that cannot deliver
             ctx.stats.sink_connected = True
-            # (An active/standby pair waits here for leadership, connected, fencing nobody.)
+            leadership = self._leadership = await self._stand_by(source, sink)
+            if leadership is not None and not leadership.held():
+                return  # stopped while standing by
             await sink.activate()
             resume = await coordinator.start(await sink.read_offset())
+            resume = await self._deduplicated(source, sink, resume)
             ctx.stats.source_connected = True
             if not self._started:
                 # Only warnings: the tables are listed while the first rows are read.
@@ -131,7 +146,7 @@ class Daemon:
                 pid=os.getpid(),
             )
             self._started = True
-            await coordinator.run(resume)
+            await self._lead(coordinator, resume, leadership, sink)
         finally:
             if warnings is not None:
                 warnings.cancel()
@@ -139,8 +154,106 @@ class Daemon:
                     await warnings
             ctx.stats.source_connected = ctx.stats.sink_connected = False
             ctx.log.debug("closing", source=config.source.kind, sink=config.sink.kind)
+            if self._leadership is not None:
+                leadership, self._leadership = self._leadership, None
+                await leadership.close(STOPPED if self._stopping.is_set() else STANDBY)
             await source.close()
             await sink.close()
+
+    async def _stand_by(self, source: Any, sink: Any) -> Leadership | None:
+        """An active/standby pair (``[ha]``, Kafka): heartbeats start, and the instance
+        waits, warm, for its turn to lead (``cdcd.runtime.leadership``); None: no pair."""
+        if getattr(sink, "ha", None) is None:
+            return None
+        ctx, config = self.ctx, self.ctx.config
+        leadership = Leadership(
+            config.ha,
+            sink.status_channel(),
+            name=config.name,
+            describe=self._describe,
+            log=ctx.log,
+            started_ms=self._born_ms,
+            instance=self._instance,
+        )
+        self._instance = leadership.me.instance
+        self._leadership = leadership
+        await leadership.start()
+        active = leadership.peers.active(time.monotonic())
+        if active is not None:
+            self._started = True  # a warm standby: Kafka and the configuration work
+            ctx.enter(State.STANDBY, f"standing by: {active.instance} is active")
+            ctx.log.info("standing by", active=active.instance, instance=leadership.me.instance)
+        probe = asyncio.create_task(self._probe(source, leadership), name="cdcd-source-probe")
+        try:
+            if await leadership.acquire(self._stopping):
+                sink.lease = leadership.held
+        finally:
+            probe.cancel()
+            with contextlib.suppress(BaseException):
+                await probe
+        return leadership
+
+    async def _probe(self, source: Any, leadership: Leadership) -> None:
+        """While standing by: whether the source answers (only then may it take over)."""
+        interval = max(1.0, leadership.lease_s / 2)
+        while True:
+            try:
+                problems = await asyncio.wait_for(source.check(), interval * 2)
+                leadership.source_ok = not any(p.fatal for p in problems)
+            except Exception as exc:  # noqa: BLE001 - a standby that cannot read it waits
+                leadership.source_ok = False
+                self.ctx.log.debug("source not reachable while standing by", error=str(exc))
+            await asyncio.sleep(interval)
+
+    async def _lead(
+        self, coordinator: Coordinator, resume: Any, leadership: Leadership | None, sink: Any
+    ) -> None:
+        """Run the coordinator; with a pair, only while the lease is held: once lost,
+        nothing more is written and the instance stands by."""
+        if leadership is None:
+            await coordinator.run(resume)
+            return
+        run = asyncio.ensure_future(coordinator.run(resume))
+        lost = asyncio.ensure_future(leadership.lost.wait())
+        try:
+            await asyncio.wait([run, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not run.done():
+            sink.stop_writing()
+            run.cancel()
+            with contextlib.suppress(BaseException):
+                await run
+            raise LeadershipLost(leadership.lost_reason)
+        run.result()
+
+    async def _deduplicated(self, source: Any, sink: Any, resume: Any) -> Any:
+        """A new leader resumes after the last position any leader wrote for this source
+        (the dedup record, ``[ha] dedup_topic``), should it be past the offset."""
+        read_dedup = getattr(sink, "read_dedup", None)
+        if not callable(read_dedup) or getattr(sink, "ha", None) is None:
+            return resume
+        dedup = await read_dedup(getattr(source, "identity", ""))
+        if dedup is not None and resume is not None and later(dedup.position, resume.position):
+            self.ctx.log.warning(
+                "the dedup record is past the offset: changes up to it are not written again",
+                offset=str(resume.position),
+                dedup=str(dedup.position),
+            )
+            return dedup
+        return resume
+
+    def _describe(self) -> dict[str, Any]:
+        """What this instance's heartbeats say of it (``cdcd status``)."""
+        stats, health = self.ctx.stats, self.ctx.health
+        coordinator = self._coordinator
+        source = coordinator.source if coordinator is not None else None
+        return {
+            "state": health.state.value,
+            "server": getattr(source, "description", ""),
+            "position": str(stats.acked.position) if stats.acked is not None else None,
+            "lag_ms": stats.behind_source_ms,
+        }
 
     async def _warn_about_topics(self, source: Any) -> None:
         try:

@@ -22,5 +22,6 @@ def build(config: Config, log: Any = None, **_: Any) -> KafkaSink:
         name=config.name,
         source_kind=config.source.kind,
         exactly_once=config.delivery == "exactly-once",
+        ha=config.ha,
         log=log,
     )

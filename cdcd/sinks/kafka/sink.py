@@ -38,9 +38,10 @@ from aiokafka.errors import (
 )
 from aiokafka.partitioner import murmur2
 
-from cdcd.config import OffsetsConfig
+from cdcd.config import HaConfig, OffsetsConfig
 from cdcd.errors import FencedError, SinkError
-from cdcd.offsets import StoredOffset
+from cdcd.offsets import StoredOffset, dedup_key
+from cdcd.runtime.leadership import LeadershipLost
 from cdcd.serialization import Record
 from cdcd.sinks.base import Delivery, SinkUnavailableError
 from cdcd.sinks.kafka import shims
@@ -50,6 +51,7 @@ from cdcd.sinks.kafka.connect import unreachable
 from cdcd.sinks.kafka.membership import Presence
 from cdcd.sinks.kafka.offsets import OffsetsTopic
 from cdcd.sinks.kafka.signals import SignalChannel, ensure_topic
+from cdcd.sinks.kafka.status import KafkaStatusChannel, ensure_status_topic
 from cdcd.sinks.kafka.wait import KafkaWait
 
 TRANSACTION_TIMEOUT_MS = 60_000
@@ -140,9 +142,12 @@ class KafkaSink:
         name: str,
         source_kind: str,
         exactly_once: bool = True,
+        ha: HaConfig | None = None,
         log: Any = None,
     ) -> None:
         self.config = sink
+        self.source_kind = source_kind
+        self.ha = ha if ha is not None and ha.enabled else None
         self.client_id = f"cdcd-{name}"
         self.exactly_once = exactly_once
         self.log = log
@@ -161,6 +166,11 @@ class KafkaSink:
         self._interval_s = sink.transaction_interval_ms / 1000
         self._began = -math.inf  # when the last Kafka transaction began (monotonic)
         self.bytes_written = 0  # record batches handed to the producer (before compression)
+        # An active/standby pair: whether this instance still leads (checked before each
+        # write), and the dedup record written with each offset record (cdcd/runtime/ha.py).
+        self.lease: Any = None
+        self.dedup: OffsetsTopic | None = None
+        self._abandon = False  # leadership lost: close gives up what is not yet written
         done = "committed" if exactly_once else "acknowledged"
         self._wait = KafkaWait(sink.bootstrap_servers, log, done=done)
 
@@ -186,6 +196,10 @@ class KafkaSink:
             self._topics = set(await self._admin.list_topics())
             brokers = len((await self._admin.describe_cluster())["brokers"])
             await self.offsets.ensure(self._admin, brokers)
+            if self.ha is not None:
+                replication = self.config.replication_factor
+                await ensure_status_topic(self._admin, self.ha.status_topic, replication)
+                await self._dedup_topic(self.ha.dedup_topic).ensure(self._admin, brokers)
             self._presence = Presence(self.offsets, client_id=self.client_id, log=self.log)
             await asyncio.wait_for(self._presence.start(), timeout=30)
 
@@ -242,6 +256,38 @@ class KafkaSink:
             except SinkError:
                 await self.close()
                 raise
+
+    def _dedup_topic(self, topic: str, identity: str = "") -> OffsetsTopic:
+        """The dedup topic: compacted like the offsets topic, keyed by the daemon's name,
+        its source kind and the source's identity (system id and database, server UUID)."""
+        config = OffsetsConfig(topic=topic, replication_factor=self.config.replication_factor)
+        dedup = OffsetsTopic(
+            self.offsets.options, self.config, config, name=self.offsets.name, source_kind=""
+        )
+        dedup.key = dedup_key(self.offsets.name, self.source_kind, identity)
+        return dedup
+
+    def status_channel(self) -> KafkaStatusChannel:
+        """The heartbeats of the instances (``[ha] status_topic``)."""
+        assert self.ha is not None
+        return KafkaStatusChannel(
+            self.offsets.options, self.ha.status_topic, client_id=self.client_id, log=self.log
+        )
+
+    async def read_dedup(self, identity: str) -> StoredOffset | None:
+        """The last position any leader wrote for the source ``identity`` (written with
+        each offset record from now on)."""
+        if self.ha is None:
+            return None
+        self.dedup = self._dedup_topic(self.ha.dedup_topic, identity)
+        try:
+            return await self.dedup.read()
+        except KafkaError as exc:
+            raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+
+    def stop_writing(self) -> None:
+        """Leadership is lost: nothing more is written, what waits is given up."""
+        self._abandon = True
 
     async def signal_channel(self, topic: str, key: str) -> SignalChannel:
         """The signals for this daemon (records keyed ``key``) on ``topic``, created if
@@ -365,6 +411,8 @@ class KafkaSink:
 
     async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
         assert self._producer is not None
+        if self._abandon or (self.lease is not None and not self.lease()):
+            raise LeadershipLost("this instance's lease ran out: it may not write")
         try:
             if self.exactly_once:
                 return await self._write_transactional(records, offset)
@@ -393,9 +441,9 @@ class KafkaSink:
         self._unacknowledged += await self._send(records)
         if offset is None:
             return _done()  # the source transaction goes on; it commits with a later write
-        stored = await producer.send(self.offsets.topic, offset.to_json(), key=self.offsets.key)
-        stored.add_done_callback(_retrieved)
-        self._unacknowledged.append(stored)
+        for stored in await self._store_offset(offset):
+            stored.add_done_callback(_retrieved)
+            self._unacknowledged.append(stored)
         batches, self._unacknowledged = self._unacknowledged, []
         self._in_transaction = False
         delivery = self._previous = asyncio.ensure_future(self._commit(batches))
@@ -451,12 +499,20 @@ class KafkaSink:
                 for batch in batches:
                     await batch
                 if offset is not None:
-                    stored = await producer.send(
-                        self.offsets.topic, offset.to_json(), key=self.offsets.key
-                    )
-                    await stored
+                    for stored in await self._store_offset(offset):
+                        await stored
         except KafkaError as exc:
             raise explain_kafka_error(exc, self.config.bootstrap_servers) from None
+
+    async def _store_offset(self, offset: StoredOffset) -> list[asyncio.Future[Any]]:
+        """Send the offset record (and the dedup record of an active/standby pair)."""
+        producer = self._producer
+        assert producer is not None
+        value = offset.to_json()
+        sent = [await producer.send(self.offsets.topic, value, key=self.offsets.key)]
+        if self.dedup is not None:
+            sent.append(await producer.send(self.dedup.topic, value, key=self.dedup.key))
+        return sent
 
     # -- closing ---------------------------------------------------------------------
 
@@ -482,6 +538,8 @@ class KafkaSink:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.abort_transaction(), 5)
             try:
+                if self._abandon:  # no longer the leader: nothing more goes out
+                    raise TimeoutError
                 await asyncio.wait_for(producer.stop(), 10)  # flushes pending batches first
             except (TimeoutError, KafkaError, AssertionError):
                 await shims.abandon(producer)

@@ -23,4 +23,5 @@ def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
         split_after_events=config.transactions.split_after_events,
         log_settings=(config.log.level, config.log.format),
         decimal_mode=config.encoding.decimal_handling_mode,
+        take_over=config.ha.enabled and config.sink.kind == "kafka",
     )

@@ -26,11 +26,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from cdcd.positions import PgPosition
+
+_PG_EPOCH_US = 946_684_800 * 1_000_000
+_STATUS = struct.Struct(">cQQQqB")
+
+
+def status_update(lsn: int, reply: bool = False) -> bytes:
+    """A standby status update: ``lsn`` written, flushed and applied; ``reply``: the
+    server is to answer with a keepalive."""
+    clock = time.time_ns() // 1000 - _PG_EPOCH_US
+    return _STATUS.pack(b"r", lsn, lsn, lsn, clock, int(reply))
+
 
 ASK_EVERY_S = 0.05  # a keepalive asked for this often while a heartbeat is wanted
 GIVE_UP_S = 30.0  # then the stream's own commits and heartbeats carry on

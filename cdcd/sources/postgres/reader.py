@@ -53,13 +53,14 @@ def reader_setup(source: PostgresSource, resume: PgPosition | None) -> tuple[Any
         resume,
         source._log_settings,
         source.decimal_mode,
+        source.take_over,
     )
 
 
 async def _run(fd: int, setup: Any) -> None:
     from cdcd.sources.postgres.source import PostgresSource
 
-    config, name, split_after_events, resume, log_settings, decimal_mode = setup
+    config, name, split_after_events, resume, log_settings, decimal_mode, take_over = setup
     log = None
     if log_settings is not None:
         from cdcd.log import setup_logging
@@ -74,6 +75,7 @@ async def _run(fd: int, setup: Any) -> None:
         split_after_events=split_after_events,
         reader="inline",
         decimal_mode=decimal_mode,
+        take_over=take_over,
     )
     loop = asyncio.get_running_loop()
     out = await frames_writer(fd)

@@ -74,6 +74,10 @@ class ReplicationSlot:
         self.name = name
         self.publication = publication
         self.log = log
+        self.identity = ""  # the database's: "postgres:<system identifier>:<database>"
+        # The leader of an active/standby pair takes the slot from a reader still holding
+        # it (a frozen or cut-off old leader): its walsender is ended.
+        self.take_over = False
 
     async def prepare(self, resume: Position | None) -> None:
         """Refuse to start on a fatal problem; create the publication if allowed; and
@@ -89,6 +93,11 @@ class ReplicationSlot:
                 if self.log is not None:
                     self.log.warning(problem.what, fix=problem.fix)
             await self._ensure_publication(conn)
+            cursor = await conn.execute(
+                "SELECT system_identifier, current_database() FROM pg_control_system()"
+            )
+            system_id, database = await cursor.fetchone() or ("", "")
+            self.identity = f"postgres:{system_id}:{database}"
             if resume is None:
                 await self._ensure_slot(conn)
             else:
@@ -207,11 +216,15 @@ class ReplicationSlot:
             await conn.close()
 
     async def _ensure_publication(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
+        cur = await conn.execute(
+            "SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,)
+        )
         if await cur.fetchone():
             return
         if self.config.tables is None:
-            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(self.publication))
+            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(
+                sql.Identifier(self.publication)
+            )
         else:
             # The tables the include list selects now, as Debezium's
             # publication.autocreate.mode=filtered; the checks refused an empty selection.
@@ -298,7 +311,9 @@ class ReplicationSlot:
             self.log.info("replication slot created", slot=self.name, snapshot=snapshot_name)
         return repl, str_to_lsn(consistent_point), snapshot_name
 
-    async def confirmed_lsn(self, conn: psycopg.AsyncConnection[Any], resume: PgPosition | None) -> int:
+    async def confirmed_lsn(
+        self, conn: psycopg.AsyncConnection[Any], resume: PgPosition | None
+    ) -> int:
         """The slot's confirmed position, once it is checked that the slot can continue
         from ``resume`` (it may have been dropped since ``prepare``)."""
         if resume is not None:
@@ -321,6 +336,33 @@ class ReplicationSlot:
         )
         await self._while_busy(lambda: repl.execute(command), "start replication from slot")
 
+    async def _end_holder(self, message: str) -> bool:
+        """End the walsender that holds the slot (``... is active for PID N``); whether
+        it was ended."""
+        pid = int(message.rsplit(" ", 1)[-1])
+        conn = await self.connector.connect()
+        try:
+            cursor = await conn.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND active_pid = %s",
+                (self.name, pid),
+            )
+            ended = bool((await cursor.fetchone() or (False,))[0])
+        except psycopg.Error as exc:
+            raise SourceError(
+                f"replication slot {self.name!r} is held by PID {pid} (an old leader) and "
+                f"cannot be taken over: {exc.diag.message_primary or exc}; the daemon's role "
+                "must be the one that holds it, or have pg_signal_backend"
+            ) from None
+        finally:
+            await conn.close()
+        if self.log is not None:
+            self.log.warning(
+                "replication slot taken over: its old reader ended", slot=self.name, pid=pid
+            )
+        await asyncio.sleep(0.1 if ended else 0.5)
+        return True
+
     async def _while_busy(self, action: Callable[[], Awaitable[Any]], what: str) -> None:
         """``action`` on the slot, tried again while the slot is in use: a daemon killed a
         moment ago may still hold it until its walsender notices."""
@@ -332,6 +374,12 @@ class ReplicationSlot:
             except psycopg.Error as exc:
                 message = exc.diag.message_primary or str(exc)
                 if "is active for PID" in message:
+                    if (
+                        self.take_over
+                        and time.monotonic() < deadline
+                        and await self._end_holder(message)
+                    ):
+                        continue
                     if time.monotonic() < deadline:
                         await asyncio.sleep(0.5)
                         continue

@@ -40,7 +40,7 @@ from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.checks import captured_tables, run_checks
 from cdcd.sources.postgres.connection import Connector
 from cdcd.sources.postgres.errors import replication_lost, stream_ended, stream_error
-from cdcd.sources.postgres.heartbeat import HeartbeatRequests, status_ticks
+from cdcd.sources.postgres.heartbeat import HeartbeatRequests, status_ticks, status_update
 from cdcd.sources.postgres.monitor import SlotMonitor
 from cdcd.sources.postgres.reader import HEARTBEAT_MESSAGE, ack_message, reader_setup
 from cdcd.sources.postgres.rows import (
@@ -57,10 +57,8 @@ if TYPE_CHECKING:
     from cdcd.sources.postgres.config import PostgresSourceConfig
     from cdcd.sources.postgres.snapshot import PostgresSnapshotReader
 
-_PG_EPOCH_US = 946_684_800 * 1_000_000
 _XLOG_HEADER = struct.Struct(">QQQ")  # after the 'w': start LSN, end LSN, server clock
 _KEEPALIVE = struct.Struct(">QQB")  # after the 'k': server WAL end, clock, reply requested
-_STATUS = struct.Struct(">cQQQqB")
 _CHUNK_ITEMS = 2000  # items handed to the pipeline at once, whatever the transaction size
 
 
@@ -79,6 +77,7 @@ class PostgresSource:
         reader: str | None = None,
         log_settings: tuple[str, str] | None = None,
         decimal_mode: DecimalMode = "precise",
+        take_over: bool = False,  # [ha]: the leader ends a reader still holding the slot
     ) -> None:
         self.config = config
         self.log = log
@@ -97,6 +96,7 @@ class PostgresSource:
         self._replication_slot = ReplicationSlot(
             self._connector, config, self.slot, self.publication, log
         )
+        self._replication_slot.take_over = self.take_over = take_over
         self.database = self._connector.database
         self._where = self._connector.where
         self._tables: dict[int, Table] = {}
@@ -161,13 +161,12 @@ class PostgresSource:
         """The position to store for ``cdcd offsets reset``, the slot created if missing."""
         return await self._replication_slot.prepare_reset(position)
 
-    async def start_position(self) -> PgPosition:
-        """Where streaming starts without a stored offset: the slot's confirmed position."""
+    async def earliest_position(self) -> PgPosition:
+        """The slot's confirmed position (no slot yet: the current end of the WAL); also
+        where streaming starts without a stored offset (``start_position``)."""
         return await self._replication_slot.earliest_position()
 
-    async def earliest_position(self) -> PgPosition:
-        """The slot's confirmed position (no slot yet: the current end of the WAL)."""
-        return await self._replication_slot.earliest_position()
+    start_position = earliest_position
 
     async def latest_position(self) -> PgPosition:
         """The current end of the WAL: every transaction committed so far lies before it."""
@@ -182,8 +181,7 @@ class PostgresSource:
         )
 
     def heartbeat_soon(self) -> None:
-        """A heartbeat ``Commit`` at or after every transaction committed before this call,
-        within about a second even on an idle database (``heartbeat``)."""
+        """A heartbeat ``Commit`` after what is committed now, within a second (``heartbeat``)."""
         if self._worker is not None:
             self._worker.send(HEARTBEAT_MESSAGE)
         else:
@@ -459,8 +457,7 @@ class PostgresSource:
                 self._acked_lsn = position.commit_lsn
                 self._worker.send(ack_message(position.commit_lsn))
             return
-        if position.commit_lsn > self._acked_lsn:
-            self._acked_lsn = position.commit_lsn
+        self._acked_lsn = max(self._acked_lsn, position.commit_lsn)
         if time.monotonic() - self._last_status >= 1.0:
             self._send_status()
 
@@ -471,10 +468,9 @@ class PostgresSource:
         if not force and self._acked_lsn == self._sent_lsn:
             return
         lsn = self._acked_lsn
-        clock = time.time_ns() // 1000 - _PG_EPOCH_US
         pgconn = self._repl.pgconn
         try:
-            pgconn.put_copy_data(_STATUS.pack(b"r", lsn, lsn, lsn, clock, int(reply)))
+            pgconn.put_copy_data(status_update(lsn, reply))
             pgconn.flush()
         except psycopg.OperationalError as exc:
             raise replication_lost(exc, self._where) from None
@@ -497,6 +493,10 @@ class PostgresSource:
     def description(self) -> str:
         """The server, as messages name it: ``PostgreSQL at host:port``."""
         return f"PostgreSQL at {self._where}"
+
+    @property
+    def identity(self) -> str:  # the database, whatever server serves it (once prepared)
+        return self._replication_slot.identity
 
     @property
     def acked_position(self) -> PgPosition:

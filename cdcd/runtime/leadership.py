@@ -1,0 +1,380 @@
+"""Who writes: one active instance per name, the others warm standbys (docs/ha.md).
+
+Kafka is the only coordinator. Every instance publishes a heartbeat each
+``[ha] heartbeat_ms`` on the status topic (one partition: one order for everyone) and
+reads everyone's. The rules:
+
+- A standby claims leadership when it has seen no heartbeat of an active instance for
+  ``lease_ms`` (none at all on a first start; at once when the active one said it
+  stopped, or when it ran on this host and its process is gone) and it is first in the
+  order of succession: the live standbys whose source answers, by ``priority``, then
+  the longest running.
+- A claim is a heartbeat with the next epoch; several may race. The status topic's log
+  decides: the first claim of an epoch read back wins, for every reader alike; the others
+  stand by again.
+- The winner then initialises the transactional producer (exactly-once), which fences
+  the old writer at Kafka, and takes the source over (PostgreSQL: the old walsender is
+  ended).
+- An active instance holds its lease while its heartbeats reach Kafka: when none was
+  acknowledged for ``LEASE_SAFETY * lease_ms`` (frozen, cut off from Kafka), or another
+  instance claimed a later epoch, it stops writing at once and stands by: it never
+  writes past the moment a standby may take over.
+
+This module knows no Kafka client: the channel (``cdcd.sinks.kafka.status``) carries
+``Heartbeat``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from cdcd.errors import SourceUnavailableError
+
+if TYPE_CHECKING:
+    from cdcd.config import HaConfig
+
+# The active one gives up this share of the lease before a standby may claim it: the
+# heartbeat it counts from was sent before any standby received it.
+LEASE_SAFETY = 0.75
+ACTIVE, STANDBY, CLAIM, STOPPED = "active", "standby", "claim", "stopped"
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+BOOT_ID = _boot_id()
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """One instance's state, as published on the status topic (also what ``cdcd status``
+    prints)."""
+
+    name: str
+    instance: str  # host:pid:token, unique per process
+    host: str
+    pid: int
+    role: str  # active | standby | claim | stopped
+    epoch: int  # the leadership term the instance serves or claims
+    priority: int = 0
+    started_ms: int = 0
+    ts_ms: int = 0
+    boot_id: str = ""
+    source_ok: bool = True  # the source answers (a standby that may take over)
+    state: str = ""  # the daemon's state (streaming, snapshotting, standby ...)
+    server: str = ""  # what it reads (redacted)
+    position: str | None = None  # the last position Kafka holds
+    lag_ms: int | None = None
+    claim: str | None = None  # a claim's unique id
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Heartbeat:
+        value = orjson.loads(data)
+        known = {name: value[name] for name in cls.__dataclass_fields__ if name in value}
+        return cls(**known)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Peers:
+    """What one instance knows of the others with its name, from the status topic."""
+
+    me: str
+    lease_s: float
+    host: str = field(default_factory=socket.gethostname)
+    pid_alive: Callable[[int], bool] = _pid_alive
+    latest: dict[str, tuple[Heartbeat, float]] = field(default_factory=dict)
+    max_epoch: int = 0
+    first_claims: dict[int, str] = field(default_factory=dict)  # epoch -> first claimant
+    claims_read: set[str] = field(default_factory=set)
+
+    def observe(self, beat: Heartbeat, at: float) -> None:
+        self.latest[beat.instance] = (beat, at)
+        self.max_epoch = max(self.max_epoch, beat.epoch)
+        if beat.role in (CLAIM, ACTIVE):
+            self.first_claims.setdefault(beat.epoch, beat.instance)
+        if beat.claim is not None:
+            self.claims_read.add(beat.claim)
+
+    def _alive(self, beat: Heartbeat, at: float, now: float) -> bool:
+        if beat.role == STOPPED or now - at > self.lease_s:
+            return False
+        # Same host and boot: a process that is gone holds no lease.
+        same = beat.boot_id == BOOT_ID and beat.host == self.host and bool(beat.boot_id)
+        return not (same and not self.pid_alive(beat.pid))
+
+    def live(self, now: float) -> list[Heartbeat]:
+        return [beat for beat, at in self.latest.values() if self._alive(beat, at, now)]
+
+    def active(self, now: float) -> Heartbeat | None:
+        """Another instance that leads (or claimed) and is alive: the latest epoch's."""
+        leaders = [
+            beat
+            for beat in self.live(now)
+            if beat.instance != self.me and beat.role in (ACTIVE, CLAIM)
+        ]
+        return max(leaders, key=lambda beat: beat.epoch, default=None)
+
+    def first_in_line(self, me: Heartbeat, now: float) -> bool:
+        """Whether ``me`` comes first among the live standbys whose source answers."""
+        if not me.source_ok:
+            return False
+        waiting = [
+            beat
+            for beat in self.live(now)
+            if beat.instance != me.instance and beat.role == STANDBY and beat.source_ok
+        ]
+        order = sorted([*waiting, me], key=lambda b: (b.priority, b.started_ms, b.instance))
+        return order[0].instance == me.instance
+
+    def won(self, epoch: int) -> bool:
+        return self.first_claims.get(epoch) == self.me
+
+
+class StatusChannel(Protocol):
+    """The heartbeats of every instance (``cdcd.sinks.kafka.status``)."""
+
+    async def start(self, on_beat: Callable[[Heartbeat], None]) -> None:
+        """Read the recent heartbeats up to now (``on_beat`` each), then follow."""
+
+    async def publish(self, beat: Heartbeat) -> None:
+        """Write ``beat``; returns once Kafka holds it."""
+
+    async def close(self) -> None: ...
+
+
+class LeadershipLost(Exception):
+    """This instance may no longer write: it stands by."""
+
+
+class Leadership:
+    """One instance's part in the election, for one start of the daemon."""
+
+    def __init__(
+        self,
+        config: HaConfig,
+        channel: StatusChannel,
+        *,
+        name: str,
+        describe: Callable[[], dict[str, Any]],
+        log: Any,
+        started_ms: int | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.config = config
+        self.channel = channel
+        self.describe = describe
+        self.log = log
+        host = socket.gethostname()
+        self.me = Heartbeat(
+            name=name,
+            instance=instance or f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            host=host,
+            pid=os.getpid(),
+            role=STANDBY,
+            epoch=0,
+            priority=config.priority,
+            started_ms=started_ms or int(time.time() * 1000),
+            boot_id=BOOT_ID,
+        )
+        self.lease_s = config.lease_ms / 1000
+        self.interval_s = config.heartbeat_ms / 1000
+        self.peers = Peers(self.me.instance, self.lease_s)
+        self.lost = asyncio.Event()
+        self.lost_reason = ""
+        self.source_ok = True
+        self._changed = asyncio.Event()
+        self._renewed = -1e18  # when the last acknowledged heartbeat was sent (monotonic)
+        self._beating: asyncio.Task[None] | None = None
+
+    # -- reading -------------------------------------------------------------------
+
+    def _on_beat(self, beat: Heartbeat) -> None:
+        if beat.name != self.me.name:
+            return
+        self.peers.observe(beat, time.monotonic())
+        if (
+            self.me.role == ACTIVE
+            and beat.instance != self.me.instance
+            and beat.role in (ACTIVE, CLAIM)
+            and beat.epoch > self.me.epoch
+        ):
+            self._lose(f"{beat.instance} claimed leadership (epoch {beat.epoch})")
+        self._changed.set()
+
+    async def start(self) -> None:
+        await self.channel.start(self._on_beat)
+        self._beating = asyncio.create_task(self._beat(), name="cdcd-heartbeat")
+
+    # -- heartbeats ------------------------------------------------------------------
+
+    def _beat_now(self) -> Heartbeat:
+        details = self.describe()
+        return replace(self.me, ts_ms=int(time.time() * 1000), source_ok=self.source_ok, **details)
+
+    async def _beat(self) -> None:
+        while True:
+            sent = time.monotonic()
+            try:
+                await asyncio.wait_for(self.channel.publish(self._beat_now()), self.lease_s)
+                self._renewed = max(self._renewed, sent)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the lease check acts on it
+                self.log.debug("heartbeat not written", error=str(exc))
+            if self.me.role == ACTIVE and not self.held():
+                self._lose(
+                    f"no heartbeat reached Kafka for {time.monotonic() - self._renewed:.1f} s "
+                    f"(lease {self.lease_s:g} s)"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.lost.wait(), max(0.0, sent + self.interval_s - time.monotonic())
+                )
+
+    def held(self) -> bool:
+        """Whether this instance may write now (checked before each write)."""
+        return (
+            self.me.role == ACTIVE
+            and not self.lost.is_set()
+            and time.monotonic() - self._renewed < LEASE_SAFETY * self.lease_s
+        )
+
+    def _lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.lost_reason = reason
+            self.lost.set()
+            self.log.warning("leadership lost: standing by", reason=reason)
+
+    # -- claiming --------------------------------------------------------------------
+
+    async def acquire(self, stopping: asyncio.Event) -> bool:
+        """Wait for this instance's turn and claim leadership; False when stopped first."""
+        while not stopping.is_set():
+            now = time.monotonic()
+            active = self.peers.active(now)
+            if active is None and self.peers.first_in_line(self._beat_now(), now):
+                if await self._claim():
+                    return True
+                continue
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.1)
+        return False
+
+    async def _claim(self) -> bool:
+        epoch = self.peers.max_epoch + 1
+        claim = uuid.uuid4().hex
+        sent = time.monotonic()
+        await self.channel.publish(replace(self._beat_now(), role=CLAIM, epoch=epoch, claim=claim))
+        deadline = sent + self.lease_s
+        while claim not in self.peers.claims_read:
+            if time.monotonic() > deadline:
+                self.log.warning("leadership claim not read back in time: standing by")
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.05)
+        if not self.peers.won(epoch):
+            winner = self.peers.first_claims[epoch]
+            self.log.info("another instance claimed first: standing by", leader=winner)
+            return False
+        self.me = replace(self.me, role=ACTIVE, epoch=epoch)
+        self._renewed = sent
+        self.log.info("leadership acquired", epoch=epoch, instance=self.me.instance)
+        return True
+
+    # -- leaving -----------------------------------------------------------------------
+
+    async def close(self, role: str = STOPPED) -> None:
+        """Stop the heartbeats, saying ``role`` last (stopped: a standby takes over now)."""
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(BaseException):
+                await self._beating
+            self._beating = None
+        was_active = self.me.role == ACTIVE
+        self.me = replace(self.me, role=role)
+        if was_active or role == STOPPED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.channel.publish(self._beat_now()), 5)
+        await self.channel.close()
+
+
+async def watched(
+    stream: AsyncIterator[Any], timeout_s: float, ask: Callable[[], None]
+) -> AsyncIterator[Any]:
+    """``stream``, failing with ``SourceUnavailableError`` when it yields nothing for
+    ``timeout_s`` although asked for a heartbeat halfway (a connection that stalls: a
+    network cut drops packets, nothing tells the reader)."""
+    iterator = stream.__aiter__()
+    while True:
+        step = asyncio.ensure_future(iterator.__anext__())
+        try:
+            done, _ = await asyncio.wait([step], timeout=timeout_s / 2)
+            if not done:
+                ask()
+                done, _ = await asyncio.wait([step], timeout=timeout_s / 2)
+            if not done:
+                raise SourceUnavailableError(
+                    f"the source sent nothing for {timeout_s:g} s, not even a heartbeat "
+                    "asked for ([ha] source_timeout_s)"
+                )
+        finally:
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+        try:
+            chunk = step.result()
+        except StopAsyncIteration:
+            return
+        yield chunk
+
+
+def instances(
+    beats: list[Heartbeat], name: str, now_ms: int, lease_ms: int
+) -> list[dict[str, Any]]:
+    """Each instance of ``name`` as ``cdcd status`` shows it: its last heartbeat, its age,
+    and the role it holds now (``active`` only while its lease runs; a silent one is
+    ``gone``). The newest leader first, then by age."""
+    latest: dict[str, Heartbeat] = {}
+    for beat in beats:
+        if beat.name == name:
+            latest[beat.instance] = beat
+    rows = []
+    for beat in latest.values():
+        age = max(0, now_ms - beat.ts_ms)
+        role = beat.role if age <= lease_ms else "gone"
+        if role == CLAIM:
+            role = "claiming"
+        rows.append({**asdict(beat), "role": role, "said": beat.role, "age_ms": age})
+    rows.sort(key=lambda row: (row["role"] != ACTIVE, -row["epoch"], row["age_ms"]))
+    return rows

@@ -1,0 +1,301 @@
+"""An active/standby pair on real servers: takeovers after SIGKILL, a frozen active,
+a clean handover, ``cdcd status``.
+
+Each instance runs as another host would (``unshare --uts``: its own host name, so the
+same-host shortcut of the election does not apply and the lease decides). The number of
+SIGKILL takeovers: ``CDCD_HA_TAKEOVERS`` (3 in ``make test``, 20 in ``make test-long``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from offsets_support import SteadyWriter, check_exactly_once
+from support import Daemon, Message, run_cli, write_config
+from test_chaos import Case, mariadb_case, postgres_case  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+TAKEOVERS = int(os.environ.get("CDCD_HA_TAKEOVERS", "3"))
+LEASE_MS, HEARTBEAT_MS = 3000, 500
+START_TIMEOUT = 120
+
+if shutil.which("unshare") is None or os.geteuid() != 0:  # pragma: no cover
+    if os.environ.get("CI"):
+        raise RuntimeError("the pair's tests need root and unshare(1) (util-linux)")
+    pytest.skip("needs root and unshare(1)", allow_module_level=True)
+
+
+def _ha_config(case: Case, **ha: Any) -> dict[str, Any]:
+    config = dict(case.config)
+    config["ha"] = {"lease_ms": LEASE_MS, "heartbeat_ms": HEARTBEAT_MS, **ha}
+    config["log"] = {"level": "info", "format": "json"}
+    return config
+
+
+def _instance(tmp_path: Path, config: dict[str, Any], host: str) -> Daemon:
+    """A daemon as on host ``host`` (its own UTS namespace and host name)."""
+    path = write_config(tmp_path / f"{config['name']}-{host}.toml", config)
+    prefix = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host]
+    return Daemon(path, tmp_path / f"{host}.log", tmp_path / f"{host}.out", prefix=prefix)
+
+
+class Tail(threading.Thread):
+    """A read_committed consumer of ``topic`` from the start, in the background: each
+    record with the wall-clock time it was read."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True, name="tail")
+        self.bootstrap, self.topic = bootstrap, topic
+        self.records: list[tuple[float, Message, int]] = []  # (read at, message, Kafka ts)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported by messages()
+            self.error = exc
+
+    async def _run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            metadata_max_age_ms=1000,
+        )
+        await consumer.start()
+        try:
+            while not self.stop_event.is_set():
+                batches = await consumer.getmany(timeout_ms=50)
+                now = time.time()
+                for records in batches.values():
+                    for r in records:
+                        value = orjson.loads(r.value) if r.value is not None else None
+                        key = orjson.loads(r.key) if r.key is not None else None
+                        message = Message(r.topic, r.partition, r.offset, key, value)
+                        self.records.append((now, message, r.timestamp))
+        finally:
+            await consumer.stop()
+
+    def first_after(self, moment: float, timeout: float = 60) -> float:
+        """When the first record written after ``moment`` (wall clock) was read."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for read_at, _message, ts in list(self.records):
+                if ts > moment * 1000:
+                    return read_at
+            time.sleep(0.02)
+        raise AssertionError(f"no record written after the kill within {timeout} s")
+
+    def messages(self, expect: int, timeout: float = 120) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while len(self.records) < expect and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # anything more (a duplicate) has time to arrive
+        self.stop_event.set()
+        self.join(10)
+        if self.error is not None:
+            raise self.error
+        return [message for _at, message, _ts in self.records]
+
+
+def _pair(tmp_path: Path, config: dict[str, Any]) -> tuple[Daemon, Daemon]:
+    first = _instance(tmp_path, config, "host-a").start(timeout=START_TIMEOUT)
+    second = _instance(tmp_path, config, "host-b").start('"standing by"', START_TIMEOUT)
+    return first, second
+
+
+def _count(d: Daemon, needle: str) -> int:
+    return d.log_text().count(needle)
+
+
+@pytest.mark.parametrize("source", ["postgres", "mariadb"])
+def test_sigkill_of_the_active_instance_many_times_loses_and_repeats_nothing(
+    request, source: str, tmp_path: Path
+) -> None:
+    case: Case = request.getfixturevalue(f"{source}_case")
+    config = _ha_config(case)
+    takeovers = TAKEOVERS if source == "postgres" else max(1, TAKEOVERS // 3)
+    bootstrap = config["sink"]["bootstrap_servers"]
+    rng = random.Random()
+    active, standby = _pair(tmp_path, config)
+    writer = SteadyWriter(case.write)
+    tail = Tail(bootstrap, case.topic)
+    times: list[float] = []
+    try:
+        writer.start()
+        tail.start()
+        tail.first_after(0, timeout=START_TIMEOUT)
+        for _ in range(takeovers):
+            time.sleep(rng.uniform(1.0, 2.0))
+            acquired = _count(standby, "leadership acquired")
+            stood_by = _count(active, '"standing by"')
+            killed_at = time.time()
+            active.kill()
+            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
+            times.append(tail.first_after(killed_at) - killed_at)
+            active.start(wait_for="", timeout=START_TIMEOUT)  # the new standby
+            active.wait_for_log('"standing by"', START_TIMEOUT, count=stood_by + 1)
+            active, standby = standby, active
+            assert writer.error is None, writer.error
+        time.sleep(1)
+    finally:
+        ledger = writer.finish()
+    messages = tail.messages(ledger.changes)
+    for d in (active, standby):
+        assert d.terminate() == 0, d.log_text()[-2000:]
+    counts = check_exactly_once(messages, ledger)
+    print(
+        f"\npair {source}: {takeovers} SIGKILL takeovers (lease {LEASE_MS} ms, heartbeat "
+        f"{HEARTBEAT_MS} ms): death to the new leader's first record median "
+        f"{statistics.median(times):.2f} s, max {max(times):.2f} s "
+        f"({', '.join(f'{t:.2f}' for t in times)}); {counts['changes']} changes, "
+        f"{counts['duplicates']} duplicates, {counts['missing']} missing"
+    )
+    assert max(times) < LEASE_MS / 1000 + 10
+
+
+def test_a_frozen_active_never_writes_again_and_stands_by(postgres_case, tmp_path: Path):
+    config = _ha_config(postgres_case)
+    bootstrap = config["sink"]["bootstrap_servers"]
+    active, standby = _pair(tmp_path, config)
+    writer = SteadyWriter(postgres_case.write)
+    tail = Tail(bootstrap, postgres_case.topic)
+    try:
+        writer.start()
+        tail.start()
+        tail.first_after(0, timeout=START_TIMEOUT)
+        assert active.process is not None
+        frozen_at = time.time()
+        active.process.send_signal(signal.SIGSTOP)
+        standby.wait_for_log("leadership acquired", START_TIMEOUT)
+        taken_over = tail.first_after(frozen_at) - frozen_at
+        time.sleep(2)
+        active.process.send_signal(signal.SIGCONT)
+        active.wait_for_log("leadership lost", 30)
+        active.wait_for_log('"standing by"', 30)
+        time.sleep(2)
+    finally:
+        ledger = writer.finish()
+    messages = tail.messages(ledger.changes)
+    thawed = active.log_text()
+    for d in (active, standby):
+        assert d.terminate() == 0, d.log_text()[-2000:]
+    counts = check_exactly_once(messages, ledger)
+    print(
+        f"\nfrozen active: taken over {taken_over:.2f} s after SIGSTOP; thawed, it stood by "
+        f"({counts['changes']} changes, {counts['duplicates']} duplicates)"
+    )
+    assert thawed.count("leadership acquired") == 1  # it did not lead again
+
+
+def test_a_clean_handover_repeats_nothing_even_at_least_once(postgres_case, tmp_path: Path):
+    config = _ha_config(postgres_case)
+    config["delivery"] = "at-least-once"
+    bootstrap = config["sink"]["bootstrap_servers"]
+    active, standby = _pair(tmp_path, config)
+    writer = SteadyWriter(postgres_case.write)
+    tail = Tail(bootstrap, postgres_case.topic)
+    times = []
+    try:
+        writer.start()
+        tail.start()
+        tail.first_after(0, timeout=START_TIMEOUT)
+        for _ in range(2):
+            time.sleep(1.5)
+            acquired = _count(standby, "leadership acquired")
+            stopped_at = time.time()
+            assert active.terminate() == 0
+            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
+            times.append(tail.first_after(stopped_at) - stopped_at)
+            active.start('"standing by"', START_TIMEOUT)
+            active, standby = standby, active
+        time.sleep(1)
+    finally:
+        ledger = writer.finish()
+    messages = tail.messages(ledger.changes)
+    for d in (active, standby):
+        assert d.terminate() == 0
+    counts = check_exactly_once(messages, ledger)
+    print(
+        f"\nclean handover, at-least-once: {counts['duplicates']} repeats, takeover "
+        f"{', '.join(f'{t:.2f}' for t in times)} s"
+    )
+
+
+def test_sigkill_at_least_once_loses_nothing_and_reports_repeats(postgres_case, tmp_path: Path):
+    config = _ha_config(postgres_case)
+    config["delivery"] = "at-least-once"
+    bootstrap = config["sink"]["bootstrap_servers"]
+    active, standby = _pair(tmp_path, config)
+    writer = SteadyWriter(postgres_case.write)
+    tail = Tail(bootstrap, postgres_case.topic)
+    try:
+        writer.start()
+        tail.start()
+        tail.first_after(0, timeout=START_TIMEOUT)
+        for _ in range(2):
+            time.sleep(1.5)
+            acquired = _count(standby, "leadership acquired")
+            active.kill()
+            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
+            active.start('"standing by"', START_TIMEOUT)
+            active, standby = standby, active
+        time.sleep(1)
+    finally:
+        ledger = writer.finish()
+    messages = tail.messages(ledger.changes)
+    for d in (active, standby):
+        assert d.terminate() == 0
+    seen: dict[int, list[int]] = {}
+    for m in messages:
+        if m.value is not None:
+            seen.setdefault(m.key["id"], []).append(m.value["after"]["v"])
+    repeats = sum(len(v) - len(set(v)) for v in seen.values())
+    missing = sum(
+        len(set(range(1, last + 1)) - set(seen.get(key, ())))
+        for key, last in ledger.versions.items()
+    )
+    print(f"\nSIGKILL at-least-once: 2 takeovers, {ledger.changes} changes, {repeats} repeats")
+    assert missing == 0
+
+
+def test_status_shows_every_instance_and_fails_without_an_active_one(
+    postgres_case, tmp_path: Path
+):
+    config = _ha_config(postgres_case)
+    active, standby = _pair(tmp_path, config)
+    path = write_config(tmp_path / "status.toml", config)
+    try:
+        shown = run_cli("status", "--config", str(path))
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        assert len(lines) == 2, shown.stdout
+        assert lines[0].startswith("host-a:") and " active " in lines[0], lines
+        assert lines[1].startswith("host-b:") and " standby " in lines[1], lines
+        rows = json.loads(run_cli("status", "--config", str(path), "--json").stdout)
+        assert [row["role"] for row in rows] == ["active", "standby"]
+        assert rows[0]["server"].startswith("PostgreSQL at ")
+        assert rows[0]["age_ms"] < 2 * LEASE_MS
+    finally:
+        for d in (standby, active):
+            assert d.terminate() == 0
+    after = run_cli("status", "--config", str(path))
+    assert after.returncode == 1, after.stdout
+    assert all(" stopped " in line for line in after.stdout.splitlines()), after.stdout
