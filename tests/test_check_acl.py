@@ -114,6 +114,7 @@ def test_login_and_permissions_are_checked_with_their_fixes(
     broker: SaslBroker, pg_dsn: str, name: str, tmp_path: Path
 ):
     offsets_topic = f"{name}-offsets"
+    status_topic, dedup_topic = f"{name}-status", f"{name}-dedup"
     config = {
         "name": name,
         "source": {"kind": "postgres", "dsn": pg_dsn, "tables": [f"public.{name}"]},
@@ -127,6 +128,7 @@ def test_login_and_permissions_are_checked_with_their_fixes(
             "sasl_password_env": "CDCD_TEST_SASL_PASSWORD",
         },
         "offsets": {"topic": offsets_topic},
+        "ha": {"status_topic": status_topic, "dedup_topic": dedup_topic},
     }
     path = str(write_config(tmp_path / "acl.toml", config))
 
@@ -164,14 +166,22 @@ def test_login_and_permissions_are_checked_with_their_fixes(
         f"fix: grant WRITE and DESCRIBE on TransactionalId cdcd-{name}",
         f"Kafka refuses the consumer group cdcd-{name}",
         f"fix: grant READ and DESCRIBE on Group cdcd-{name}",
-        "4 error(s), 0 warning(s)",  # not the signal channel's group: said by the one above
+        f"the status topic (ha.status_topic) {status_topic!r} does not exist and cannot be",
+        f"fix: grant CREATE on Topic {status_topic}",
+        f"the dedup topic (ha.dedup_topic) {dedup_topic!r} does not exist and cannot be",
+        f"fix: grant CREATE on Topic {dedup_topic} (an active/standby pair needs READ and",
+        "6 error(s), 0 warning(s)",  # not the signal channel's group: said by the one above
     ):
         assert needle in refused.stdout, refused.stdout
 
     # What the fixes say, no more: then check passes, and so does the daemon.
     grant(
         broker.bootstrap,
-        *[(TOPIC, offsets_topic, LITERAL, op) for op in (CREATE, DESCRIBE, READ, WRITE)],
+        *[
+            (TOPIC, topic, LITERAL, op)
+            for topic in (offsets_topic, status_topic, dedup_topic)
+            for op in (CREATE, DESCRIBE, READ, WRITE)
+        ],
         *[(TOPIC, name, PREFIXED, op) for op in (CREATE, DESCRIBE, WRITE)],
         (TRANSACTIONAL_ID, f"cdcd-{name}", LITERAL, WRITE),
         (GROUP, f"cdcd-{name}", LITERAL, READ),
@@ -202,7 +212,8 @@ def test_login_and_permissions_are_checked_with_their_fixes(
         d.wait_for_log('"topics created"')
         assert d.terminate() == 0, d.log_text()[-3000:]
 
-    # The offsets topic now exists; without DESCRIBE_CONFIGS its policy is not known.
+    # The offsets topic (and the pair's dedup topic, compacted too) now exist; without
+    # DESCRIBE_CONFIGS their policies are not known.
     unknown = check()
     assert unknown.returncode == 0, unknown.stdout
     assert (
@@ -210,5 +221,9 @@ def test_login_and_permissions_are_checked_with_their_fixes(
         f"{offsets_topic!r}" in unknown.stdout
     )
     assert f"fix: grant DESCRIBE_CONFIGS on Topic {offsets_topic}" in unknown.stdout
-    grant(broker.bootstrap, (TOPIC, offsets_topic, LITERAL, DESCRIBE_CONFIGS))
+    assert f"fix: grant DESCRIBE_CONFIGS on Topic {dedup_topic}" in unknown.stdout
+    grant(
+        broker.bootstrap,
+        *[(TOPIC, topic, LITERAL, DESCRIBE_CONFIGS) for topic in (offsets_topic, dedup_topic)],
+    )
     assert f"kafka sink at {broker.bootstrap}: OK" in check_until_ok()

@@ -364,7 +364,7 @@ def instances(
 ) -> list[dict[str, Any]]:
     """Each instance of ``name`` as ``cdcd status`` shows it: its last heartbeat, its age,
     and the role it holds now (``active`` only while its lease runs; a silent one is
-    ``gone``). The newest leader first, then by age."""
+    ``gone``). The leader first, then the others by age, the silent ones last."""
     latest: dict[str, Heartbeat] = {}
     for beat in beats:
         if beat.name == name:
@@ -376,5 +376,5 @@ def instances(
         if role == CLAIM:
             role = "claiming"
         rows.append({**asdict(beat), "role": role, "said": beat.role, "age_ms": age})
-    rows.sort(key=lambda row: (row["role"] != ACTIVE, -row["epoch"], row["age_ms"]))
+    rows.sort(key=lambda row: (row["role"] != ACTIVE, row["role"] == "gone", row["age_ms"]))
     return rows

@@ -33,13 +33,14 @@ from aiokafka.errors import (
     for_code,
 )
 
-from cdcd.config import Config
+from cdcd.config import Config, OffsetsConfig
 from cdcd.errors import ConfigError
 from cdcd.sinks.kafka.client import client_options, default_replication, quiet_library_logs
 from cdcd.sinks.kafka.config import KafkaSinkConfig
 from cdcd.sinks.kafka.connect import connection_problem
 from cdcd.sinks.kafka.offsets import OffsetsTopic
 from cdcd.sinks.kafka.sink import explain_kafka_error
+from cdcd.sinks.kafka.status import status_topic
 from cdcd.sources.base import Problem
 
 # A fresh cluster creates __transaction_state / __consumer_offsets on the first lookup
@@ -71,6 +72,8 @@ async def check(config: Config) -> list[Problem]:
             topics = set(await admin.list_topics())
             problems += await _offsets_topic(admin, offsets, topics, brokers)
             problems += await _data_topics(admin, sink, topics, brokers)
+            if config.ha.enabled:
+                problems += await _pair_topics(admin, config, offsets, topics, brokers)
             if config.delivery == "exactly-once":
                 problems += await _transaction_coordinator(admin, offsets.transactional_id)
             group = await _group_coordinator(admin, offsets.group_id)
@@ -90,14 +93,18 @@ async def check(config: Config) -> list[Problem]:
 
 
 async def _offsets_topic(
-    admin: AIOKafkaAdminClient, offsets: OffsetsTopic, topics: set[str], brokers: int
+    admin: AIOKafkaAdminClient,
+    offsets: OffsetsTopic,
+    topics: set[str],
+    brokers: int,
+    what: str = "the offsets topic",
 ) -> list[Problem]:
     if offsets.topic in topics:
         policy = await offsets.cleanup_policy(admin)
         if policy is None:
             return [
                 Problem(
-                    f"Kafka does not tell cdcd the cleanup.policy of the offsets topic "
+                    f"Kafka does not tell cdcd the cleanup.policy of {what} "
                     f"{offsets.topic!r}: whether it is compacted is not known",
                     f"grant DESCRIBE_CONFIGS on Topic {offsets.topic}, or see that it is "
                     f"compacted (kafka-configs.sh --describe --entity-type topics "
@@ -107,18 +114,61 @@ async def _offsets_topic(
             ]
         refused = offsets.not_compacted(policy)
         return [Problem(*refused)] if refused is not None else []
-    code, message = await _validate_creation(admin, offsets.new_topic(brokers))
+    return await _creatable(admin, offsets.new_topic(brokers), what, "offsets", brokers)
+
+
+async def _creatable(
+    admin: AIOKafkaAdminClient, topic: NewTopic, what: str, section: str, brokers: int
+) -> list[Problem]:
+    """Whether the daemon could create ``topic`` (``what``: its role, in words)."""
+    code, message = await _validate_creation(admin, topic)
     if code == TopicAlreadyExistsError.errno:  # there, but not listed to cdcd
         return [
             Problem(
-                f"the offsets topic {offsets.topic!r} exists but Kafka does not show it to cdcd",
-                f"grant DESCRIBE, READ and WRITE on Topic {offsets.topic}",
+                f"{what} {topic.name!r} exists but Kafka does not show it to cdcd",
+                f"grant DESCRIBE, READ and WRITE on Topic {topic.name}",
             )
         ]
     if code == 0:
         return []
-    what = f"the offsets topic {offsets.topic!r} does not exist and cannot be created"
-    return [_not_creatable(what, code, message, f"Topic {offsets.topic}", "offsets", brokers)]
+    what = f"{what} {topic.name!r} does not exist and cannot be created"
+    return [_not_creatable(what, code, message, f"Topic {topic.name}", section, brokers)]
+
+
+async def _pair_topics(
+    admin: AIOKafkaAdminClient,
+    config: Config,
+    offsets: OffsetsTopic,
+    topics: set[str],
+    brokers: int,
+) -> list[Problem]:
+    """The topics of an active/standby pair (``[ha]``): the heartbeats' and the dedup
+    records' (compacted, like the offsets topic)."""
+    ha = config.ha
+    problems = []
+    if ha.status_topic not in topics:
+        status = status_topic(ha.status_topic, brokers, offsets.sink.replication_factor)
+        problems += await _creatable(
+            admin, status, "the status topic (ha.status_topic)", "ha", brokers
+        )
+    dedup = OffsetsTopic(
+        offsets.options,
+        offsets.sink,
+        OffsetsConfig(topic=ha.dedup_topic, replication_factor=offsets.sink.replication_factor),
+        name=config.name,
+        source_kind=config.source.kind,
+    )
+    problems += await _offsets_topic(
+        admin, dedup, topics, brokers, what="the dedup topic (ha.dedup_topic)"
+    )
+    if problems:
+        problems[-1] = Problem(
+            problems[-1].what,
+            f"{problems[-1].fix} (an active/standby pair needs READ and WRITE on both; or "
+            "set ha.enabled = false for a single instance)",
+            problems[-1].fatal,
+        )
+    return problems
 
 
 async def _data_topics(

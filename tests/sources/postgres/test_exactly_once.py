@@ -138,11 +138,13 @@ async def _store_raw_offset(bootstrap, name, value):
 
 
 def test_a_fenced_daemon_stops_at_once(pg_case, tmp_path):
+    """Without a pair (``ha.enabled = false``): the newest writer wins, the fenced one
+    stops (tests/test_ha.py: with a pair, it stands by)."""
     from aiokafka import AIOKafkaProducer
 
     s = pg_case.schema
     pg_case.execute(f"CREATE TABLE {s}.t (id int PRIMARY KEY)")
-    with daemon(tmp_path, pg_case.config(["t"])) as d:
+    with daemon(tmp_path, {**pg_case.config(["t"]), "ha": {"enabled": False}}) as d:
         pg_case.execute(f"INSERT INTO {s}.t VALUES (1)")
         consume(pg_case.bootstrap, [pg_case.topic("t")], expect=1)
 
