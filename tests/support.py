@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -202,16 +202,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
 
 @dataclass
 class Daemon:
-    """A ``cdcd run`` process started by a test."""
+    """A ``cdcd run`` process started by a test; ``prefix`` runs it elsewhere (e.g. on a
+    host of tests/netns.py: ``ip netns exec NS``)."""
 
     config_path: Path
     log_path: Path
     out_path: Path
     process: subprocess.Popen[bytes] | None = None
+    prefix: list[str] = field(default_factory=list)
 
     def start(self, wait_for: str = '"streaming"', timeout: float = 60) -> Daemon:
         self.process = subprocess.Popen(
-            cdcd_command("run", "--config", str(self.config_path)),
+            [*self.prefix, *cdcd_command("run", "--config", str(self.config_path))],
             stdout=self.out_path.open("ab"),
             stderr=self.log_path.open("ab"),
             cwd=ROOT,
@@ -270,13 +272,17 @@ class Daemon:
 
 
 @contextmanager
-def daemon(tmp_path: Path, config: dict[str, Any], start: bool = True) -> Iterator[Daemon]:
-    """Run ``cdcd run`` with ``config`` for the duration of the block."""
+def daemon(
+    tmp_path: Path, config: dict[str, Any], start: bool = True, prefix: list[str] | None = None
+) -> Iterator[Daemon]:
+    """Run ``cdcd run`` with ``config`` for the duration of the block (``prefix``: see
+    ``Daemon``)."""
     tag = config["name"]
     proc = Daemon(
         write_config(tmp_path / f"{tag}.toml", config),
         tmp_path / f"{tag}.log",
         tmp_path / f"{tag}.out",
+        prefix=prefix or [],
     )
     try:
         if start:
