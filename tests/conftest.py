@@ -26,8 +26,9 @@ import pytest
 
 # Scenarios shared by the sources' test modules: their asserts explain themselves too.
 pytest.register_assert_rewrite("snapshot_cases", "snapshot_support", "support", "pg_support")
-# PostgreSQL test cases (the fixture pg_case), for tests of any folder.
-pytest_plugins = ("pg_support",)
+# PostgreSQL test cases (the fixture pg_case) and hosts in network namespaces (the fixture
+# netns_hosts), for tests of any folder.
+pytest_plugins = ("pg_support", "netns")
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".testenv" / "env"

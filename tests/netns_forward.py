@@ -104,8 +104,10 @@ async def _connect_upstream(client: _Side, target: tuple[str, int]) -> None:
             assert upstream.transport is not None
             upstream.transport.close()
             return
-        upstream.peer = client
         client.attach(upstream)
+        upstream.attach(client)  # what the server said first (MySQL's greeting)
+        if upstream.closed.done() and client.transport is not None:
+            client.transport.close()  # the server hung up before we got here
         return
 
 
