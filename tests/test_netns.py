@@ -228,22 +228,29 @@ def _sink(conn: socket.socket) -> None:
 
 
 def test_raw_bytes_stall_during_a_cut_and_flow_after(netns_hosts, kafka_bootstrap):
+    """Bytes on a connection made before the cut, and on one made during it (its connect
+    is retried, as a SYN would be), stall without EOF or reset and flow after restore."""
     kafka_port = int(kafka_bootstrap.rsplit(":", 1)[1])
     with _tcp_server(_echo) as port:
         a = netns_hosts("a", kafka_ports=[kafka_port, port], db_ports=[])
         with a.inside():
-            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
-        with conn:
-            conn.sendall(b"ping")
-            assert conn.recv(16) == b"ping"
-            a.cut("kafka")
-            conn.sendall(b"during the cut")
-            conn.settimeout(1.5)
-            with pytest.raises(TimeoutError):  # neither data nor EOF nor reset
-                conn.recv(64)
+            before = socket.create_connection(("127.0.0.1", port), timeout=5)
+        before.sendall(b"ping")
+        assert before.recv(16) == b"ping"
+        a.cut("kafka")
+        with a.inside():
+            during = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with before, during:
+            for conn in (before, during):
+                conn.sendall(b"during the cut")
+                conn.settimeout(1)
+            for conn in (before, during):
+                with pytest.raises(TimeoutError):  # neither data nor EOF nor reset
+                    conn.recv(64)
             a.restore("kafka")
-            conn.settimeout(5)
-            assert conn.recv(64) == b"during the cut"
+            for conn in (before, during):
+                conn.settimeout(5)
+                assert conn.recv(64) == b"during the cut"
 
 
 def _median_ms(samples: list[float]) -> float:
