@@ -36,7 +36,7 @@ How it works, for one host (``with host("a") as a:``)::
   ``with a.inside():`` switches the calling thread into the namespace, so sockets made
   in the block belong to the host (they stay there after the block).
 - Cleanup, whatever happens: every process inside the namespace (``ip netns pids``) and
-  both forwarders are killed by PID, the namespace is deleted (its veths go with it).
+  both forwarders are killed by PID, the namespace and its veths are deleted.
   Forwarders also exit when the test process dies. Names carry the creating PID: a
   later run deletes a ``cdcdt-*`` namespace (and a leftover ``cdt*`` veth) only when
   that PID is dead. Creation is serialised by a lock file, so parallel test processes
@@ -55,6 +55,7 @@ import ipaddress
 import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,7 +321,13 @@ def host(
     try:
         with _creation_lock():
             remove_stale()
-            ip("netns", "add", netns)
+            try:
+                ip("netns", "add", netns)
+            except NetnsError as exc:
+                raise NetnsError(
+                    f"{exc} (a network namespace needs root with CAP_SYS_ADMIN, "
+                    "a kernel with CONFIG_NET_NS and a writable /run/netns)"
+                ) from exc
             made = True
             ip("link", "set", "lo", "up", netns=netns)
             ports = {"kafka": tuple(kafka_ports), "db": tuple(db_ports)}
@@ -339,20 +346,18 @@ def host(
             _stop(the_host.processes + the_host.forwarders)
         if made:
             _delete_namespace(netns)
-            _wait_veths_gone(the_host.links.values() if the_host else [])
+            _delete_veths(the_host.links.values() if the_host else [])
 
 
-def _wait_veths_gone(links: Iterable[Link], timeout: float = 10) -> None:
-    """The kernel destroys a deleted namespace's veths a moment later; wait for that (and
-    delete what is left), so that the next host finds its subnets free."""
-    deadline = time.monotonic() + timeout
+def _delete_veths(links: Iterable[Link]) -> None:
+    """Delete the host's veths (both ends go at once). Left to the namespace's deletion,
+    they would linger while a TCP socket closed during a cut still holds the namespace."""
     for link in links:
-        while link.outer in _root_veths():
-            if time.monotonic() > deadline:
-                with contextlib.suppress(NetnsError):
-                    ip("link", "del", link.outer)
-                break
-            time.sleep(0.02)
+        with contextlib.suppress(NetnsError):  # already gone
+            ip("link", "del", link.outer)
+    left = {link.outer for link in links} & _root_veths()
+    if left:
+        raise NetnsError(f"veths {sorted(left)} survived their deletion")
 
 
 def _ports(value: str) -> list[int]:
@@ -376,13 +381,14 @@ def testenv_ports(testenv: Mapping[str, str]) -> tuple[list[int], list[int]]:
 
 
 def require_netns() -> None:
-    """Skip the test when not root (fail under CI, which must run it)."""
-    if os.geteuid() == 0:
-        return
-    why = "network namespaces (ip netns) need root"
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}: CI must run as root", pytrace=False)
-    pytest.skip(why)
+    """Skip the test when not root (fail under CI, which must run it); fail without ``ip``."""
+    if os.geteuid() != 0:
+        why = "network namespaces (ip netns) need root"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}: CI must run as root", pytrace=False)
+        pytest.skip(why)
+    if shutil.which("ip") is None:
+        pytest.fail("no `ip` command for network namespaces: apt-get install iproute2")
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def test_popen_runs_on_the_host_with_its_own_pid(netns_hosts, pg_dsn):
 
 @pytest.mark.parametrize("link", ["kafka", "db"])
 def test_cut_one_link_the_other_works_restore_it_all_work(netns_hosts, probes, link):
-    a = netns_hosts("a")
+    a, b = netns_hosts("a"), netns_hosts("b")
     a.cut(link)
     for name, probe in probes.items():
         failure = _failure(a, probe)
@@ -153,6 +153,7 @@ def test_cut_one_link_the_other_works_restore_it_all_work(netns_hosts, probes, l
             print(f"\n{name} with {link} cut: {type(failure).__name__}: {failure}")
         else:
             assert failure is None, f"{name} with {link} cut"
+        assert _failure(b, probe) is None, f"{name} on the other host with a's {link} cut"
     a.restore(link)
     for name, probe in probes.items():
         assert _failure(a, probe) is None, f"{name} after {link} restored"
