@@ -342,11 +342,13 @@ def host(
         the_host.forwarders.append(_start_forwarder(the_host.command([]), inner, "inside"))
         yield the_host
     finally:
-        if the_host is not None:
-            _stop(the_host.processes + the_host.forwarders)
-        if made:
-            _delete_namespace(netns)
-            _delete_veths(the_host.links.values() if the_host else [])
+        try:
+            if the_host is not None:
+                _stop(the_host.processes + the_host.forwarders)
+        finally:
+            if made:
+                _delete_namespace(netns)
+                _delete_veths(the_host.links.values() if the_host else [])
 
 
 def _delete_veths(links: Iterable[Link]) -> None:
