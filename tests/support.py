@@ -467,7 +467,10 @@ class Gate:
         self.opened.set()
 
     def close(self) -> None:
+        """Refuse new connections and cut the open ones (each end sees them end at once)."""
         for sock in self._sockets:
+            with contextlib.suppress(OSError):  # a listener, or one closed already
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
     def _accept(self) -> None:
