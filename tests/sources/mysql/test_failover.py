@@ -264,3 +264,37 @@ def test_a_reader_with_the_same_server_id_displaces_the_daemon(case, tmp_path) -
     ), last
     assert noticed < 10  # at once, not after 4 heartbeat intervals of silence (40 s)
     assert '"source unavailable: starting over' not in d.log_text()
+
+
+async def test_a_list_mixing_mysql_and_mariadb_is_a_finding(mysql_url, mysql8_url) -> None:
+    if mysql8_url is None:
+        pytest.skip("no MySQL 8 server in this test environment")
+    source = MysqlSource(MysqlSourceConfig(kind="mysql", dsn=[mysql_url, mysql8_url]), name="t")
+    problems = await source.check()
+    mixed = [p for p in problems if p.what.startswith("source.dsn mixes MySQL and MariaDB")]
+    assert len(mixed) == 1 and mixed[0].fatal, problems
+    assert source.server_index == 0 and source.info is not None
+    assert source.info.flavor == "mariadb"  # the first server's, for captured_tables()
+
+
+def test_a_snapshot_and_stream_from_the_second_listed_server(
+    case, mysql_replica_url, tmp_path
+) -> None:
+    """The first server is not there: the snapshot process and the reader process read
+    the replica (the server the start chose), rows then changes."""
+    db = case.database
+    case.ddl(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)")
+    case.execute(f"INSERT INTO {db}.t VALUES " + ", ".join(f"({i}, 0)" for i in range(1, 501)))
+    caught_up(mysql_replica_url, case.conn)
+    config = case.config(["t"], dsn=["mysql://root:root@127.0.0.1:1/", mysql_replica_url])
+    with daemon(tmp_path, {**config, "snapshot": {"mode": "initial"}}) as d:
+        case.execute(
+            f"INSERT INTO {db}.t VALUES " + ", ".join(f"({i}, 1)" for i in range(501, 601))
+        )
+        messages = consume(case.bootstrap, [case.topic("t")], expect=600, timeout=60, settle=1)
+        assert d.terminate() == 0
+    assert_each_once(messages, 600, "snapshot and stream of the replica")
+    ops = [m.value["op"] for m in sorted(messages, key=lambda m: m.key["id"])]
+    assert ops == ["r"] * 500 + ["c"] * 100
+    streamed = sources_of([m for m in messages if m.value["op"] == "c"])
+    assert all(s["file"].startswith("mariadb-replica-bin.") for s in streamed)
