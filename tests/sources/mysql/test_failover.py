@@ -111,6 +111,8 @@ def test_a_daemon_cut_off_from_the_primary_continues_from_the_replica(
     gate = Gate("127.0.0.1", int(case.url.rsplit(":", 1)[1].strip("/")))
     gate.open()
     config = case.config(["ticks"], dsn=[through(case.url, gate), mysql_replica_url])
+    # Transactions of 50 rows cut every 16: a start over may resume inside one.
+    config["transactions"] = {"split_after_events": 16}
     writer = mysql_ticks_writer(lambda: connect(case.url), f"{db}.ticks", total, 50, 0.01)
     topic = case.topic("ticks")
     try:
@@ -139,6 +141,10 @@ def test_a_daemon_cut_off_from_the_primary_continues_from_the_replica(
     assert {s["server_id"] for s in sources_of(messages)} == {1}
     log = [json.loads(x) for x in d.log_text().splitlines() if x.startswith("{")]
     streaming = [x for x in log if x["event"] == "streaming"]
+    print(
+        f"resumed on the replica at {streaming[-1]['gtid_set']}, {streaming[-1]['skip_events']}"
+        " events of its first transaction written already"
+    )
     assert streaming[-1]["server"] == mysql_replica_url.split("@")[1].strip("/")
 
 
@@ -298,3 +304,42 @@ def test_a_snapshot_and_stream_from_the_second_listed_server(
     assert ops == ["r"] * 500 + ["c"] * 100
     streamed = sources_of([m for m in messages if m.value["op"] == "c"])
     assert all(s["file"].startswith("mariadb-replica-bin.") for s in streamed)
+
+
+def test_a_position_inside_a_transaction_resumes_inside_it_on_the_replica(
+    case, mysql_replica_url, tmp_path
+) -> None:
+    """An offset of the primary with 20 events of the next transaction written (a split
+    transaction's Commit), set for a daemon reading the replica alone: the replica sends
+    that transaction again (the same GTID), its first 20 events are skipped."""
+    db = case.database
+    case.ddl(f"CREATE TABLE {db}.ticks (id INT PRIMARY KEY, v INT)")
+    topic = case.topic("ticks")
+    with daemon(tmp_path, case.config(["ticks"])) as d:
+        case.execute(
+            f"INSERT INTO {db}.ticks VALUES " + ", ".join(f"({i}, 0)" for i in range(1, 101))
+        )
+        consume(case.bootstrap, [topic], expect=100, settle=0)
+        assert d.terminate() == 0
+    case.execute(
+        f"INSERT INTO {db}.ticks VALUES " + ", ".join(f"({i}, 1)" for i in range(101, 151))
+    )
+    case.execute(
+        f"INSERT INTO {db}.ticks VALUES " + ", ".join(f"({i}, 2)" for i in range(151, 201))
+    )
+    caught_up(mysql_replica_url, case.conn)
+    config = case.config(["ticks"], dsn=mysql_replica_url)
+    path = str(write_config(tmp_path / "r.toml", config))
+    shown = run_cli("offsets", "show", "--config", path).stdout
+    stored = json.loads(
+        next(x for x in shown.splitlines() if x.startswith("position:")).split("  ", 1)[1]
+    )
+    assert stored["server"] == "id:1" and stored["file"].startswith("mariadb-bin.")
+    inside = json.dumps({**stored, "index": 20})
+    result = run_cli("offsets", "set", "--config", path, "--position", inside, "--yes")
+    assert result.returncode == 0, result.stderr
+    with daemon(tmp_path, {**config, "name": case.name}) as d:
+        messages = consume(case.bootstrap, [topic], expect=180, timeout=60, settle=2)
+        assert d.terminate() == 0
+    ids = sorted(m.key["id"] for m in messages if m.value is not None)
+    assert ids == list(range(1, 101)) + list(range(121, 201)), ids[95:130]
