@@ -234,23 +234,25 @@ def on_one_server(url: str, statement: str) -> None:
         conn.close()
 
 
-def test_a_reader_with_the_same_server_id_displaces_the_daemon(case, tmp_path) -> None:
-    """MariaDB ends the older dump of a server id when a newer one registers (error 4052):
-    the daemon hears of it at once and stops, saying why, instead of waiting for an idle
-    stream's timeout or starting over (which would displace the other in turn)."""
-    db, server_id = case.database, 700_000 + int(time.time()) % 100_000
+def test_a_reader_with_the_same_server_id_displaces_the_daemon(my_case, tmp_path) -> None:
+    """The server ends the older dump of a server id when a newer one registers (MariaDB:
+    error 4052, MySQL: 1236): the daemon hears of it at once and stops, saying why,
+    instead of waiting for an idle stream's timeout or starting over (which would
+    displace the other in turn)."""
+    case = my_case
+    db, server_id = case.database, 700_000 + int(time.time() * 1000) % 100_000
     case.ddl(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
-    config = case.config(["t"], server_id=server_id)
-    with daemon(tmp_path, config) as d:
+    with daemon(tmp_path, case.config(["t"], server_id=server_id)) as d:
         case.execute(f"INSERT INTO {db}.t VALUES (1)")
         consume(case.bootstrap, [case.topic("t")], expect=1, settle=0)
         with case.conn.cursor() as cursor:
-            cursor.execute("SELECT @@GLOBAL.gtid_binlog_pos")
-            gtid = cursor.fetchone()[0]
+            mariadb = case.flavor == "mariadb"
+            cursor.execute(f"SELECT @@GLOBAL.{'gtid_binlog_pos' if mariadb else 'gtid_executed'}")
+            gtid = cursor.fetchone()[0].replace("\n", "")
         other = bl.BinlogStream(
             lambda: connect(case.url),
             server_id=server_id,
-            flavor="mariadb",
+            flavor=case.flavor,
             gtid_set=gtid,
             file=None,
             pos=None,
@@ -263,10 +265,11 @@ def test_a_reader_with_the_same_server_id_displaces_the_daemon(case, tmp_path) -
         noticed = time.monotonic() - opened
         threading.Thread(target=other.close, daemon=True).start()
     last = d.log_text().splitlines()[-1]
-    print(f"\nthe daemon exited {noticed:.2f} s after the other reader registered: {last}")
+    print(f"\n{case.flavor}: the daemon exited {noticed:.2f} s after the other reader: {last}")
     assert code == 1
+    where = case.url.split("@")[1].strip("/")
     assert last.startswith(
-        "cdcd: error: another binlog reader with this server id connected to 127.0.0.1:23306"
+        f"cdcd: error: another binlog reader with this server id connected to {where}"
     ), last
     assert noticed < 10  # at once, not after 4 heartbeat intervals of silence (40 s)
     assert '"source unavailable: starting over' not in d.log_text()
