@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -453,3 +454,65 @@ def assert_each_once(messages: list[Message], total: int, label: str) -> Counter
     assert duplicates == 0, f"{duplicates} duplicates, e.g. {counts.most_common(3)}"
     assert set(counts) == set(range(1, total + 1)), "ids that were never written"
     return counts
+
+
+class Gate:
+    """A TCP proxy to ``host:port`` that holds every connection it accepts until
+    ``open()``: a source that is not reachable yet, without touching the shared server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.opened = threading.Event()
+        self.accepted = threading.Event()
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def close(self) -> None:
+        """Refuse new connections and cut the open ones (each end sees them end at once)."""
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):  # a listener, or one closed already
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            self.accepted.set()
+            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        self.opened.wait()
+        try:
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        self._sockets.append(server)
+        for source, target in ((client, server), (server, client)):
+            threading.Thread(target=_pipe, args=(source, target), daemon=True).start()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    for sock in (source, target):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def through(url: str, gate: Gate) -> str:
+    """``url`` with its host and port replaced by the gate's."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = f"{auth}@127.0.0.1:{gate.port}" if auth else f"127.0.0.1:{gate.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
