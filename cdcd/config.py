@@ -19,6 +19,7 @@ from cdcd._config import NAME, SinkConfigBase, SourceConfigBase, Strict, check_t
 from cdcd.encoding import DECIMAL_MODES, DecimalMode
 from cdcd.errors import ConfigError
 from cdcd.snapshot.config import NotificationsConfig, SignalsConfig, SnapshotConfig
+from cdcd.transforms.config import FlattenConfig, OutboxConfig, ShapingConfig, TransformsConfig
 
 
 def _tagged(models: list[type[Strict]]) -> Any:
@@ -173,6 +174,10 @@ class Config(Strict):
     notifications: NotificationsConfig = NotificationsConfig()
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    shaping: ShapingConfig | None = None
+    flatten: FlattenConfig | None = None
+    transforms: TransformsConfig = TransformsConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +192,17 @@ class Config(Strict):
             if field is not None and not field.is_required():
                 return {**data, "sink": {**sink, "topic_prefix": str(data.get("name") or "")}}
         return data
+
+    @model_validator(mode="after")
+    def _outbox_tables_captured(self) -> Config:
+        for name in self.outbox.tables:
+            namespace, _, table = name.partition(".")
+            if not self.source.includes(namespace, table):
+                raise ValueError(
+                    f"outbox.tables: {name} is not captured (source.tables, "
+                    "source.exclude_tables, source.databases leave it out)"
+                )
+        return self
 
     @field_validator("name")
     @classmethod
