@@ -7,6 +7,7 @@ keys), never from the command line, and are kept out of ``repr`` so they are not
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -225,6 +226,9 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+_NAMES_ITS_KEY = re.compile(r"^[a-z_]+\.[a-z_.]+: ")
+
+
 def _explain(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -242,6 +246,9 @@ def _explain(exc: ValidationError) -> str:
             key = f"{key}.kind"
         else:
             msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"] and _NAMES_ITS_KEY.match(msg):
+            lines.append(msg)  # a check across sections names its own key
+            continue
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)
 

@@ -54,6 +54,8 @@ def postgres_db(dsn: str, tables: dict[str, str] = PG_TABLES) -> Iterator[Db]:
     admin.execute(f"CREATE SCHEMA {name}")
     for table, columns in tables.items():
         admin.execute(f"CREATE TABLE {name}.{table} ({columns})")
+        # Whole rows in a delete's before, as MariaDB's binlog has them.
+        admin.execute(f"ALTER TABLE {name}.{table} REPLICA IDENTITY FULL")
     writer = psycopg.connect(dsn, autocommit=True)
 
     def run(statements: list[tuple[str, tuple[Any, ...]]]) -> None:
