@@ -300,6 +300,7 @@ class Message:
     offset: int
     key: Any
     value: Any
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def consume(
@@ -309,16 +310,18 @@ def consume(
     expect: int,
     timeout: float = 60,
     settle: float = 0.5,
+    json: bool = True,
 ) -> list[Message]:
     """Read ``topics`` from the beginning until ``expect`` records arrived (read_committed).
 
     Waits ``settle`` seconds more after that, so that extra records (duplicates) are seen.
+    ``json``: keys and values decoded as JSON (else left as bytes).
     """
-    return asyncio.run(_consume(bootstrap, topics, expect, timeout, settle))
+    return asyncio.run(_consume(bootstrap, topics, expect, timeout, settle, json))
 
 
 async def _consume(
-    bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float
+    bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float, json: bool
 ) -> list[Message]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -363,8 +366,9 @@ async def _consume(
                             tp.topic,
                             tp.partition,
                             r.offset,
-                            orjson.loads(r.key) if r.key is not None else None,
-                            orjson.loads(r.value) if r.value is not None else None,
+                            orjson.loads(r.key) if json and r.key is not None else r.key,
+                            orjson.loads(r.value) if json and r.value is not None else r.value,
+                            list(r.headers or ()),
                         )
                     )
             if len(out) >= expect and settle_until is None:
