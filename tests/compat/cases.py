@@ -1,0 +1,171 @@
+"""The columns the differential harness captures with Debezium and with cdcd.
+
+A ``Case`` is one table ``c_<name>`` (``id`` primary key and one column ``v`` of the type
+under test) and the changes made to it: a row per value and a row of NULL, then each row
+updated to the next value (the NULL row to the first), then every row deleted. Cases
+marked ``representative`` are the dozen or so per source that ``make test`` runs; ``make
+compat`` runs them all. Values are SQL expressions, written into the statements as is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Case:
+    """One table and its changes (``statements``: instead of the generated ones)."""
+
+    name: str
+    type: str
+    values: tuple[str, ...] = ()
+    representative: bool = False
+    setup: tuple[str, ...] = ()  # run before the table is created (types, domains)
+    statements: tuple[str, ...] = ()  # the changes, if not the generated ones
+    records: int = 0  # the records those statements give, tombstones included
+    columns: str = ""  # the table's columns, if not ``id`` and ``v``
+    flavors: frozenset[str] = field(default_factory=frozenset)  # MySQL: only these servers
+
+    @property
+    def table(self) -> str:
+        return f"c_{self.name}"
+
+    def create(self) -> str:
+        columns = self.columns or f"id int PRIMARY KEY, v {self.type}"
+        return f"CREATE TABLE {self.table} ({columns})"
+
+    def changes(self) -> list[str]:
+        """The statements to run, each its own transaction."""
+        if self.statements:
+            return [s.replace("{t}", self.table) for s in self.statements]
+        t, values = self.table, self.values
+        count = len(values)
+        rows = ", ".join(f"({i + 1}, {v})" for i, v in enumerate(values))
+        out = [f"INSERT INTO {t} (id, v) VALUES {rows}, ({count + 1}, NULL)"]
+        out += [
+            f"UPDATE {t} SET v = {values[(i + 1) % count]} WHERE id = {i + 1}"
+            for i in range(count)
+        ]
+        out.append(f"UPDATE {t} SET v = {values[0]} WHERE id = {count + 1}")
+        out.append(f"DELETE FROM {t}")
+        return out
+
+    def expected_records(self) -> int:
+        """Insert, update and delete of each row, and the delete's tombstone."""
+        return self.records or 4 * (len(self.values) + 1)
+
+
+def selected(cases: list[Case], flavor: str = "") -> list[Case]:
+    """The cases of this run: all under ``CDCD_COMPAT=full`` (``make compat``), else the
+    representative ones; MySQL's for ``flavor`` (``mariadb`` or ``mysql``)."""
+    full = os.environ.get("CDCD_COMPAT") == "full"
+    return [
+        case
+        for case in cases
+        if (full or case.representative) and (not case.flavors or flavor in case.flavors)
+    ]
+
+
+def _pg(name: str, type_: str, *values: str, rep: bool = False, setup: tuple[str, ...] = ()) -> Case:
+    return Case(name, type_, values, representative=rep, setup=setup)
+
+
+_TOAST = (
+    # A value big enough to be TOASTed (random text does not compress); then only the
+    # other column changes: under REPLICA IDENTITY DEFAULT the WAL has no copy of it.
+    "INSERT INTO {t} VALUES (1, (SELECT string_agg(md5(i::text), '') FROM "
+    "generate_series(1, 4000) AS i), 1)",
+    "UPDATE {t} SET n = 2 WHERE id = 1",
+    "DELETE FROM {t}",
+)
+
+PG_SETUP = (
+    "CREATE EXTENSION IF NOT EXISTS hstore",
+    "CREATE EXTENSION IF NOT EXISTS ltree",
+    "CREATE EXTENSION IF NOT EXISTS citext",
+    "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy', 'ünïcode')",
+    "CREATE DOMAIN price AS numeric(8, 2) CHECK (VALUE > 0)",
+    "CREATE DOMAIN short_text AS varchar(5)",
+)
+
+PG_CASES: list[Case] = [
+    _pg("int2", "int2", "-32768", "0", "32767", rep=True),
+    _pg("int4", "int4", "-2147483648", "2147483647"),
+    _pg("int8", "int8", "-9223372036854775808", "9223372036854775807", rep=True),
+    _pg("bool", "bool", "true", "false"),
+    _pg("float4", "float4", "1.5", "-3.4e38", "'NaN'", "'Infinity'", "'-Infinity'"),
+    _pg("float8", "float8", "0.1", "1e308", "'NaN'", "'-Infinity'", rep=True),
+    _pg("numeric_10_3", "numeric(10, 3)", "1.5", "-1234567.891", "0", rep=True),
+    _pg("numeric_5_0", "numeric(5)", "99999", "-1"),
+    _pg("numeric_free", "numeric", "1.5", "-0.000000000000000000001", "12345678901234567890.5", rep=True),
+    _pg("numeric_nan", "numeric", "'NaN'"),
+    _pg("numeric_inf", "numeric", "'Infinity'", "'-Infinity'"),
+    _pg("numeric_p_nan", "numeric(10, 2)", "'NaN'"),
+    _pg("money", "money", "12.34", "-0.01", "'92233720368547758.07'", rep=True),
+    _pg("char5", "char(5)", "'a'", "'abcde'"),
+    _pg("varchar", "varchar(10)", "''", "'ü€😀'"),
+    _pg("text", "text", "'plain'", "E'tab\\tquote\"nl\\n'", "'ü€😀'", rep=True),
+    _pg("bytea", "bytea", "'\\x00ff10'::bytea", "''::bytea", rep=True),
+    _pg("bit1", "bit(1)", "B'0'", "B'1'"),
+    _pg("bit8", "bit(8)", "B'00000000'", "B'10000001'", rep=True),
+    _pg("bit70", "bit(70)", "B'1' || repeat('0', 68)::bit(68) || B'1'"),
+    _pg("varbit", "varbit(20)", "B''", "B'101'", "B'11111111111111111111'"),
+    _pg("date", "date", "'2024-02-29'", "'1970-01-01'", "'0001-01-01'", "'4713-01-01 BC'", "'9999-12-31'", "'20000-01-01'", rep=True),
+    _pg("date_inf", "date", "'infinity'", "'-infinity'"),
+    _pg("time", "time", "'00:00'", "'23:59:59.999999'", "'24:00:00'"),
+    _pg("time0", "time(0)", "'12:34:56'"),
+    _pg("time3", "time(3)", "'12:34:56.789'"),
+    _pg("timetz", "timetz", "'12:34:56.5+02'", "'00:00:00-14:59'", "'23:59:59.999999+00'", rep=True),
+    _pg("timestamp", "timestamp", "'2024-01-01 12:00:00.123456'", "'1900-01-01'", "'0044-03-15 12:00 BC'", "'10000-01-01'", rep=True),
+    _pg("timestamp0", "timestamp(0)", "'2024-01-01 12:00:01'"),
+    _pg("timestamp3", "timestamp(3)", "'2024-01-01 12:00:00.123'"),
+    _pg("timestamp_inf", "timestamp", "'infinity'", "'-infinity'"),
+    _pg("timestamptz", "timestamptz", "'2024-01-01 12:00:00.5+05'", "'1969-12-31 23:59:59.999999Z'", rep=True),
+    _pg("timestamptz0", "timestamptz(0)", "'2024-01-01 12:00:00+05'"),
+    _pg("timestamptz_inf", "timestamptz", "'infinity'", "'-infinity'"),
+    _pg("interval", "interval", "'1 year 2 mons 3 days 04:05:06.789'", "'-1 day'", "'0'", "'178000000 years'", rep=True),
+    _pg("uuid", "uuid", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"),
+    _pg("json", "json", "'{\"b\": 1, \"a\": [true, null]}'", "'\"x\"'"),
+    _pg("jsonb", "jsonb", "'{\"b\": 1, \"a\": [true, null, 1.50]}'", "'[]'", rep=True),
+    _pg("xml", "xml", "'<a x=\"1\">t</a>'"),
+    _pg("inet", "inet", "'192.168.0.1/24'", "'::1'", rep=True),
+    _pg("cidr", "cidr", "'10.0.0.0/8'"),
+    _pg("macaddr", "macaddr", "'08:00:2b:01:02:03'"),
+    _pg("macaddr8", "macaddr8", "'08:00:2b:01:02:03:04:05'"),
+    _pg("point", "point", "'(1.5, -2)'", rep=True),
+    _pg("line", "line", "'{1, -1, 0}'"),
+    _pg("lseg", "lseg", "'[(0, 0), (1, 1)]'"),
+    _pg("box", "box", "'((0, 0), (1, 1))'"),
+    _pg("path", "path", "'[(0, 0), (1, 1), (2, 0)]'"),
+    _pg("polygon", "polygon", "'((0, 0), (1, 1), (1, 0))'"),
+    _pg("circle", "circle", "'<(0, 0), 2>'"),
+    _pg("hstore", "hstore", "'a=>1, b=>NULL, \"c d\"=>\"é\"'", "''", rep=True),
+    _pg("ltree", "ltree", "'top.science.astronomy'"),
+    _pg("citext", "citext", "'MiXeD'"),
+    _pg("int4range", "int4range", "'[1, 10)'", "'empty'"),
+    _pg("int8range", "int8range", "'(,5]'"),
+    _pg("numrange", "numrange", "'[1.5, 2.5]'"),
+    _pg("tsrange", "tsrange", "'[2024-01-01, 2024-02-01)'"),
+    _pg("tstzrange", "tstzrange", "'[2024-01-01 00:00+02, infinity)'"),
+    _pg("daterange", "daterange", "'[2024-01-01, 2024-02-01)'"),
+    _pg("enum", "mood", "'sad'", "'ünïcode'", rep=True),
+    _pg("domain_numeric", "price", "12.5", "999999.99"),
+    _pg("domain_varchar", "short_text", "'abc'"),
+    _pg("int4_array", "int4[]", "'{1, NULL, 3}'", "'{}'", "'{{1, 2}, {3, 4}}'", rep=True),
+    _pg("text_array", "text[]", "'{a, \"b c\", NULL, \"\\\"q\\\"\"}'", rep=True),
+    _pg("numeric_array", "numeric(5, 2)[]", "'{1.5, -2.25}'"),
+    _pg("varchar_array", "varchar(5)[]", "'{ab, cd}'"),
+    _pg("date_array", "date[]", "'{2024-01-01, 1970-01-02}'"),
+    _pg("uuid_array", "uuid[]", "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'"),
+    _pg("enum_array", "mood[]", "'{sad, happy}'"),
+    _pg("timestamptz_array", "timestamptz[]", "'{2024-01-01 00:00:00+00}'"),
+    Case(
+        "toast",
+        "text (TOAST, unchanged)",
+        columns="id int PRIMARY KEY, v text, n int",
+        statements=_TOAST,
+        records=4,
+        representative=True,
+    ),
+]
