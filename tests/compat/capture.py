@@ -27,6 +27,7 @@ class Captured:
 
     debezium: list[dict[str, Any]]
     cdcd: list[dict[str, Any]]
+    cdcd_error: str = ""  # the line cdcd stopped with, if it did
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -35,11 +36,20 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _wait_for(path: Path, count: int, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+def _wait_for(
+    path: Path,
+    count: int,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
+    may_stop: bool = False,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and path.read_bytes().count(b"\n") >= count:
             time.sleep(0.5)  # anything more than expected is a difference too
+            return
+        if may_stop and process.poll() == 1:
             return
         if process.poll() is not None:
             raise AssertionError(f"{process.args[0]} exited {process.returncode}: {log.read_text()[-3000:]}")
@@ -48,8 +58,11 @@ def _wait_for(path: Path, count: int, process: subprocess.Popen[bytes], log: Pat
     raise AssertionError(f"{have} of {count} records after {timeout} s; log:\n{log.read_text()[-3000:]}")
 
 
-def run_cdcd(workdir: Path, config: dict[str, Any], count: int, timeout: float = 120) -> list[dict[str, Any]]:
-    """cdcd with ``config`` (its sink: stdout) until it wrote ``count`` records."""
+def run_cdcd(
+    workdir: Path, config: dict[str, Any], count: int, may_stop: bool = False, timeout: float = 120
+) -> tuple[list[dict[str, Any]], str]:
+    """cdcd with ``config`` (its sink: stdout) until it wrote ``count`` records, or (if
+    ``may_stop``) stopped with an error: the records and that error's line."""
     config = {**config, "sink": {"kind": "stdout"}, "log": {"level": "info", "format": "json"}}
     proc = Daemon(
         write_config(workdir / "cdcd.toml", config), workdir / "cdcd.log", workdir / "cdcd.out"
@@ -57,11 +70,13 @@ def run_cdcd(workdir: Path, config: dict[str, Any], count: int, timeout: float =
     try:
         proc.start()
         assert proc.process is not None
-        _wait_for(proc.out_path, count, proc.process, proc.log_path, timeout)
-        proc.terminate()
+        _wait_for(proc.out_path, count, proc.process, proc.log_path, timeout, may_stop)
+        if proc.process.poll() is None:
+            proc.terminate()
     finally:
         proc.ensure_stopped()
-    return read_records(proc.out_path)
+    errors = [line for line in proc.log_text().splitlines() if line.startswith("cdcd: error:")]
+    return read_records(proc.out_path), "\n".join(errors)
 
 
 def run_debezium(

@@ -21,11 +21,11 @@ class Case:
     type: str
     values: tuple[str, ...] = ()
     representative: bool = False
-    setup: tuple[str, ...] = ()  # run before the table is created (types, domains)
     statements: tuple[str, ...] = ()  # the changes, if not the generated ones
     records: int = 0  # the records those statements give, tombstones included
     columns: str = ""  # the table's columns, if not ``id`` and ``v``
     flavors: frozenset[str] = field(default_factory=frozenset)  # MySQL: only these servers
+    cdcd_stops: bool = False  # cdcd stops at a value of it: the case runs on its own
 
     @property
     def table(self) -> str:
@@ -56,6 +56,13 @@ class Case:
         return self.records or 4 * (len(self.values) + 1)
 
 
+def runs(cases: list[Case]) -> list[list[Case]]:
+    """The cases in runs of one Debezium start and one cdcd start each: every case at
+    which cdcd stops alone (after START), all the others together."""
+    together = [case for case in cases if not case.cdcd_stops]
+    return [together] + [[START, case] for case in cases if case.cdcd_stops]
+
+
 def selected(cases: list[Case], flavor: str = "") -> list[Case]:
     """The cases of this run: all under ``CDCD_COMPAT=full`` (``make compat``), else the
     representative ones; MySQL's for ``flavor`` (``mariadb`` or ``mysql``)."""
@@ -67,8 +74,8 @@ def selected(cases: list[Case], flavor: str = "") -> list[Case]:
     ]
 
 
-def _pg(name: str, type_: str, *values: str, rep: bool = False, setup: tuple[str, ...] = ()) -> Case:
-    return Case(name, type_, values, representative=rep, setup=setup)
+def _pg(name: str, type_: str, *values: str, rep: bool = False, stops: bool = False) -> Case:
+    return Case(name, type_, values, representative=rep, cdcd_stops=stops)
 
 
 _TOAST = (
@@ -89,7 +96,14 @@ PG_SETUP = (
     "CREATE DOMAIN short_text AS varchar(5)",
 )
 
+# The first transaction a reader sees after a fresh start has a table of its own: what
+# only that transaction shows (the previous commit's LSN) then stays out of the others.
+START = Case(
+    "start", "int4 (first transaction)", ("1",), representative=True, columns="id int PRIMARY KEY, v int4"
+)
+
 PG_CASES: list[Case] = [
+    START,
     _pg("int2", "int2", "-32768", "0", "32767", rep=True),
     _pg("int4", "int4", "-2147483648", "2147483647"),
     _pg("int8", "int8", "-9223372036854775808", "9223372036854775807", rep=True),
@@ -99,9 +113,9 @@ PG_CASES: list[Case] = [
     _pg("numeric_10_3", "numeric(10, 3)", "1.5", "-1234567.891", "0", rep=True),
     _pg("numeric_5_0", "numeric(5)", "99999", "-1"),
     _pg("numeric_free", "numeric", "1.5", "-0.000000000000000000001", "12345678901234567890.5", rep=True),
-    _pg("numeric_nan", "numeric", "'NaN'"),
-    _pg("numeric_inf", "numeric", "'Infinity'", "'-Infinity'"),
-    _pg("numeric_p_nan", "numeric(10, 2)", "'NaN'"),
+    _pg("numeric_nan", "numeric", "'NaN'", stops=True),
+    _pg("numeric_inf", "numeric", "'Infinity'", "'-Infinity'", stops=True),
+    _pg("numeric_p_nan", "numeric(10, 2)", "'NaN'", stops=True),
     _pg("money", "money", "12.34", "-0.01", "'92233720368547758.07'", rep=True),
     _pg("char5", "char(5)", "'a'", "'abcde'"),
     _pg("varchar", "varchar(10)", "''", "'ü€😀'"),

@@ -55,7 +55,7 @@ def capture(admin_dsn: str, cases: list[Case], workdir: Path) -> Captured:
                 for statement in case.changes():
                     conn.execute(statement)
         count = sum(case.expected_records() for case in cases)
-        cdcd = run_cdcd(
+        cdcd, error = run_cdcd(
             workdir,
             {
                 "name": name,
@@ -70,6 +70,7 @@ def capture(admin_dsn: str, cases: list[Case], workdir: Path) -> Captured:
                 },
             },
             count,
+            may_stop=any(case.cdcd_stops for case in cases),
         )
         debezium = run_debezium(
             workdir,
@@ -93,4 +94,4 @@ def capture(admin_dsn: str, cases: list[Case], workdir: Path) -> Captured:
             },
             count,
         )
-    return Captured(debezium, cdcd)
+    return Captured(debezium, cdcd, error)

@@ -8,70 +8,80 @@ differences and the table of types) to ``CDCD_COMPAT_OUT`` (default: the test's 
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from compat import pg
 from compat.capture import Captured
-from compat.cases import PG_CASES, Case, selected
-from compat.compare import column_schema, compare, inserted_values, render
+from compat.cases import PG_CASES, START, Case, runs, selected
+from compat.compare import Diff, column_schema, compare, inserted_values, render
 from compat.known import KNOWN
 
 pytestmark = pytest.mark.integration
 
+Capture = Callable[[list[Case], Path], Captured]
 
-def _report(source: str, cases: list[Case], captured: Captured, tmp_path: Path) -> str:
-    """Check the differences against the known ones; write the report; the failures."""
-    diffs = compare(captured.debezium, captured.cdcd)
+
+def check_source(source: str, cases: list[Case], capture: Capture, tmp_path: Path) -> str:
+    """Capture every run of ``cases``, compare, write the report; what fails, if anything."""
+    diffs: list[Diff] = []
+    rows: list[str] = []
+    errors: list[str] = []
+    for index, run in enumerate(runs(cases)):
+        workdir = tmp_path / f"run{index}"
+        workdir.mkdir()
+        captured = capture(run, workdir)
+        own = run if index == 0 else [case for case in run if case is not START]
+        tables = {case.table for case in own}
+        diffs += [d for d in compare(captured.debezium, captured.cdcd) if d.table in tables]
+        rows += [type_row(case, captured, diffs, KNOWN[source]) for case in own]
+        if captured.cdcd_error:
+            errors.append(f"{', '.join(c.name for c in own)}: {captured.cdcd_error}")
     known = KNOWN[source]
     differing = {d.case for d in diffs}
     unknown = [d for d in diffs if d.case not in known]
     fixed = sorted(c.name for c in cases if c.name in known and c.name not in differing)
     out = Path(os.environ.get("CDCD_COMPAT_OUT") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{source}-diff.txt").write_text(render(diffs, known) + "\n")
-    (out / f"{source}-types.md").write_text(types_table(cases, captured, differing, known))
+    (out / f"{source}-diff.txt").write_text(render(diffs, known) + "\n" + "\n".join(errors) + "\n")
+    header = "| type | Debezium's schema | Debezium | cdcd | |\n|---|---|---|---|---|\n"
+    (out / f"{source}-types.md").write_text(header + "\n".join(rows) + "\n")
     problems = []
     if unknown:
         problems.append(f"differences from Debezium not in known.py:\n{render(unknown)}")
+        problems += [f"cdcd stopped: {line}" for line in errors]
     if fixed:
         problems.append(f"listed in known.py but the same as Debezium now: {', '.join(fixed)}")
     return "\n".join(problems)
 
 
-def types_table(cases: list[Case], captured: Captured, differing: set[str], known: dict[str, str]) -> str:
-    """Markdown: each case's type, Debezium's schema and values, cdcd's, and the verdict."""
-    first = {}
-    for record in captured.debezium:
-        first.setdefault(record["topic"].rsplit(".", 1)[-1], record)
-    lines = [
-        "| type | Debezium's schema | Debezium | cdcd | |",
-        "|---|---|---|---|---|",
-    ]
-    for case in cases:
-        dbz = inserted_values(captured.debezium, case.table)
-        ours = inserted_values(captured.cdcd, case.table)
-        schema = column_schema(first.get(case.table, {}))
-        if case.name not in differing:
-            verdict = "same"
-        else:
-            verdict = known.get(case.name, "**differs**")
-        cells = [case.type, schema, _cell(dbz), "same" if dbz == ours else _cell(ours), verdict]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+def type_row(case: Case, captured: Captured, diffs: list[Diff], known: dict[str, str]) -> str:
+    """A row of the doc's table: the type, Debezium's schema and values, cdcd's, verdict."""
+    dbz = inserted_values(captured.debezium, case.table)
+    ours = inserted_values(captured.cdcd, case.table)
+    first = next(
+        (r for r in captured.debezium if r["topic"].endswith(f".{case.table}")), {}
+    )
+    if not any(d.case == case.name for d in diffs):
+        verdict = "same"
+    else:
+        verdict = known.get(case.name, "**differs**")
+    cells = [case.type, column_schema(first), _cell(dbz), "same" if dbz == ours else _cell(ours), verdict]
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 def _cell(values: list[object]) -> str:
-    import json
-
     text = ", ".join(json.dumps(v, ensure_ascii=False) for v in values)
-    return f"`{text}`" if len(text) < 200 else f"`{text[:200]}…`"
+    return f"`{text}`" if len(text) < 160 else f"`{text[:160]}…`"
 
 
 def test_postgres_against_debezium(pg_dsn, tmp_path):
-    cases = selected(PG_CASES)
-    captured = pg.capture(pg_dsn, cases, tmp_path)
-    problems = _report("postgres", cases, captured, tmp_path)
+    def capture(cases: list[Case], workdir: Path) -> Captured:
+        return pg.capture(pg_dsn, cases, workdir)
+
+    problems = check_source("postgres", selected(PG_CASES), capture, tmp_path)
     assert not problems, problems
