@@ -39,15 +39,15 @@ class Case:
         """The statements to run, each its own transaction."""
         if self.statements:
             return [s.replace("{t}", self.table) for s in self.statements]
-        t, values = self.table, self.values
-        count = len(values)
-        rows = ", ".join(f"({i + 1}, {v})" for i, v in enumerate(values))
-        out = [f"INSERT INTO {t} (id, v) VALUES {rows}, ({count + 1}, NULL)"]
+        t, cycle = self.table, (*self.values, "NULL")
+        rows = ", ".join(f"({i + 1}, {v})" for i, v in enumerate(cycle))
+        out = [f"INSERT INTO {t} (id, v) VALUES {rows}"]
+        # Each row to the next value (never its own: MySQL logs no update that changes
+        # nothing), the NULL row to the first.
         out += [
-            f"UPDATE {t} SET v = {values[(i + 1) % count]} WHERE id = {i + 1}"
-            for i in range(count)
+            f"UPDATE {t} SET v = {cycle[(i + 1) % len(cycle)]} WHERE id = {i + 1}"
+            for i in range(len(cycle))
         ]
-        out.append(f"UPDATE {t} SET v = {values[0]} WHERE id = {count + 1}")
         out.append(f"DELETE FROM {t}")
         return out
 
@@ -182,4 +182,68 @@ PG_CASES: list[Case] = [
         records=4,
         representative=True,
     ),
+]
+
+
+def _my(name: str, type_: str, *values: str, rep: bool = False, only: str = "") -> Case:
+    flavors = frozenset({only}) if only else frozenset()
+    return Case(name, type_, values, representative=rep, flavors=flavors)
+
+
+# MariaDB and MySQL 8 (``only``: one of them). The session's sql_mode is '' (permissive:
+# zero dates, invalid dates are stored as zero); the session time zone is the server's.
+MYSQL_CASES: list[Case] = [
+    START,
+    _my("tinyint", "tinyint", "-128", "127"),
+    _my("tinyint_u", "tinyint unsigned", "0", "255"),
+    _my("smallint", "smallint", "-32768", "32767"),
+    _my("smallint_u", "smallint unsigned", "65535"),
+    _my("mediumint", "mediumint", "-8388608", "8388607"),
+    _my("mediumint_u", "mediumint unsigned", "16777215"),
+    _my("int", "int", "-2147483648", "2147483647", rep=True),
+    _my("int_u", "int unsigned", "4294967295", rep=True),
+    _my("bigint", "bigint", "-9223372036854775808", "9223372036854775807"),
+    _my("bigint_u", "bigint unsigned", "0", "18446744073709551615", rep=True),
+    _my("bool", "tinyint(1)", "0", "1", "5"),
+    _my("bit1", "bit(1)", "b'0'", "b'1'"),
+    _my("bit8", "bit(8)", "b'10000001'", "0"),
+    _my("bit64", "bit(64)", "b'1000000000000000000000000000000000000000000000000000000000000001'", rep=True),
+    _my("decimal_10_2", "decimal(10, 2)", "12.5", "-99999999.99", rep=True),
+    _my("decimal_65_30", "decimal(65, 30)", "'12345678901234567890123456789012345.123456789012345678901234567890'", "0", rep=True),
+    _my("float", "float", "1.5", "-3.4e38"),
+    _my("double", "double", "0.1", "1e308", rep=True),
+    _my("date", "date", "'2024-02-29'", "'1000-01-01'", "'9999-12-31'", "'0000-00-00'", rep=True),
+    _my("date_invalid", "date", "'2024-02-30'", "'2024-00-10'"),
+    _my("datetime0", "datetime", "'2024-01-01 12:00:01'", "'0000-00-00 00:00:00'"),
+    _my("datetime3", "datetime(3)", "'2024-01-01 12:00:00.123'"),
+    _my("datetime6", "datetime(6)", "'2024-01-01 12:00:00.123456'", "'1000-01-01 00:00:00'", rep=True),
+    _my("timestamp0", "timestamp NULL", "'2024-01-01 12:00:01'", "'0000-00-00 00:00:00'"),
+    _my("timestamp3", "timestamp(3) NULL", "'2038-01-19 03:14:07.999'", rep=True),
+    _my("timestamp6", "timestamp(6) NULL", "'1970-01-01 00:00:01.000001'"),
+    _my("time0", "time", "'-838:59:59'", "'838:59:59'", "'00:00:00'"),
+    _my("time3", "time(3)", "'12:34:56.789'", "'-00:00:00.5'"),
+    _my("time6", "time(6)", "'23:59:59.999999'", rep=True),
+    _my("year", "year", "1901", "2155", "0"),
+    _my("char", "char(10)", "'a'", "''"),
+    _my("varchar", "varchar(100)", "'ü€😀'", "'plain'", rep=True),
+    _my("varchar_latin1", "varchar(20) CHARACTER SET latin1", "'café'"),
+    _my("varchar_utf8mb3", "varchar(20) CHARACTER SET utf8mb3", "'ünï'"),
+    _my("tinytext", "tinytext", "'t'"),
+    _my("text", "text", "'tab\\tquote\"nl\\n'"),
+    _my("mediumtext", "mediumtext", "'m'"),
+    _my("longtext", "longtext", "'l'"),
+    _my("binary", "binary(4)", "x'00ff'"),
+    _my("varbinary", "varbinary(10)", "x'00ff10'", "''"),
+    _my("tinyblob", "tinyblob", "x'01'"),
+    _my("blob", "blob", "x'00ff10'", rep=True),
+    _my("mediumblob", "mediumblob", "x'02'"),
+    _my("longblob", "longblob", "x'03'"),
+    _my("enum", "enum('a', 'ü', '😀')", "'a'", "'😀'", rep=True),
+    _my("set", "set('x', 'ÿ', 'z')", "'x,z'", "''", "'ÿ'"),
+    _my("json", "json", "'{\"b\": 1, \"a\": [true, null, 1.5, \"x\", 12345678901234567890]}'", "'[]'", "'\"s\"'", "'3'", rep=True),
+    _my("point", "point", "ST_GeomFromText('POINT(1.5 -2)')", rep=True),
+    _my("linestring", "linestring", "ST_GeomFromText('LINESTRING(0 0, 1 1)')"),
+    _my("polygon", "polygon", "ST_GeomFromText('POLYGON((0 0, 1 1, 1 0, 0 0))')"),
+    _my("multipoint", "multipoint", "ST_GeomFromText('MULTIPOINT(0 0, 1 1)')"),
+    _my("geometry", "geometry", "ST_GeomFromText('GEOMETRYCOLLECTION(POINT(1 1))')", "ST_GeomFromText('POINT(3 4)', 4326)"),
 ]

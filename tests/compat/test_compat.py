@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from compat import pg
+from compat import mysql, pg
 from compat.capture import Captured
-from compat.cases import PG_CASES, START, Case, runs, selected
+from compat.cases import MYSQL_CASES, PG_CASES, START, Case, runs, selected
 from compat.compare import Diff, column_schema, compare, inserted_values, render
 from compat.known import KNOWN
 
@@ -84,4 +84,17 @@ def test_postgres_against_debezium(pg_dsn, tmp_path):
         return pg.capture(pg_dsn, cases, workdir)
 
     problems = check_source("postgres", selected(PG_CASES), capture, tmp_path)
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("flavor", ["mariadb", "mysql"])
+def test_mysql_against_debezium(flavor, request, tmp_path):
+    url = request.getfixturevalue("mysql_url" if flavor == "mariadb" else "mysql8_url")
+    if url is None:
+        pytest.skip("no MySQL 8 server (CDCD_TEST_MYSQL8_URL)")
+
+    def capture(cases: list[Case], workdir: Path) -> Captured:
+        return mysql.capture(url, flavor, cases, workdir)
+
+    problems = check_source(flavor, selected(MYSQL_CASES, flavor), capture, tmp_path)
     assert not problems, problems

@@ -27,7 +27,9 @@ import org.apache.kafka.connect.source.SourceRecord;
  * them with cdcd's records of the same changes.
  *
  * <p>Usage: {@code DebeziumCapture <properties file>}. {@code capture.output} names the
- * output file; every other key configures the engine and the connector. A batch is marked
+ * output file; {@code capture.seed.offset.key}/{@code .value} (JSON) an offset written
+ * into the file offset store first, as {@code DebeziumBench} does (a binlog connector then
+ * starts at that position); every other key configures the engine and the connector. A batch is marked
  * processed once written and flushed. It runs until stopped (SIGTERM); it exits 3 if the
  * engine stops by itself (a failure, printed on standard error).
  */
@@ -48,6 +50,11 @@ public final class DebeziumCapture {
             System.exit(2);
         }
         all.remove("capture.output");
+        String seedKey = (String) all.remove("capture.seed.offset.key");
+        String seedValue = (String) all.remove("capture.seed.offset.value");
+        if (seedKey != null) {
+            DebeziumBench.seedOffset(all.getProperty("offset.storage.file.filename"), seedKey, seedValue);
+        }
         OutputStream out = new BufferedOutputStream(new FileOutputStream(output, true));
 
         JsonConverter keyConverter = new JsonConverter();
@@ -89,6 +96,12 @@ public final class DebeziumCapture {
                     System.err.println((success ? "engine stopped: " : "engine failed: ") + message);
                     if (error != null) {
                         error.printStackTrace();
+                    }
+                    if (!success) {
+                        // The engine gave up (a bad setting, a lost connection): the
+                        // harness sees the exit at once instead of waiting for records.
+                        System.err.flush();
+                        Runtime.getRuntime().halt(3);
                     }
                 })
                 .build();
