@@ -120,12 +120,19 @@ def _show(value: Any) -> str:
     return value if value == MISSING else json.dumps(value, ensure_ascii=False)
 
 
+def known_reason(diff: Diff, known: dict[str, str]) -> str | None:
+    """Why ``diff`` is known (``known``: by case name, or ``field:<field>`` for a field
+    that differs in every table), or None."""
+    return known.get(diff.case) or known.get(f"field:{diff.field}")
+
+
 def render(diffs: list[Diff], known: dict[str, str] | None = None) -> str:
     """The differences as a readable table; a known one marked with its reason."""
     known = known or {}
     lines = []
     for d in diffs:
-        note = f"  (known: {known[d.case]})" if d.case in known else ""
+        reason = known_reason(d, known)
+        note = f"  (known: {reason})" if reason else ""
         lines.append(
             f"{d.table} row {d.row} op {d.op} {d.field}: "
             f"Debezium {_show(d.debezium)} | cdcd {_show(d.cdcd)}{note}"

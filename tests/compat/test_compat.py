@@ -18,7 +18,7 @@ import pytest
 from compat import mysql, pg
 from compat.capture import Captured
 from compat.cases import MYSQL_CASES, PG_CASES, START, Case, runs, selected
-from compat.compare import Diff, column_schema, compare, inserted_values, render
+from compat.compare import Diff, column_schema, compare, inserted_values, known_reason, render
 from compat.known import KNOWN
 
 pytestmark = pytest.mark.integration
@@ -42,9 +42,10 @@ def check_source(source: str, cases: list[Case], capture: Capture, tmp_path: Pat
         if captured.cdcd_error:
             errors.append(f"{', '.join(c.name for c in own)}: {captured.cdcd_error}")
     known = KNOWN[source]
-    differing = {d.case for d in diffs}
-    unknown = [d for d in diffs if d.case not in known]
-    fixed = sorted(c.name for c in cases if c.name in known and c.name not in differing)
+    unknown = [d for d in diffs if known_reason(d, known) is None]
+    seen = {d.case for d in diffs} | {f"field:{d.field}" for d in diffs}
+    ran = {c.name for c in cases} | {k for k in known if k.startswith("field:")}
+    fixed = sorted(k for k in known if k in ran and k not in seen)
     out = Path(os.environ.get("CDCD_COMPAT_OUT") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{source}-diff.txt").write_text(render(diffs, known) + "\n" + "\n".join(errors) + "\n")
@@ -66,10 +67,10 @@ def type_row(case: Case, captured: Captured, diffs: list[Diff], known: dict[str,
     first = next(
         (r for r in captured.debezium if r["topic"].endswith(f".{case.table}")), {}
     )
-    if not any(d.case == case.name for d in diffs):
-        verdict = "same"
-    else:
-        verdict = known.get(case.name, "**differs**")
+    # The values' verdict: what differs in every table (a source field) is listed apart.
+    own = [d for d in diffs if d.case == case.name and not d.field.startswith("source.")]
+    reasons = sorted({known_reason(d, known) or "**differs**" for d in own})
+    verdict = "; ".join(reasons) if reasons else "same"
     cells = [case.type, column_schema(first), _cell(dbz), "same" if dbz == ours else _cell(ours), verdict]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
