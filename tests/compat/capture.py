@@ -52,10 +52,14 @@ def _wait_for(
         if may_stop and process.poll() == 1:
             return
         if process.poll() is not None:
-            raise AssertionError(f"{process.args[0]} exited {process.returncode}: {log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"{process.args[0]} exited {process.returncode}: {log.read_text()[-3000:]}"
+            )
         time.sleep(0.2)
     have = path.read_bytes().count(b"\n") if path.exists() else 0
-    raise AssertionError(f"{have} of {count} records after {timeout} s; log:\n{log.read_text()[-3000:]}")
+    raise AssertionError(
+        f"{have} of {count} records after {timeout} s; log:\n{log.read_text()[-3000:]}"
+    )
 
 
 def run_cdcd(

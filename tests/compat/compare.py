@@ -53,7 +53,9 @@ def _row(key: Any) -> str:
     return MISSING if key is None else str(key)
 
 
-def _fields(prefix: str, dbz: Any, cdcd: Any, skip: frozenset[str] = frozenset()) -> list[tuple[str, Any, Any]]:
+def _fields(
+    prefix: str, dbz: Any, cdcd: Any, skip: frozenset[str] = frozenset()
+) -> list[tuple[str, Any, Any]]:
     """The fields of two dicts (either may be None) that differ."""
     if not isinstance(dbz, dict) or not isinstance(cdcd, dict):
         return [] if dbz == cdcd else [(prefix, dbz, cdcd)]
@@ -72,7 +74,9 @@ def _same(left: Any, right: Any) -> bool:
     return type(left) is type(right) and left == right
 
 
-def compare_event(table: str, dbz: dict[str, Any] | None, cdcd: dict[str, Any] | None) -> list[Diff]:
+def compare_event(
+    table: str, dbz: dict[str, Any] | None, cdcd: dict[str, Any] | None
+) -> list[Diff]:
     """The differences between two records of ``table`` paired with each other."""
     if dbz is None or cdcd is None:
         present = dbz or cdcd
@@ -163,7 +167,9 @@ def column_schema(record: dict[str, Any], column: str = "v") -> str:
                     text += " (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
                 if fld.get("type") == "array" and isinstance(fld.get("items"), dict):
                     items = fld["items"]
-                    text += f" of {items['type']}" + (f" {items['name']}" if items.get("name") else "")
+                    text += f" of {items['type']}" + (
+                        f" {items['name']}" if items.get("name") else ""
+                    )
                 return text
     return MISSING
 

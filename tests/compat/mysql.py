@@ -10,10 +10,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pymysql
-
-from compat.cases import Case
-from compat.capture import Captured, run_cdcd, run_debezium
 from support import unique_name
+
+from compat.capture import Captured, run_cdcd, run_debezium
+from compat.cases import Case
 
 CONNECTORS = {
     "mariadb": "io.debezium.connector.mariadb.MariaDbConnector",

@@ -9,10 +9,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from compat.cases import PG_SETUP, Case
-from compat.capture import Captured, run_cdcd, run_debezium
-
 from support import unique_name
+
+from compat.capture import Captured, run_cdcd, run_debezium
+from compat.cases import PG_SETUP, Case
 
 
 @contextmanager

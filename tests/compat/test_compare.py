@@ -62,7 +62,7 @@ def test_a_value_a_source_field_and_a_missing_column_are_each_a_difference():
         ("c_x", "id=1", "u", "after.v", "AA==", "(none)"),
         ("c_x", "id=1", "u", "source.lsn", 10, 11),
     ]
-    assert "c_x row id=1 op u after.v: Debezium \"AA==\" | cdcd (none)" in render(diffs)
+    assert 'c_x row id=1 op u after.v: Debezium "AA==" | cdcd (none)' in render(diffs)
 
 
 def test_a_number_is_not_its_float_nor_a_bool():
@@ -74,7 +74,9 @@ def test_a_number_is_not_its_float_nor_a_bool():
 
 def test_a_record_only_one_reader_wrote_and_a_tombstone_against_an_event():
     tombstone = {"topic": TOPIC, "key": {"schema": {}, "payload": {"id": 1}}, "value": None}
-    diffs = compare([_dbz("c", {"id": 1, "v": None}), tombstone], [_cdcd("c", {"id": 1, "v": None})])
+    diffs = compare(
+        [_dbz("c", {"id": 1, "v": None}), tombstone], [_cdcd("c", {"id": 1, "v": None})]
+    )
     assert [(d.op, d.field, d.debezium, d.cdcd) for d in diffs] == [
         ("tombstone", "record", "record", "(none)")
     ]
@@ -83,7 +85,9 @@ def test_a_record_only_one_reader_wrote_and_a_tombstone_against_an_event():
 
 
 def test_known_by_case_or_by_field():
-    (diff,) = compare([_dbz("c", {"id": 1, "v": "AA=="}, lsn=1)], [_cdcd("c", {"id": 1, "v": "AA=="}, lsn=2)])
+    (diff,) = compare(
+        [_dbz("c", {"id": 1, "v": "AA=="}, lsn=1)], [_cdcd("c", {"id": 1, "v": "AA=="}, lsn=2)]
+    )
     assert known_reason(diff, {"x": "by case"}) == "by case"
     assert known_reason(diff, {"field:source.lsn": "by field"}) == "by field"
     assert known_reason(diff, {"y": "another case"}) is None

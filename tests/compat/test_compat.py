@@ -64,14 +64,18 @@ def type_row(case: Case, captured: Captured, diffs: list[Diff], known: dict[str,
     """A row of the doc's table: the type, Debezium's schema and values, cdcd's, verdict."""
     dbz = inserted_values(captured.debezium, case.table)
     ours = inserted_values(captured.cdcd, case.table)
-    first = next(
-        (r for r in captured.debezium if r["topic"].endswith(f".{case.table}")), {}
-    )
+    first = next((r for r in captured.debezium if r["topic"].endswith(f".{case.table}")), {})
     # The values' verdict: what differs in every table (a source field) is listed apart.
     own = [d for d in diffs if d.case == case.name and not d.field.startswith("source.")]
     reasons = sorted({known_reason(d, known) or "**differs**" for d in own})
     verdict = "; ".join(reasons) if reasons else "same"
-    cells = [case.type, column_schema(first), _cell(dbz), "same" if dbz == ours else _cell(ours), verdict]
+    cells = [
+        case.type,
+        column_schema(first),
+        _cell(dbz),
+        "same" if dbz == ours else _cell(ours),
+        verdict,
+    ]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from compat.known import KNOWN
-
 from support import ROOT
+
+from compat.known import KNOWN
 
 
 def test_the_doc_lists_every_known_difference_with_its_reason():
