@@ -1,4 +1,4 @@
-# cdcd: make demo | make test | make test-long | make lint | make testenv-up / testenv-down
+# cdcd: make demo | make test | make test-long | make compat | make lint | make testenv-up / testenv-down
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -51,6 +51,14 @@ bench-quick: venv
 lint: venv
 	$(VENV)/bin/ruff check cdcd tests scripts benchmarks
 	$(VENV)/bin/mypy cdcd
+
+# The differential harness against Debezium (tests/compat/, docs/compatibility.md): every
+# case of each source, Debezium's embedded engine and cdcd on the same changes; the
+# reports (differences, the table of types) in build/compat/. `make test` runs a subset.
+.PHONY: compat
+compat: venv
+	scripts/testenv env >/dev/null 2>&1 || scripts/testenv up >/dev/null
+	CDCD_COMPAT=full CDCD_COMPAT_OUT=build/compat $(PY) -m pytest tests/compat -ra $(PYTEST_ARGS)
 
 testenv-up:
 	scripts/testenv up

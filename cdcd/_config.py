@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
@@ -57,6 +57,11 @@ class SinkConfigBase(Strict):
     kind: str
     topic_prefix: str
     tombstones_on_delete: bool = True
+    format: Literal["json", "maxwell"] = Field(
+        default="json",
+        description="json: Debezium's envelope; maxwell: Maxwell's daemon's JSON (cdcd.maxwell)",
+    )
+    maxwell_topic: str = Field(default="maxwell", description="format maxwell: the topic")
 
     def address(self) -> str | None:
         """Where the sink is reached (Kafka's bootstrap servers); None: nowhere."""

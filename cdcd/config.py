@@ -7,6 +7,7 @@ keys), never from the command line, and are kept out of ``repr`` so they are not
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -19,6 +20,7 @@ from cdcd._config import NAME, SinkConfigBase, SourceConfigBase, Strict, check_t
 from cdcd.encoding import DECIMAL_MODES, DecimalMode
 from cdcd.errors import ConfigError
 from cdcd.snapshot.config import NotificationsConfig, SignalsConfig, SnapshotConfig
+from cdcd.transforms.config import FlattenConfig, OutboxConfig, ShapingConfig, TransformsConfig
 
 
 def _tagged(models: list[type[Strict]]) -> Any:
@@ -223,6 +225,10 @@ class Config(Strict):
     log: LogConfig = LogConfig()
     http: HttpConfig = HttpConfig()
     ha: HaConfig = HaConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    shaping: ShapingConfig | None = None
+    flatten: FlattenConfig | None = None
+    transforms: TransformsConfig = TransformsConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -237,6 +243,17 @@ class Config(Strict):
             if field is not None and not field.is_required():
                 return {**data, "sink": {**sink, "topic_prefix": str(data.get("name") or "")}}
         return data
+
+    @model_validator(mode="after")
+    def _outbox_tables_captured(self) -> Config:
+        for name in self.outbox.tables:
+            namespace, _, table = name.partition(".")
+            if not self.source.includes(namespace, table):
+                raise ValueError(
+                    f"outbox.tables: {name} is not captured (source.tables, "
+                    "source.exclude_tables, source.databases leave it out)"
+                )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -259,6 +276,9 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+_NAMES_ITS_KEY = re.compile(r"^[a-z_]+\.[a-z_.]+: ")
+
+
 def _explain(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -276,6 +296,9 @@ def _explain(exc: ValidationError) -> str:
             key = f"{key}.kind"
         else:
             msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"] and _NAMES_ITS_KEY.match(msg):
+            lines.append(msg)  # a check across sections names its own key
+            continue
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)
 

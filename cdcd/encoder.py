@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from cdcd.checkpoint import Checkpoint
 from cdcd.envelope import EnvelopeBuilder
 from cdcd.events import SourceItem
+from cdcd.maxwell import MaxwellSerializer
 from cdcd.serialization import JsonSerializer, Record
 from cdcd.transforms import CommitMark, Item, Transform, build_transforms
 
@@ -42,7 +43,7 @@ class EnvelopeEncoder:
         self,
         builder: EnvelopeBuilder,
         transforms: list[Transform],
-        serializer: JsonSerializer | None = None,
+        serializer: JsonSerializer | MaxwellSerializer | None = None,
     ) -> None:
         self.builder = builder
         self.transforms = transforms
@@ -59,7 +60,12 @@ class EnvelopeEncoder:
         builder = EnvelopeBuilder(
             config.sink.topic_prefix, connector, config.notifications.topic or None
         )
-        return cls(builder, build_transforms(config, restore=restore))
+        serializer = (
+            MaxwellSerializer(config.sink.maxwell_topic)
+            if config.sink.format == "maxwell"
+            else JsonSerializer()
+        )
+        return cls(builder, build_transforms(config, restore=restore), serializer)
 
     def encode(self, items: list[SourceItem], now_ns: int) -> Encoded:
         encoded = Encoded()

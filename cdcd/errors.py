@@ -36,6 +36,13 @@ class SourceUnavailableError(SourceError):
     """
 
 
+class SourceDisplacedError(SourceError):
+    """Another reader took this one's place on the source: a MySQL/MariaDB binlog reader
+    with the same server id connected (the server ends the older dump at once). Starting
+    over would displace that one in turn, so the daemon stops (an active/standby pair:
+    the displaced instance is no longer the reader)."""
+
+
 class PositionLostError(SourceError):
     """The stored position cannot be continued from exactly: what it needs is gone from
     the server (a dropped replication slot, purged binlogs, a reset GTID history), or

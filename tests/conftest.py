@@ -26,8 +26,9 @@ import pytest
 
 # Scenarios shared by the sources' test modules: their asserts explain themselves too.
 pytest.register_assert_rewrite("snapshot_cases", "snapshot_support", "support", "pg_support")
-# PostgreSQL test cases (the fixture pg_case), for tests of any folder.
-pytest_plugins = ("pg_support",)
+# PostgreSQL test cases (the fixture pg_case) and hosts in network namespaces (the fixture
+# netns_hosts), for tests of any folder.
+pytest_plugins = ("pg_support", "netns")
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ROOT / ".testenv" / "env"
@@ -36,6 +37,7 @@ REQUIRED = ("CDCD_TEST_PG_DSN", "CDCD_TEST_MYSQL_URL", "CDCD_TEST_KAFKA_BOOTSTRA
 # Servers that may be missing (their tests skip), and what an environment of
 # scripts/testenv offers over TLS (an older one, or CI's own servers, may not).
 OPTIONAL_SERVERS = ("CDCD_TEST_MYSQL8_URL",)
+MYSQL_REPLICA = ("CDCD_TEST_MYSQL_REPLICA_URL",)
 KAFKA_SASL_SSL = (
     "CDCD_TEST_KAFKA_SASL_SSL_BOOTSTRAP",
     "CDCD_TEST_KAFKA_SASL_USER",
@@ -51,12 +53,13 @@ PG_TLS = (
     "CDCD_TEST_TLS_CA",
     "CDCD_TEST_TLS_OTHER_CA",
 )
-OPTIONAL = OPTIONAL_SERVERS + KAFKA_SASL_SSL + PG_TLS
+OPTIONAL = OPTIONAL_SERVERS + MYSQL_REPLICA + KAFKA_SASL_SSL + PG_TLS
 SERVER_FIXTURES = {
     "testenv",
     "pg_dsn",
     "mysql_url",
     "mysql8_url",
+    "mysql_replica_url",
     "kafka_bootstrap",
     "kafka_sasl_ssl",
     "pg_tls",
@@ -178,6 +181,12 @@ def _tls_settings(testenv: dict[str, str], keys: tuple[str, ...], what: str) -> 
             pytest.fail(why)
         pytest.skip(why)
     return [testenv[k] for k in keys]
+
+
+@pytest.fixture(scope="session")
+def mysql_replica_url(testenv: dict[str, str]) -> str:
+    """mysql://root:root@127.0.0.1:23308/: a GTID replica of mysql_url (read_only)."""
+    return _tls_settings(testenv, MYSQL_REPLICA, "MariaDB replica")[0]
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -202,13 +203,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
 
 @dataclass
 class Daemon:
-    """A ``cdcd run`` process started by a test."""
+    """A ``cdcd run`` process started by a test; ``prefix`` runs it elsewhere (e.g. on a
+    host of tests/netns.py: ``ip netns exec NS``)."""
 
     config_path: Path
     log_path: Path
     out_path: Path
     process: subprocess.Popen[bytes] | None = None
-    prefix: list[str] = field(default_factory=list)  # e.g. another host's: tests/test_ha.py
+    prefix: list[str] = field(default_factory=list)
 
     def start(self, wait_for: str = '"streaming"', timeout: float = 60) -> Daemon:
         self.process = subprocess.Popen(
@@ -271,13 +273,17 @@ class Daemon:
 
 
 @contextmanager
-def daemon(tmp_path: Path, config: dict[str, Any], start: bool = True) -> Iterator[Daemon]:
-    """Run ``cdcd run`` with ``config`` for the duration of the block."""
+def daemon(
+    tmp_path: Path, config: dict[str, Any], start: bool = True, prefix: list[str] | None = None
+) -> Iterator[Daemon]:
+    """Run ``cdcd run`` with ``config`` for the duration of the block (``prefix``: see
+    ``Daemon``)."""
     tag = config["name"]
     proc = Daemon(
         write_config(tmp_path / f"{tag}.toml", config),
         tmp_path / f"{tag}.log",
         tmp_path / f"{tag}.out",
+        prefix=prefix or [],
     )
     try:
         if start:
@@ -294,6 +300,7 @@ class Message:
     offset: int
     key: Any
     value: Any
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def consume(
@@ -303,16 +310,18 @@ def consume(
     expect: int,
     timeout: float = 60,
     settle: float = 0.5,
+    json: bool = True,
 ) -> list[Message]:
     """Read ``topics`` from the beginning until ``expect`` records arrived (read_committed).
 
     Waits ``settle`` seconds more after that, so that extra records (duplicates) are seen.
+    ``json``: keys and values decoded as JSON (else left as bytes).
     """
-    return asyncio.run(_consume(bootstrap, topics, expect, timeout, settle))
+    return asyncio.run(_consume(bootstrap, topics, expect, timeout, settle, json))
 
 
 async def _consume(
-    bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float
+    bootstrap: str, topics: list[str], expect: int, timeout: float, settle: float, json: bool
 ) -> list[Message]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -357,8 +366,9 @@ async def _consume(
                             tp.topic,
                             tp.partition,
                             r.offset,
-                            orjson.loads(r.key) if r.key is not None else None,
-                            orjson.loads(r.value) if r.value is not None else None,
+                            orjson.loads(r.key) if json and r.key is not None else r.key,
+                            orjson.loads(r.value) if json and r.value is not None else r.value,
+                            list(r.headers or ()),
                         )
                     )
             if len(out) >= expect and settle_until is None:
@@ -448,3 +458,65 @@ def assert_each_once(messages: list[Message], total: int, label: str) -> Counter
     assert duplicates == 0, f"{duplicates} duplicates, e.g. {counts.most_common(3)}"
     assert set(counts) == set(range(1, total + 1)), "ids that were never written"
     return counts
+
+
+class Gate:
+    """A TCP proxy to ``host:port`` that holds every connection it accepts until
+    ``open()``: a source that is not reachable yet, without touching the shared server."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.opened = threading.Event()
+        self.accepted = threading.Event()
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def close(self) -> None:
+        """Refuse new connections and cut the open ones (each end sees them end at once)."""
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):  # a listener, or one closed already
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._sockets.append(client)
+            self.accepted.set()
+            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        self.opened.wait()
+        try:
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        self._sockets.append(server)
+        for source, target in ((client, server), (server, client)):
+            threading.Thread(target=_pipe, args=(source, target), daemon=True).start()
+
+
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    for sock in (source, target):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def through(url: str, gate: Gate) -> str:
+    """``url`` with its host and port replaced by the gate's."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rpartition("@")[0]
+    netloc = f"{auth}@127.0.0.1:{gate.port}" if auth else f"127.0.0.1:{gate.port}"
+    return urlunsplit(parts._replace(netloc=netloc))

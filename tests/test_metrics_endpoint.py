@@ -5,87 +5,25 @@ metrics that a scrape has."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pymysql
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, consume, daemon, free_port, pg_schema, unique_name
+from support import ROOT, Gate, consume, daemon, free_port, pg_schema, through, unique_name
 
 pytestmark = pytest.mark.integration
 
 DASHBOARD = ROOT / "conf" / "grafana" / "cdcd.json"
-
-
-class Gate:
-    """A TCP proxy to ``host:port`` that holds every connection it accepts until
-    ``open()``: a source that is not reachable yet, without touching the shared server."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.opened = threading.Event()
-        self.accepted = threading.Event()
-        self._sockets: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def open(self) -> None:
-        self.opened.set()
-
-    def close(self) -> None:
-        for sock in self._sockets:
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self._sockets.append(client)
-            self.accepted.set()
-            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
-
-    def _forward(self, client: socket.socket) -> None:
-        self.opened.wait()
-        try:
-            server = socket.create_connection(self.upstream)
-        except OSError:
-            client.close()
-            return
-        self._sockets.append(server)
-        for source, target in ((client, server), (server, client)):
-            threading.Thread(target=_pipe, args=(source, target), daemon=True).start()
-
-
-def _pipe(source: socket.socket, target: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            target.sendall(data)
-    for sock in (source, target):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _through(url: str, gate: Gate) -> str:
-    """``url`` with its host and port replaced by the gate's."""
-    parts = urlsplit(url)
-    auth = parts.netloc.rpartition("@")[0]
-    netloc = f"{auth}@127.0.0.1:{gate.port}" if auth else f"127.0.0.1:{gate.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def http_get(port: int, path: str) -> tuple[int, str]:
@@ -169,7 +107,7 @@ def test_postgres_daemon_ready_once_connected_and_its_metrics_move(
 ):
     name, port = pg_table, free_port()
     gate = Gate(urlsplit(pg_dsn).hostname or "127.0.0.1", urlsplit(pg_dsn).port or 5432)
-    config = pg_config(name, _through(pg_dsn, gate), kafka_bootstrap, port)
+    config = pg_config(name, through(pg_dsn, gate), kafka_bootstrap, port)
     table = f"{name}.t"
     try:
         with daemon(tmp_path, config, start=False) as d:
@@ -266,7 +204,7 @@ def test_mariadb_daemon_ready_once_connected_and_its_position_as_numbers(
     gate = Gate(urlsplit(mysql_url).hostname or "127.0.0.1", urlsplit(mysql_url).port or 3306)
     config = {
         "name": name,
-        "source": {"kind": "mysql", "dsn": _through(mysql_url, gate), "tables": [f"{name}.t"]},
+        "source": {"kind": "mysql", "dsn": through(mysql_url, gate), "tables": [f"{name}.t"]},
         "sink": {"kind": "kafka", "bootstrap_servers": kafka_bootstrap, "topic_prefix": name},
         "http": {"listen": f"127.0.0.1:{port}"},
         "log": {"level": "info", "format": "json"},

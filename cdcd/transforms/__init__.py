@@ -39,9 +39,14 @@ class Transform(Protocol):
 
 
 def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -> list[Transform]:
-    """Today's rules, in order: operations skipped before anything counts them, each
-    change routed to its table's topic, transaction metadata, tombstones after deletes.
-    ``restore``: the metadata counters of a transaction cut by the stored offset."""
+    """The transforms, in order: operations skipped before anything counts them; the
+    connector-level column options (``[shaping]``: include/exclude, masking, hashing,
+    truncation, ``message.key.columns``); each change routed to its table's topic;
+    transaction metadata; tombstones after deletes; then the SMTs: the outbox router
+    (``[outbox]``), the filter, the flattening (``[flatten]``), the topic regex, and last
+    the Python hook (``[transforms] hook``). With none of the new sections configured the
+    list is today's four rules. ``restore``: the metadata counters of a transaction cut
+    by the stored offset."""
     from cdcd.topics import TopicNaming
     from cdcd.transforms.builtin import (
         DeleteTombstones,
@@ -50,13 +55,38 @@ def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -
         TransactionMetadata,
     )
 
+    shaping = config.shaping
     transforms: list[Transform] = []
     if config.pipeline.skipped_operations:
         transforms.append(DropOperations(frozenset(config.pipeline.skipped_operations)))
+    if shaping is not None and shaping.shapes_columns():
+        from cdcd.transforms.columns import ColumnShaper
+
+        transforms.append(ColumnShaper(shaping))
     transforms.append(TableTopics(TopicNaming(config.sink.topic_prefix)))
     if config.transactions.metadata:
         topic = config.transactions.topic or f"{config.sink.topic_prefix}.transaction"
         transforms.append(TransactionMetadata(topic, restore=restore))
     if config.sink.tombstones_on_delete:
         transforms.append(DeleteTombstones())
+    if config.outbox.tables:
+        from cdcd.transforms.outbox import OutboxRouter
+
+        transforms.append(OutboxRouter(config.outbox))
+    if shaping is not None and (shaping.filter_condition or shaping.filter_operations):
+        from cdcd.transforms.routing import Filter
+
+        transforms.append(Filter(shaping))
+    if config.flatten is not None:
+        from cdcd.transforms.flatten import ExtractNewRecordState
+
+        transforms.append(ExtractNewRecordState(config.flatten))
+    if shaping is not None and shaping.regex is not None:
+        from cdcd.transforms.routing import RegexRouter
+
+        transforms.append(RegexRouter(shaping.regex, shaping.replacement or ""))
+    if config.transforms.hook:
+        from cdcd.transforms.hook import Hook
+
+        transforms.append(Hook(config.transforms.hook))
     return transforms

@@ -11,6 +11,10 @@ from cdcd._config import SourceConfigBase
 
 class MysqlSourceConfig(SourceConfigBase):
     kind: Literal["mysql"]
+    dsn: str | list[str] = Field(  # type: ignore[assignment]  # a list: servers to fail over to
+        description="the server's URL, or a list of them (a primary and its replicas): each "
+        "start streams from the first that can serve the position, by GTID"
+    )
     server_id: int = Field(default=0, ge=0, description="replica server id; 0: derived from name")
     ssl_ca: str | None = None
     ssl_cert: str | None = None
@@ -39,9 +43,14 @@ class MysqlSourceConfig(SourceConfigBase):
 
     @field_validator("dsn")
     @classmethod
-    def _mysql_dsn(cls, value: str) -> str:
-        if not value.startswith(("mysql://", "mariadb://")):
-            raise ValueError("must be a URL like mysql://user@host:3306/")
+    def _mysql_dsn(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("an empty list names no server: give at least one URL")
+        for number, url in enumerate(urls, 1):
+            if not url.startswith(("mysql://", "mariadb://")):
+                which = f"entry {number} " if isinstance(value, list) else ""
+                raise ValueError(f"{which}must be a URL like mysql://user@host:3306/")
         return value
 
 

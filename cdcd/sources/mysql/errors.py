@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-from cdcd.errors import SourceError, SourceUnavailableError
+from cdcd.errors import SourceDisplacedError, SourceError, SourceUnavailableError
 
 if TYPE_CHECKING:
     from cdcd.sources.mysql.config import MysqlSourceConfig
@@ -38,6 +38,10 @@ _INSECURE_TRANSPORT = 3159  # ER_SECURE_TRANSPORT_REQUIRED (MySQL)
 _ACCESS_DENIED = 1045
 _NO_REPLICATION_PRIVILEGE = 1227
 _BINLOG_UNREADABLE = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: purged, or not a position
+_SLAVE_SAME_ID = 4052  # MariaDB: a newer dump with this server_id ended this one
+# MySQL ends the older dump with 1236 and this text (8.0: "... server_uuid/server_id as
+# this slave has connected to the master"; MariaDB's 4052 says "is already connected").
+_SAME_ID_TEXT = "same server_uuid/server_id"
 
 
 def _code_message(exc: Exception) -> tuple[int, str]:
@@ -123,6 +127,12 @@ def stream_error(
     code, message = _code_message(exc)
     if code == _NO_REPLICATION_PRIVILEGE or "REPLICATION SLAVE" in message:
         return SourceError(f"{message}; fix: GRANT REPLICATION SLAVE ON *.* TO <user>")
+    if code == _SLAVE_SAME_ID or (code == _BINLOG_UNREADABLE and _SAME_ID_TEXT in message):
+        return SourceDisplacedError(
+            f"another binlog reader with this server id connected to {where} and the server "
+            f"ended this one's dump ({message.split(';')[0]}): two daemons with the same "
+            "name (or source.server_id) read one server; give each its own source.server_id"
+        )
     if code == _BINLOG_UNREADABLE:
         return SourceError(
             f"the server cannot send the binlog from the start position: {message}; "

@@ -27,13 +27,14 @@ def main() -> None:
     setup = worker_setup()
     if setup is None:
         return
-    fd, (config, info, connector, server_id, split_after_events, start, options) = setup
+    fd, (config, info, connector, server_id, index, split_after_events, start, options) = setup
     # A PlainConfig: source.* without pydantic; options: [encoding] as EncodingOptions.
     source = MysqlSource(
         cast(Any, config),
         name="reader",
         split_after_events=split_after_events,
         options=options,
+        server_index=index,
     )
     source.info, source.connector, source.server_id = info, connector, server_id
     out = os.fdopen(fd, "wb")

@@ -53,7 +53,13 @@ class WorkerView:
         """The worker started and its view opened, or None (no view: logged by it)."""
         source = reader.source
         worker = Worker(MODULE, "the snapshot reader process")
-        setup = (PlainConfig.of(source.config), source.info, source.connector, source.options)
+        setup = (
+            PlainConfig.of(source.config),
+            source.info,
+            source.connector,
+            source.options,
+            source.server_index,
+        )
         closing = False
         replies = worker.payloads(lambda: closing)
         try:
@@ -185,9 +191,11 @@ def main() -> None:
     setup = worker_setup()
     if setup is None:
         return
-    fd, (config, info, connector, options) = setup
+    fd, (config, info, connector, options, index) = setup
     out = os.fdopen(fd, "wb")
-    source = MysqlSource(cast(Any, config), name="snapshot", options=options, log=_Log(out))
+    source = MysqlSource(
+        cast(Any, config), name="snapshot", options=options, log=_Log(out), server_index=index
+    )
     source.info, source.connector = info, connector
     try:
         asyncio.run(_serve(MysqlSnapshotReader(source), out))

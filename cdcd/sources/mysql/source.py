@@ -23,7 +23,7 @@ import pymysql
 from cdcd.errors import SourceError, SourceUnavailableError
 from cdcd.events import SourceItem
 from cdcd.positions import MysqlPosition, Position
-from cdcd.selection import PlainConfig, dsn_parts
+from cdcd.selection import PlainConfig
 from cdcd.sources.base import Problem
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.checks import ServerInfo, captured_tables, run_checks, server_info
@@ -31,6 +31,7 @@ from cdcd.sources.mysql.ddl import DatabaseFilter
 from cdcd.sources.mysql.decode import BinlogDecoder, Stopped
 from cdcd.sources.mysql.errors import connect_error, stream_error
 from cdcd.sources.mysql.history import check_position
+from cdcd.sources.mysql.servers import first_serving, servers
 from cdcd.sources.mysql.snapshot import MysqlSnapshotReader
 from cdcd.sources.mysql.start import Start, StartPoints
 from cdcd.sources.mysql.tables import TableMaps, count_year_as_numeric
@@ -67,6 +68,7 @@ class MysqlSource:
         log: Any = None,
         split_after_events: int = 20_000,
         options: EncodingOptions = DEFAULT_OPTIONS,
+        server_index: int = 0,
     ) -> None:
         self.config = config
         self.log = log
@@ -76,18 +78,12 @@ class MysqlSource:
         # inside it.
         self.split_after_events = split_after_events
         self.server_id = config.server_id or derive_server_id(name)
-        parts = dsn_parts(config.dsn)
         password = config.password()
-        self._connection = {
-            "host": parts["host"],
-            "port": parts["port"] or 3306,
-            "user": parts["user"] or "root",
-            "password": password.get_secret_value() if password else (parts["password"] or ""),
-        }
-        tls = tls_context(config)
-        if tls is not None:
-            self._connection["ssl"] = tls
-        self._where = f"{self._connection['host']}:{self._connection['port']}"
+        secret = password.get_secret_value() if password else None
+        self.servers = servers(config.dsn, secret, tls_context(config))
+        # The server of source.dsn read from: chosen by prepare() (a reader process is
+        # told it), the first one until then.
+        self.server_index = server_index
         self.info: ServerInfo | None = None
         self._stop = threading.Event()
         self._heartbeat = threading.Event()  # heartbeat_soon() asked for a heartbeat Commit
@@ -100,13 +96,19 @@ class MysqlSource:
 
     # -- connections and checks ------------------------------------------------------
 
+    @property
+    def _where(self) -> str:
+        return self.servers[self.server_index].where
+
     def _connect(self) -> pymysql.connections.Connection:
+        connection = self.servers[self.server_index].connection
         try:
-            return pymysql.connect(**self._connection, connect_timeout=10, autocommit=True)
+            return pymysql.connect(**connection, connect_timeout=10, autocommit=True)
         except pymysql.err.OperationalError as exc:
             raise connect_error(exc, self._where, self.config) from None
 
     def _check_sync(self) -> list[Problem]:
+        """The findings on the server read from (``server_index``); its facts in ``info``."""
         conn = self._connect()
         try:
             with conn.cursor() as cursor:
@@ -117,9 +119,62 @@ class MysqlSource:
         finally:
             conn.close()
 
+    def _check_every_server(self) -> list[Problem]:
+        if len(self.servers) == 1:
+            return self._check_sync()
+        problems: list[Problem] = []
+        infos: dict[int, ServerInfo] = {}
+        for index in range(len(self.servers)):
+            self.server_index = index
+            try:
+                found = self._check_sync()
+            except SourceError as exc:  # a finding about this server: check the others
+                problems.append(Problem(f"source.dsn entry {index + 1}: {exc}", ""))
+                continue
+            assert self.info is not None
+            infos[index] = self.info
+            about = f"{self.description} (source.dsn entry {index + 1})"
+            problems += [Problem(f"{about}: {p.what}", p.fix, p.fatal) for p in found]
+        if len({info.flavor for info in infos.values()}) > 1:
+            problems.append(
+                Problem(
+                    "source.dsn mixes MySQL and MariaDB servers: a position read on one "
+                    "cannot be resumed on the other",
+                    "list the servers of one replication topology only",
+                )
+            )
+        self.server_index = min(infos, default=0)  # captured_tables() asks the first answering
+        self.info = infos.get(self.server_index)
+        return problems
+
     async def check(self) -> list[Problem]:
-        """What stops or spoils streaming, each with its fix (``cdcd check``)."""
-        return await asyncio.to_thread(self._check_sync)
+        """What stops or spoils streaming, each with its fix (``cdcd check``); with several
+        servers in ``source.dsn``, every one's, each finding naming its server."""
+        return await asyncio.to_thread(self._check_every_server)
+
+    def _on_first_serving(self, action: Any) -> list[Problem]:
+        """Read from the first server of ``source.dsn`` that passes the fatal checks and
+        on which ``action()`` raises no ``SourceError`` (``servers.first_serving``); its
+        other findings returned."""
+        problems: list[Problem] = []
+
+        def try_server(index: int) -> None:
+            self.server_index = index
+            problems[:] = self._check_sync()
+            fatal = [p for p in problems if p.fatal]
+            if fatal:
+                raise SourceError(f"{fatal[0].what}; fix: {fatal[0].fix}")
+            action()
+
+        def skipped(index: int, exc: SourceError) -> None:
+            if self.log is not None:
+                where = self.servers[index].where
+                self.log.warning("skipping a server of source.dsn", server=where, error=str(exc))
+
+        self.server_index = first_serving(
+            [server.where for server in self.servers], try_server, skipped
+        )
+        return problems
 
     def _captured_tables_sync(self) -> list[tuple[str, str]]:
         conn = self._connect()
@@ -134,25 +189,26 @@ class MysqlSource:
         return await asyncio.to_thread(self._captured_tables_sync)
 
     async def prepare(self, resume: Position | None = None) -> None:
-        """Refuse to start on a fatal problem (ROW format, FULL image and metadata,
-        grants), or when the server cannot stream on exactly from the stored offset
-        ``resume`` (``PositionLostError``: GTIDs it never executed, binlogs purged)."""
-        problems = await self.check()
-        fatal = [p for p in problems if p.fatal]
-        if fatal:
-            raise SourceError(f"{fatal[0].what}; fix: {fatal[0].fix}")
+        """Choose the server to read (the first of ``source.dsn`` that can serve), refusing
+        to start on a fatal problem (ROW format, FULL image and metadata, grants), or when
+        no server can stream on exactly from the stored offset ``resume``
+        (``PositionLostError``: GTIDs it never executed, binlogs purged)."""
+
+        def can_resume() -> None:
+            if resume is not None:
+                self._check_position(resume, "the stored offset")
+
+        problems = await asyncio.to_thread(self._on_first_serving, can_resume)
         if self.log is not None:
             for problem in problems:
                 self.log.warning(problem.what, fix=problem.fix)
-        if resume is not None:
-            await asyncio.to_thread(self._check_position, resume, "the stored offset")
 
     async def check_position(self, position: Position) -> None:
         """Refuse a position to store (``cdcd offsets set``) that the server cannot stream
         from exactly, saying why."""
-        if self.info is None:
-            await asyncio.to_thread(self._check_sync)
-        await asyncio.to_thread(self._check_position, position, "the position")
+        await asyncio.to_thread(
+            self._on_first_serving, lambda: self._check_position(position, "the position")
+        )
 
     def _check_position(self, position: Position, what: str) -> None:
         assert self.info is not None
@@ -193,13 +249,13 @@ class MysqlSource:
 
     async def earliest_position(self) -> MysqlPosition:
         """The oldest binlog still on the server (``cdcd offsets reset --to earliest``)."""
-        await asyncio.to_thread(self._check_sync)
+        await asyncio.to_thread(self._on_first_serving, lambda: None)
         starts = self._start_points()
         return starts.position(await asyncio.to_thread(starts.resolve, "earliest"))
 
     async def latest_position(self) -> MysqlPosition:
         """After everything committed so far (``cdcd offsets reset --to latest``)."""
-        await asyncio.to_thread(self._check_sync)
+        await asyncio.to_thread(self._on_first_serving, lambda: None)
         starts = self._start_points()
         return starts.position(await asyncio.to_thread(starts.resolve, "latest"))
 
@@ -214,6 +270,7 @@ class MysqlSource:
             self.log.info(
                 "streaming",
                 flavor=self.connector,
+                server=self._where,
                 server_id=self.server_id,
                 gtid_set=start.gtid_set,
                 file=start.file,
@@ -297,6 +354,7 @@ class MysqlSource:
                 self.info,
                 self.connector,
                 self.server_id,
+                self.server_index,
                 self.split_after_events,
                 start,
                 self.options,

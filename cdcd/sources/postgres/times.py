@@ -17,8 +17,8 @@ _UNIX_EPOCH_ORDINAL: Final = 719_163  # date(1970, 1, 1).toordinal()
 _DAYS_PER_MONTH_AVG: Final = 365.25 / 12.0  # MicroDuration.DAYS_PER_MONTH_AVG
 
 # Released Debezium's stand-ins for PostgreSQL's infinite dates and timestamps.
-_DATE_POS_INFINITY_DAYS: Final = -2_147_472_693  # LocalDate "-5877611-06-21"
-_DATE_NEG_INFINITY_DAYS: Final = -2_147_472_692  # LocalDate "-5877611-06-22"
+_DATE_POS_INFINITY_DAYS: Final = -2_147_472_692  # LocalDate "-5877611-06-21".toEpochDay()
+_DATE_NEG_INFINITY_DAYS: Final = -2_147_472_691  # LocalDate "-5877611-06-22".toEpochDay()
 _TS_POS_INFINITY_US: Final = 9_223_372_036_825_200_000
 _TS_NEG_INFINITY_US: Final = -9_223_372_036_832_400_000
 

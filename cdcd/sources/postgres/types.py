@@ -38,7 +38,7 @@ The rules, and where they come from (Debezium ``PostgresValueConverter``,
 
 Infinite dates and timestamps reproduce the constants of released Debezium versions,
 including their known oddities (``PostgresValueConverter.POSITIVE_INFINITY_*``): date
-infinity -> -2147472693 and -infinity -> -2147472692 days; timestamp infinity ->
+infinity -> -2147472692 and -infinity -> -2147472691 days; timestamp infinity ->
 9223372036825200000 us / 9223372036825200 ms, -infinity -> -9223372036832400000 us /
 -9223372036832400 ms.
 

@@ -335,9 +335,10 @@ def test_point() -> None:
         ("0044-03-15 BC", -735160),
         ("10000-01-01", 2932897),
         # released Debezium maps infinity to LocalDate -5877611-06-21 and -infinity to
-        # -5877611-06-22 (PostgresValueConverter.POSITIVE/NEGATIVE_INFINITY_LOCAL_DATE)
-        ("infinity", -2147472693),
-        ("-infinity", -2147472692),
+        # -5877611-06-22 (PostgresValueConverter.POSITIVE/NEGATIVE_INFINITY_LOCAL_DATE), whose
+        # toEpochDay() are these (checked in jshell; tests/compat compares them with Debezium)
+        ("infinity", -2147472692),
+        ("-infinity", -2147472691),
     ],
 )
 def test_date(text: str, expected: int) -> None:
@@ -616,7 +617,7 @@ def test_malformed_text_raises_value_error() -> None:
         (BYTEA_ARRAY, -1, '{"\\\\x0102",NULL}', ["AQI=", None]),
         (NUMERIC_ARRAY, numeric_typmod(6, 3), "{1.500,NULL}", ["Bdw=", None]),
         (NUMERIC_ARRAY, -1, "{1.50}", [{"scale": 1, "value": "Dw=="}]),
-        (DATE_ARRAY, -1, "{2024-01-02,infinity}", [19724, -2147472693]),
+        (DATE_ARRAY, -1, "{2024-01-02,infinity}", [19724, -2147472692]),
         (TIMESTAMPTZ_ARRAY, 3, '{"2024-01-02 03:04:05+00"}', ["2024-01-02T03:04:05.000Z"]),
         (INTERVAL_ARRAY, -1, '{"1 mon",-00:00:00.5}', [2_629_800_000_000, -500_000]),
         (
@@ -801,7 +802,7 @@ def test_recorded_row_converts_to_debezium_values() -> None:
         "id": 2,
         "c_float8": "-Infinity",
         "c_numeric": {"scale": 0, "value": "AA=="},
-        "c_date": -2147472693,  # infinity
+        "c_date": -2147472692,  # infinity
         "c_ts": -9_223_372_036_832_400_000,  # -infinity
         "c_tstz": "infinity",
         "c_interval": -86_400_500_000,  # -1 days -00:00:00.5

@@ -175,7 +175,7 @@ public final class DebeziumBench {
      * Writes one offset into a FileOffsetBackingStore file as Kafka Connect stores it: a
      * serialized HashMap of the key and value bytes (both JSON without schema).
      */
-    private static void seedOffset(String file, String key, String value) throws IOException {
+    static void seedOffset(String file, String key, String value) throws IOException {
         HashMap<byte[], byte[]> raw = new HashMap<>();
         raw.put(key.getBytes(StandardCharsets.UTF_8), value.getBytes(StandardCharsets.UTF_8));
         try (ObjectOutputStream out = new ObjectOutputStream(new FileOutputStream(file))) {
