@@ -46,10 +46,15 @@ def _ha_config(case: Case, **ha: Any) -> dict[str, Any]:
     return config
 
 
-def _instance(tmp_path: Path, config: dict[str, Any], host: str) -> Daemon:
-    """A daemon as on host ``host`` (its own UTS namespace and host name)."""
+def _instance(
+    tmp_path: Path, config: dict[str, Any], host: str, network: Any = None
+) -> Daemon:
+    """A daemon as on host ``host`` (its own UTS namespace and host name; with
+    ``network``, a ``tests/netns.py`` host, its own network too)."""
     path = write_config(tmp_path / f"{config['name']}-{host}.toml", config)
     prefix = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host]
+    if network is not None:
+        prefix = network.command(prefix)
     return Daemon(path, tmp_path / f"{host}.log", tmp_path / f"{host}.out", prefix=prefix)
 
 
@@ -299,3 +304,56 @@ def test_status_shows_every_instance_and_fails_without_an_active_one(
     after = run_cli("status", "--config", str(path))
     assert after.returncode == 1, after.stdout
     assert all(" stopped " in line for line in after.stdout.splitlines()), after.stdout
+
+
+def test_a_host_cut_off_from_kafka_then_one_cut_off_from_the_database_hand_over(
+    postgres_case, netns_hosts, tmp_path: Path
+):
+    """Two hosts (network namespaces): the active one loses Kafka, a standby takes over;
+    the link back, the old one stands by. Then the new active one loses its database: it
+    steps down after ``source_timeout_s`` and the other one, whose database answers,
+    takes over. Every change once, in order."""
+    config = _ha_config(postgres_case, source_timeout_s=6)
+    config["source"] = {**config["source"], "heartbeat_interval_s": 1}
+    bootstrap = config["sink"]["bootstrap_servers"]
+    host_a, host_b = netns_hosts("a"), netns_hosts("b")
+    a = _instance(tmp_path, config, "host-a", host_a).start(timeout=START_TIMEOUT)
+    b = _instance(tmp_path, config, "host-b", host_b).start('"standing by"', START_TIMEOUT)
+    writer = SteadyWriter(postgres_case.write)
+    tail = Tail(bootstrap, postgres_case.topic)
+    figures = {}
+    try:
+        writer.start()
+        tail.start()
+        tail.first_after(0, timeout=START_TIMEOUT)
+        time.sleep(1)
+        cut_at = time.time()
+        host_a.cut("kafka")
+        b.wait_for_log("leadership acquired", START_TIMEOUT)
+        figures["kafka cut"] = tail.first_after(cut_at) - cut_at
+        a.wait_for_log("leadership lost", 30)
+        time.sleep(2)
+        host_a.restore("kafka")
+        a.wait_for_log('"standing by"', 90)
+        time.sleep(1)
+        cut_at = time.time()
+        host_b.cut("db")
+        a.wait_for_log("leadership acquired", START_TIMEOUT, count=2)
+        figures["database cut"] = tail.first_after(cut_at) - cut_at
+        b.wait_for_log("sent nothing for 6 s", 30)
+        time.sleep(1)
+        host_b.restore("db")
+        b.wait_for_log('"standing by"', 90, count=1)
+        time.sleep(1)
+    finally:
+        ledger = writer.finish()
+    messages = tail.messages(ledger.changes)
+    for d in (a, b):
+        assert d.terminate() == 0, d.log_text()[-2000:]
+    counts = check_exactly_once(messages, ledger)
+    print(
+        f"\npartitions: takeover after the active host lost Kafka "
+        f"{figures['kafka cut']:.2f} s, after it lost its database "
+        f"{figures['database cut']:.2f} s (source_timeout_s 6); {counts['changes']} changes, "
+        f"{counts['duplicates']} duplicates, {counts['missing']} missing"
+    )

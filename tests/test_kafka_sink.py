@@ -93,7 +93,7 @@ def test_kafka_errors_that_may_pass_start_over_and_the_others_stop():
 
     from cdcd.errors import FencedError, SinkError
     from cdcd.sinks.base import SinkUnavailableError
-    from cdcd.sinks.kafka.sink import explain_kafka_error
+    from cdcd.sinks.kafka.errors import explain_kafka_error
 
     def sender_died() -> KafkaError:
         try:

@@ -22,7 +22,7 @@ from typing import Any
 
 from cdcd import __version__
 from cdcd.config import Config
-from cdcd.errors import FencedError, SourceUnavailableError
+from cdcd.errors import FencedError, SourceDisplacedError, SourceUnavailableError
 from cdcd.positions import later
 from cdcd.runtime.context import Context, State, Stats
 from cdcd.runtime.coordinator import Coordinator, keeps_offsets
@@ -62,6 +62,7 @@ class Daemon:
         self._born_ms = int(time.time() * 1000)
         self._instance: str | None = None  # this process's id among the instances [ha]
         self._leadership: Leadership | None = None
+        self._paired = False  # an active/standby pair: a fenced or displaced one stands by
 
     def stop(self) -> None:
         """Drain what was read whole, then return from ``run`` (SIGTERM, SIGINT)."""
@@ -95,9 +96,9 @@ class Daemon:
             try:
                 await self._start_and_stream()
                 break
-            except (LeadershipLost, FencedError) as exc:
-                if isinstance(exc, FencedError) and self._leadership is None:
-                    raise  # no pair: the newer instance took over, this one stops
+            except (LeadershipLost, FencedError, SourceDisplacedError) as exc:
+                if not isinstance(exc, LeadershipLost) and not self._paired:
+                    raise  # no pair: the newer writer or reader took over, this one stops
                 self.ctx.stats.leadership_changes += 1
                 self.ctx.log.warning("standing by: another instance leads", reason=str(exc))
                 self.ctx.stats.restarts += 1
@@ -156,6 +157,8 @@ class Daemon:
             ctx.log.debug("closing", source=config.source.kind, sink=config.sink.kind)
             if self._leadership is not None:
                 leadership, self._leadership = self._leadership, None
+                if not leadership.held():
+                    getattr(sink, "stop_writing", lambda: None)()  # nothing more goes out
                 await leadership.close(STOPPED if self._stopping.is_set() else STANDBY)
             await source.close()
             await sink.close()
@@ -176,6 +179,7 @@ class Daemon:
             instance=self._instance,
         )
         self._instance = leadership.me.instance
+        self._paired = True
         self._leadership = leadership
         await leadership.start()
         active = leadership.peers.active(time.monotonic())

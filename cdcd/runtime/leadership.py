@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -240,24 +241,34 @@ class Leadership:
         return replace(self.me, ts_ms=int(time.time() * 1000), source_ok=self.source_ok, **details)
 
     async def _beat(self) -> None:
+        """A heartbeat each interval, never waiting for the last one: the lease counts
+        from the last one Kafka acknowledged, and is checked each interval whatever
+        Kafka does (a write to a cut-off broker may hang for ever)."""
+        pending: set[asyncio.Future[None]] = set()
         while True:
             sent = time.monotonic()
-            try:
-                await asyncio.wait_for(self.channel.publish(self._beat_now()), self.lease_s)
-                self._renewed = max(self._renewed, sent)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the lease check acts on it
-                self.log.debug("heartbeat not written", error=str(exc))
+            if len(pending) < 3:  # a few on their way at most
+                beat = asyncio.ensure_future(self.channel.publish(self._beat_now()))
+                pending.add(beat)
+                beat.add_done_callback(
+                    functools.partial(self._published, sent=sent, pending=pending)
+                )
             if self.me.role == ACTIVE and not self.held():
                 self._lose(
                     f"no heartbeat reached Kafka for {time.monotonic() - self._renewed:.1f} s "
                     f"(lease {self.lease_s:g} s)"
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.lost.wait(), max(0.0, sent + self.interval_s - time.monotonic())
-                )
+            await asyncio.sleep(max(0.0, sent + self.interval_s - time.monotonic()))
+
+    def _published(self, beat: asyncio.Future[None], *, sent: float, pending: set[Any]) -> None:
+        pending.discard(beat)
+        if beat.cancelled():
+            return
+        error = beat.exception()
+        if error is None:
+            self._renewed = max(self._renewed, sent)
+        else:
+            self.log.debug("heartbeat not written", error=str(error))
 
     def held(self) -> bool:
         """Whether this instance may write now (checked before each write)."""
@@ -322,10 +333,22 @@ class Leadership:
             self._beating = None
         was_active = self.me.role == ACTIVE
         self.me = replace(self.me, role=role)
-        if was_active or role == STOPPED:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.channel.publish(self._beat_now()), 5)
-        await self.channel.close()
+        if was_active or role == STOPPED:  # a standby need not wait out the lease
+            await bounded(self.channel.publish(self._beat_now()), 2.0)
+        await bounded(self.channel.close(), 5.0)
+
+
+async def bounded(step: Awaitable[Any], timeout_s: float) -> None:
+    """Run ``step`` for at most ``timeout_s``, then leave it cancelled without waiting for
+    it (a Kafka client on a cut-off link may not even finish cancelling); its failure is
+    ignored: what is bounded is a courtesy (a last heartbeat, a clean close)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait([task], timeout=timeout_s)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    elif not task.cancelled():
+        task.exception()
 
 
 async def watched(

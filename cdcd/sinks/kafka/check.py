@@ -38,8 +38,8 @@ from cdcd.errors import ConfigError
 from cdcd.sinks.kafka.client import client_options, default_replication, quiet_library_logs
 from cdcd.sinks.kafka.config import KafkaSinkConfig
 from cdcd.sinks.kafka.connect import connection_problem
+from cdcd.sinks.kafka.errors import explain_kafka_error
 from cdcd.sinks.kafka.offsets import OffsetsTopic
-from cdcd.sinks.kafka.sink import explain_kafka_error
 from cdcd.sinks.kafka.status import status_topic
 from cdcd.sources.base import Problem
 

@@ -99,7 +99,7 @@ class Presence:
                     self.log.warning("consumer group membership interrupted", error=str(exc))
                 await asyncio.sleep(1)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 10.0) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -108,7 +108,7 @@ class Presence:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(consumer.stop(), 10)  # leaves the group at once
+                await asyncio.wait_for(consumer.stop(), timeout_s)  # leaves the group at once
 
 
 class DaemonRunningError(SinkError):

@@ -27,19 +27,13 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
-    GroupAuthorizationFailedError,
-    KafkaConnectionError,
     KafkaError,
-    KafkaTimeoutError,
-    ProducerFenced,
     TopicAlreadyExistsError,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailed,
 )
 from aiokafka.partitioner import murmur2
 
 from cdcd.config import HaConfig, OffsetsConfig
-from cdcd.errors import FencedError, SinkError
+from cdcd.errors import SinkError
 from cdcd.offsets import StoredOffset, dedup_key
 from cdcd.runtime.leadership import LeadershipLost
 from cdcd.serialization import Record
@@ -48,66 +42,15 @@ from cdcd.sinks.kafka import shims
 from cdcd.sinks.kafka.client import client_options, default_replication, quiet_library_logs
 from cdcd.sinks.kafka.config import KafkaSinkConfig
 from cdcd.sinks.kafka.connect import unreachable
+from cdcd.sinks.kafka.errors import TRANSACTION_TIMEOUT_MS, explain_kafka_error
 from cdcd.sinks.kafka.membership import Presence
 from cdcd.sinks.kafka.offsets import OffsetsTopic
 from cdcd.sinks.kafka.signals import SignalChannel, ensure_topic
 from cdcd.sinks.kafka.status import KafkaStatusChannel, ensure_status_topic
 from cdcd.sinks.kafka.wait import KafkaWait
 
-TRANSACTION_TIMEOUT_MS = 60_000
 _NO_HEADERS: list[tuple[str, bytes]] = []  # the batch builders read it, never change it
 COMMIT_TIMEOUT_S = 60.0  # a commit that takes longer is given up and the pipeline restarted
-
-
-def explain_kafka_error(exc: BaseException, bootstrap: str) -> SinkError:
-    """A ``SinkError`` that says what went wrong with Kafka in words a user can act on.
-
-    ``SinkUnavailableError`` when the failure may pass (a broker restarting, a leader
-    moving): the daemon then starts over from its last committed offset.
-    """
-    if isinstance(exc, SinkError):
-        return exc
-    if isinstance(exc, ProducerFenced):
-        return FencedError(
-            "the Kafka producer was fenced: another cdcd instance with the same name started "
-            "(two active instances must not share a name), or a Kafka transaction stayed open "
-            f"longer than {TRANSACTION_TIMEOUT_MS // 1000} s; this one stops"
-        )
-    if isinstance(exc, KafkaConnectionError):
-        return SinkUnavailableError(
-            f"cannot reach Kafka at {bootstrap}: no broker answered; check sink.bootstrap_servers"
-        )
-    if isinstance(exc, TopicAuthorizationFailedError):
-        return SinkError(f"Kafka refused access to a topic: grant WRITE/CREATE on it ({exc})")
-    if isinstance(exc, TransactionalIdAuthorizationFailed):
-        return SinkError(
-            "Kafka refused the transactional id cdcd-<name>: grant WRITE and DESCRIBE on "
-            'TransactionalId cdcd-<name> (or set delivery = "at-least-once")'
-        )
-    if isinstance(exc, GroupAuthorizationFailedError):
-        return SinkError(
-            "Kafka refused the consumer group cdcd-<name> (a running daemon is a member, "
-            "so that cdcd offsets can tell it runs): grant READ on Group cdcd-<name>"
-        )
-    if isinstance(exc, TimeoutError | KafkaTimeoutError):
-        return SinkUnavailableError(f"Kafka at {bootstrap} did not answer in time")
-    if isinstance(exc, KafkaError) and _caused_by_unavailability(exc):
-        # e.g. aiokafka's sender task dies on a coordinator lookup while the broker is
-        # down: the producer is lost, a new one (after starting over) will do.
-        return SinkUnavailableError(f"Kafka error: {exc.__class__.__name__}: {exc}")
-    return SinkError(f"Kafka error: {exc.__class__.__name__}: {exc}")
-
-
-def _caused_by_unavailability(exc: BaseException) -> bool:
-    seen = 0
-    cause: BaseException | None = exc
-    while cause is not None and seen < 10:
-        if isinstance(cause, KafkaConnectionError | KafkaTimeoutError | TimeoutError | OSError):
-            return True
-        if isinstance(cause, KafkaError) and getattr(cause, "retriable", False):
-            return True
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return False
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -523,15 +466,16 @@ class KafkaSink:
         transactional id (or by Kafka after the transaction timeout).
         """
         started = time.monotonic()
+        grace = 1.0 if self._abandon else 10.0  # leadership lost: Kafka may be cut off
         if self._presence is not None:
             presence, self._presence = self._presence, None
-            await presence.stop()
+            await presence.stop(grace)
         left_group = time.monotonic()
         if self._previous is not None and not self._previous.done():
             self._previous.cancel()
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            if self._in_transaction:
+            if self._in_transaction and not self._abandon:  # the next leader aborts it
                 # Cut short inside a source transaction: abort now, so read_committed
                 # consumers are not held up until the transaction times out.
                 self._in_transaction = False
@@ -547,7 +491,7 @@ class KafkaSink:
         if self._admin is not None:
             admin, self._admin = self._admin, None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(admin.close(), 5)
+                await asyncio.wait_for(admin.close(), grace / 2)
         if self.log is not None:
             self.log.debug(
                 "sink closed",

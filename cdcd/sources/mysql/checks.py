@@ -29,6 +29,15 @@ class ServerInfo:
         return f"uuid:{uuid}" if uuid else f"id:{self.variables.get('server_id', '')}"
 
     @property
+    def stream_identity(self) -> str:
+        """Names the stream, whichever server of the topology serves it (the key of an
+        active/standby pair's dedup record): MariaDB's GTID domain; MySQL with GTIDs, its
+        GTID set's own (one set across primary and replicas); else this server's."""
+        if self.flavor == "mariadb":
+            return f"mariadb:domain:{self.variables.get('gtid_domain_id', '0')}"
+        return "mysql:gtid" if self.gtid_enabled else f"mysql:{self.identity}"
+
+    @property
     def gtid_enabled(self) -> bool:
         if self.flavor == "mariadb":
             return True  # MariaDB always writes GTIDs

@@ -203,6 +203,11 @@ class MysqlSource:
             for problem in problems:
                 self.log.warning(problem.what, fix=problem.fix)
 
+    @property
+    def identity(self) -> str:
+        """The stream, whatever server serves it (known once prepared)."""
+        return self.info.stream_identity if self.info is not None else ""
+
     async def check_position(self, position: Position) -> None:
         """Refuse a position to store (``cdcd offsets set``) that the server cannot stream
         from exactly, saying why."""
