@@ -6,6 +6,8 @@ same-host shortcut of the election does not apply and the lease decides). The nu
 SIGKILL takeovers: ``CDCD_HA_TAKEOVERS`` (3 in ``make test``, 20 in ``make test-long``).
 """
 
+# ruff: noqa: F811 - the case fixtures of test_chaos are imported, then asked for by name
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +31,8 @@ from test_chaos import Case, mariadb_case, postgres_case  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
-TAKEOVERS = int(os.environ.get("CDCD_HA_TAKEOVERS", "3"))
+LONG = os.environ.get("CDCD_TEST_LONG") == "1"
+TAKEOVERS = int(os.environ.get("CDCD_HA_TAKEOVERS") or (20 if LONG else 3))
 LEASE_MS, HEARTBEAT_MS = 3000, 500
 START_TIMEOUT = 120
 
@@ -46,9 +49,7 @@ def _ha_config(case: Case, **ha: Any) -> dict[str, Any]:
     return config
 
 
-def _instance(
-    tmp_path: Path, config: dict[str, Any], host: str, network: Any = None
-) -> Daemon:
+def _instance(tmp_path: Path, config: dict[str, Any], host: str, network: Any = None) -> Daemon:
     """A daemon as on host ``host`` (its own UTS namespace and host name; with
     ``network``, a ``tests/netns.py`` host, its own network too)."""
     path = write_config(tmp_path / f"{config['name']}-{host}.toml", config)
@@ -281,9 +282,7 @@ def test_sigkill_at_least_once_loses_nothing_and_reports_repeats(postgres_case, 
     assert missing == 0
 
 
-def test_status_shows_every_instance_and_fails_without_an_active_one(
-    postgres_case, tmp_path: Path
-):
+def test_status_shows_every_instance_and_fails_without_an_active_one(postgres_case, tmp_path: Path):
     config = _ha_config(postgres_case)
     active, standby = _pair(tmp_path, config)
     path = write_config(tmp_path / "status.toml", config)

@@ -191,6 +191,8 @@ class Daemon:
         try:
             if await leadership.acquire(self._stopping):
                 sink.lease = leadership.held
+                if active is not None:  # it stood by: a takeover
+                    ctx.stats.leadership_changes += 1
         finally:
             probe.cancel()
             with contextlib.suppress(BaseException):
