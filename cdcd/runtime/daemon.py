@@ -190,7 +190,7 @@ class Daemon:
         probe = asyncio.create_task(self._probe(source, leadership), name="cdcd-source-probe")
         try:
             if await leadership.acquire(self._stopping):
-                sink.lease = leadership.held
+                sink.lease = leadership
                 if active is not None:  # it stood by: a takeover
                     ctx.stats.leadership_changes += 1
         finally:

@@ -213,6 +213,8 @@ class Leadership:
         self.source_ok = True
         self._changed = asyncio.Event()
         self._renewed = -1e18  # when the last acknowledged heartbeat was sent (monotonic)
+        self._lapsed_at: float | None = None  # the lease ran out then: writes wait
+        self._renewal: tuple[str, float] | None = None  # (token, sent) of a renewing beat
         self._beating: asyncio.Task[None] | None = None
 
     # -- reading -------------------------------------------------------------------
@@ -221,6 +223,8 @@ class Leadership:
         if beat.name != self.me.name:
             return
         self.peers.observe(beat, time.monotonic())
+        if self._renewal is not None and beat.instance == self.me.instance:
+            self._renew(beat)
         if (
             self.me.role == ACTIVE
             and beat.instance != self.me.instance
@@ -247,16 +251,24 @@ class Leadership:
         pending: set[asyncio.Future[None]] = set()
         while True:
             sent = time.monotonic()
-            if len(pending) < 3:  # a few on their way at most
-                beat = asyncio.ensure_future(self.channel.publish(self._beat_now()))
-                pending.add(beat)
-                beat.add_done_callback(
-                    functools.partial(self._published, sent=sent, pending=pending)
+            if self.me.role == ACTIVE and self._lapsed_at is None and not self._running():
+                self._lapsed_at = sent
+                self.log.warning(
+                    "lease lapsed: writes wait until a heartbeat reaches Kafka again (a "
+                    "standby may take over meanwhile)",
+                    silent_s=round(sent - self._renewed, 1),
                 )
-            if self.me.role == ACTIVE and not self.held():
-                self._lose(
-                    f"no heartbeat reached Kafka for {time.monotonic() - self._renewed:.1f} s "
-                    f"(lease {self.lease_s:g} s)"
+            beat = self._beat_now()
+            if self._lapsed_at is not None and (
+                self._renewal is None or sent - self._renewal[1] > self.lease_s
+            ):
+                self._renewal = (uuid.uuid4().hex, sent)  # renews the lease once read back
+                beat = replace(beat, claim=self._renewal[0])
+            if len(pending) < 3:  # a few on their way at most
+                task = asyncio.ensure_future(self.channel.publish(beat))
+                pending.add(task)
+                task.add_done_callback(
+                    functools.partial(self._published, sent=sent, pending=pending)
                 )
             await asyncio.sleep(max(0.0, sent + self.interval_s - time.monotonic()))
 
@@ -270,13 +282,39 @@ class Leadership:
         else:
             self.log.debug("heartbeat not written", error=str(error))
 
+    def _renew(self, beat: Heartbeat) -> None:
+        """A lapsed lease's renewing heartbeat read back: no later claim came before it in
+        the status topic's log (that would have ended the leadership), so the lease holds
+        again from its sending."""
+        assert self._renewal is not None and self._lapsed_at is not None
+        token, sent = self._renewal
+        if beat.claim != token or self.lost.is_set():
+            return
+        self.log.info("lease renewed: writing again", lapsed_s=round(sent - self._lapsed_at, 1))
+        self._renewed = max(self._renewed, sent)
+        self._lapsed_at = self._renewal = None
+
+    def _running(self) -> bool:
+        return time.monotonic() - self._renewed < LEASE_SAFETY * self.lease_s
+
     def held(self) -> bool:
         """Whether this instance may write now (checked before each write)."""
         return (
             self.me.role == ACTIVE
             and not self.lost.is_set()
-            and time.monotonic() - self._renewed < LEASE_SAFETY * self.lease_s
+            and self._lapsed_at is None
+            and self._running()
         )
+
+    async def until_held(self) -> None:
+        """Wait while the lease has lapsed; ``LeadershipLost`` once another instance
+        claimed leadership (or when this one stands by)."""
+        while not self.held():
+            if self.lost.is_set() or self.me.role != ACTIVE:
+                raise LeadershipLost(self.lost_reason or "this instance does not lead")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 0.1)
 
     def _lose(self, reason: str) -> None:
         if not self.lost.is_set():

@@ -109,8 +109,8 @@ class KafkaSink:
         self._interval_s = sink.transaction_interval_ms / 1000
         self._began = -math.inf  # when the last Kafka transaction began (monotonic)
         self.bytes_written = 0  # record batches handed to the producer (before compression)
-        # An active/standby pair: whether this instance still leads (checked before each
-        # write), and the dedup record written with each offset record (cdcd/runtime/ha.py).
+        # An active/standby pair: the leadership (its lease checked before each write:
+        # cdcd/runtime/leadership.py), and the dedup record written with each offset record.
         self.lease: Any = None
         self.dedup: OffsetsTopic | None = None
         self._abandon = False  # leadership lost: close gives up what is not yet written
@@ -354,8 +354,10 @@ class KafkaSink:
 
     async def write(self, records: list[Record], offset: StoredOffset | None) -> Delivery:
         assert self._producer is not None
-        if self._abandon or (self.lease is not None and not self.lease()):
-            raise LeadershipLost("this instance's lease ran out: it may not write")
+        if self._abandon:
+            raise LeadershipLost("this instance no longer leads: it may not write")
+        if self.lease is not None and not self.lease.held():
+            await self.lease.until_held()  # a lapsed lease: wait, or LeadershipLost
         try:
             if self.exactly_once:
                 return await self._write_transactional(records, offset)
