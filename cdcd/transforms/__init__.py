@@ -43,10 +43,11 @@ def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -
     connector-level column options (``[shaping]``: include/exclude, masking, hashing,
     truncation, ``message.key.columns``); each change routed to its table's topic;
     transaction metadata; tombstones after deletes; then the SMTs: the outbox router
-    (``[outbox]``), the filter, the flattening (``[flatten]``), the topic regex, and last
-    the Python hook (``[transforms] hook``). With none of the new sections configured the
-    list is today's four rules. ``restore``: the metadata counters of a transaction cut
-    by the stored offset."""
+    (``[outbox]``), the filter, the transaction roll-up (``[rollup]``), the flattening
+    (``[flatten]``), the topic regex, and last the Python hook (``[transforms] hook``).
+    With none of the new sections configured the list is today's four rules.
+    ``restore``: the stored offset's record of a transaction it cuts (the metadata
+    counters, the roll-up's next part)."""
     from cdcd.topics import TopicNaming
     from cdcd.transforms.builtin import (
         DeleteTombstones,
@@ -77,6 +78,12 @@ def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -
         from cdcd.transforms.routing import Filter
 
         transforms.append(Filter(shaping))
+    if config.rollup.tables:
+        from cdcd.transforms.rollup import TransactionRollup
+
+        prefix = config.sink.topic_prefix
+        topic = config.rollup.topic or f"{prefix}.transactions.rollup"
+        transforms.append(TransactionRollup(config.rollup, topic, prefix, restore=restore))
     if config.flatten is not None:
         from cdcd.transforms.flatten import ExtractNewRecordState
 
