@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cdcd.envelope import CommitMark, Message
+from cdcd.events import TableSchema
 
 if TYPE_CHECKING:
     from cdcd.config import Config
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CommitMark", "Item", "Transform", "build_transforms"]
 
-Item = Message | CommitMark
+# A TableSchema stands among the messages when the serializer writes schemas: passed on.
+Item = Message | CommitMark | TableSchema
 
 
 class Transform(Protocol):

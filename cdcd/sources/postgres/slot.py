@@ -207,11 +207,15 @@ class ReplicationSlot:
             await conn.close()
 
     async def _ensure_publication(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
+        cur = await conn.execute(
+            "SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,)
+        )
         if await cur.fetchone():
             return
         if self.config.tables is None:
-            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(self.publication))
+            stmt = sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(
+                sql.Identifier(self.publication)
+            )
         else:
             # The tables the include list selects now, as Debezium's
             # publication.autocreate.mode=filtered; the checks refused an empty selection.
@@ -298,7 +302,9 @@ class ReplicationSlot:
             self.log.info("replication slot created", slot=self.name, snapshot=snapshot_name)
         return repl, str_to_lsn(consistent_point), snapshot_name
 
-    async def confirmed_lsn(self, conn: psycopg.AsyncConnection[Any], resume: PgPosition | None) -> int:
+    async def confirmed_lsn(
+        self, conn: psycopg.AsyncConnection[Any], resume: PgPosition | None
+    ) -> int:
         """The slot's confirmed position, once it is checked that the slot can continue
         from ``resume`` (it may have been dropped since ``prepare``)."""
         if resume is not None:
