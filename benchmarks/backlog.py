@@ -18,8 +18,8 @@ from server_postgres import PostgresBench
 Bench = PostgresBench | MysqlBench
 
 # Reader roles with a topic of their own, besides the catch-up rounds' (cdcd..., dbz...):
-# the profile, cdcd's and Debezium's latency, the big transaction.
-OTHER_TOPIC_ROLES = ("prof", "lat", "dbzlat", "big")
+# the profile, cdcd's and Debezium's latency, the big transaction, cdcd with transforms.
+OTHER_TOPIC_ROLES = ("prof", "lat", "dbzlat", "big", "tf")
 
 
 def make_bench(opts: Options, name: str) -> Bench:
@@ -84,7 +84,7 @@ async def load_backlog(opts: Options, bench: Bench) -> SourceRun:
         "errors": {},
     }
     run = SourceRun(opts, bench, workload, workdir, out)
-    roles = ["c", *run.cdcd_roles, *run.dbz_roles, "prof"]
+    roles = ["c", *run.cdcd_roles, *run.dbz_roles, "prof", "tf"]
     log(f"{name}: preparing (start points for {', '.join(roles)}) and loading N={opts.n} ...")
     out["start"] = bench.prepare(roles)
     out["load"] = load.load_backlog(bench.db, bench.dsn, workload)

@@ -220,12 +220,17 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
+def _toml_key(key: str) -> str:
+    """A key as TOML reads it back whole (Debezium's dotted option names quoted)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
 def write_toml(path: Path, config: dict[str, Any]) -> None:
     lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict)]
     for section, values in config.items():
         if isinstance(values, dict):
             lines.append(f"\n[{section}]")
-            lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -347,14 +352,17 @@ def cdcd_follow(
     name: str = "cdcd",
     profile_path: Path | None = None,
     snapshot: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> tuple[Follow, Path]:
     """cdcd in one phase of a source (``catchup``, ``profile``, ``latency``, ``bigtx``,
-    ``snapshot``):
+    ``snapshot``, ``transforms``):
     its configuration written to ``cdcd-<phase>.toml`` (the path returned), its log in
-    ``cdcd-<phase>.log``, its topic the role's."""
+    ``cdcd-<phase>.log``, its topic the role's. ``sections``: more of its configuration
+    (the transforms' ``[shaping]``, ``[flatten]``, ``[outbox]``)."""
     path = run.workdir / f"cdcd-{phase}.toml"
     config_name = f"bench-{run.name}-{run.opts.run_id}-{phase}"
     config = cdcd_config(run.opts, config_name, source, run.prefixes[role], delivery, snapshot)
+    config.update(sections or {})
     write_toml(path, config)
     log_path = run.workdir / f"cdcd-{phase}.log"
     follow = Follow(

@@ -29,6 +29,7 @@ def headline(source: str, out: dict[str, Any], opts: Options) -> None:
         return None if "error" in r else r.get("events_per_s")
 
     cdcd = rate("cdcd")
+    transforms = rate("cdcd_transforms")
     dbz = rate("debezium")
     c = rate("c_limit")
     lat = out.get("latency") or {}
@@ -46,6 +47,7 @@ def headline(source: str, out: dict[str, Any], opts: Options) -> None:
     ]
     out.update(
         cdcd_events_per_s=cdcd,
+        cdcd_transforms_events_per_s=transforms,
         debezium_events_per_s=dbz,
         c_limit_events_per_s=c,
         p50_latency_ms=seen.get("p50_ms"),
@@ -62,6 +64,7 @@ def headline(source: str, out: dict[str, Any], opts: Options) -> None:
     out["ratios"] = {
         "cdcd_vs_debezium": round(cdcd / dbz, 3) if cdcd and dbz else None,
         "cdcd_vs_c_limit": round(cdcd / c, 3) if cdcd and c else None,
+        "cdcd_transforms_vs_cdcd": round(transforms / cdcd, 3) if transforms and cdcd else None,
     }
     out["targets"] = _targets(source, out, comparable=opts.n >= TARGET_MIN_N)
     if out.get("snapshot"):
@@ -135,6 +138,7 @@ READER_LABELS = {
     "python_mysql_replication": "python-mysql-replication (no Kafka)",
     "cdcd": "cdcd -> Kafka",
     "debezium": "Debezium embedded -> Kafka",
+    "cdcd_transforms": "cdcd + transforms -> Kafka",
     "cdcd_profiled": "cdcd -> Kafka under py-spy",
 }
 
@@ -289,6 +293,13 @@ def _summary_lines(source: str, out: dict[str, Any], delivery: str) -> list[str]
         f"cdcd/C-limit {_fmt(ratios.get('cdcd_vs_c_limit'), 3)}x, "
         f"cdcd peak RSS {_fmt(out.get('peak_rss_mb'), 1)} MB"
     )
+    if ratios.get("cdcd_transforms_vs_cdcd"):
+        lines.append(
+            f"  {source:9} cdcd with transforms (outbox, flatten, masking) / plain cdcd: "
+            f"{_fmt(ratios['cdcd_transforms_vs_cdcd'], 2)}x "
+            f"({_fmt(out.get('cdcd_transforms_events_per_s'))} / "
+            f"{_fmt(out.get('cdcd_events_per_s'))} ev/s)"
+        )
     if out.get("snapshot"):
         lines.append(
             f"  {source:9} initial snapshot of {_fmt(out.get('snapshot_rows'))} rows: "

@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip",
         default=None,
-        help="comma list of: c, pyrepl, cdcd, debezium, profile, latency, bigtx, snapshot "
+        help="comma list of: c, pyrepl, cdcd, debezium, transforms, profile, latency, bigtx, "
+        "snapshot "
         "(default: none)",
     )
     _add_steady_options(p)
@@ -234,6 +235,7 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     catchup.c_limit(run)
     catchup.python_mysql_replication(run)
     await catchup.cdcd_and_debezium(run)
+    await catchup.cdcd_transforms(run)
     await catchup.profile(run)
     await latency.cdcd_latency(run)
     await catchup.big_transaction(run)

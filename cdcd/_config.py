@@ -13,7 +13,15 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cdcd.errors import ConfigError
 from cdcd.selection import TableSelection, parse_entries
@@ -57,11 +65,76 @@ class SinkConfigBase(Strict):
     kind: str
     topic_prefix: str
     tombstones_on_delete: bool = True
-    format: Literal["json", "maxwell"] = Field(
+    format: Literal["json", "maxwell", "avro"] = Field(
         default="json",
-        description="json: Debezium's envelope; maxwell: Maxwell's daemon's JSON (cdcd.maxwell)",
+        description="json: Debezium's envelope; maxwell: Maxwell's daemon's JSON (cdcd.maxwell); "
+        "avro: Avro with a Confluent-compatible schema registry (cdcd.connect_avro)",
     )
     maxwell_topic: str = Field(default="maxwell", description="format maxwell: the topic")
+    schemas_enable: bool = Field(
+        default=False,
+        description="format json: keys and values as JsonConverter writes them with "
+        "schemas.enable=true, {schema, payload}",
+    )
+    key_schemas_enable: bool | None = Field(
+        default=None,
+        description='keys only ("key.converter.schemas.enable"); default: schemas_enable',
+    )
+    value_schemas_enable: bool | None = Field(
+        default=None,
+        description='values only ("value.converter.schemas.enable"); default: schemas_enable',
+    )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="format avro: the registry's Confluent-compatible API "
+        '("schema.registry.url"), e.g. http://127.0.0.1:8081',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _converter_spellings(cls, data: Any) -> Any:
+        # Kafka Connect's keys, quoted in TOML: "value.converter.schemas.enable" = true.
+        if not isinstance(data, dict):
+            return data
+        for nested in ("key", "value", "schemas", "schema"):
+            if isinstance(data.get(nested), dict):
+                raise ValueError(
+                    f'write Kafka Connect\'s dotted keys quoted ("{nested}.…." = ...), or as '
+                    "schemas_enable, key_schemas_enable, value_schemas_enable, "
+                    "schema_registry_url"
+                )
+        data = dict(data)
+        for spelling, key in _CONNECT_SPELLINGS.items():
+            if spelling in data:
+                if key in data and data[key] != data[spelling]:
+                    raise ValueError(f'{key} and "{spelling}" are the same setting: keep one')
+                data[key] = data.pop(spelling)
+        return data
+
+    @model_validator(mode="after")
+    def _format_options(self) -> SinkConfigBase:
+        if self.format == "avro" and not self.schema_registry_url:
+            raise ValueError(
+                'sink.format = "avro" needs sink.schema_registry_url (the registry\'s '
+                "Confluent-compatible API, e.g. http://127.0.0.1:8081)"
+            )
+        if self.schema_registry_url and self.format != "avro":
+            raise ValueError('sink.schema_registry_url is used only with sink.format = "avro"')
+        wants = self.schemas_enable or self.key_schemas_enable or self.value_schemas_enable
+        if wants and self.format != "json":
+            raise ValueError(
+                f'sink.schemas_enable is for sink.format = "json" (it is "{self.format}"; '
+                "avro always has its schemas)"
+            )
+        return self
+
+    def schemas_for(self) -> tuple[bool, bool]:
+        """(keys, values): which are written with their schema (format json)."""
+        key = self.schemas_enable if self.key_schemas_enable is None else self.key_schemas_enable
+        value = (
+            self.schemas_enable if self.value_schemas_enable is None else self.value_schemas_enable
+        )
+        return key, value
 
     def address(self) -> str | None:
         """Where the sink is reached (Kafka's bootstrap servers); None: nowhere."""
@@ -70,6 +143,16 @@ class SinkConfigBase(Strict):
     def where(self) -> str:
         """The sink, as messages name it (``Kafka at host:9092``)."""
         return self.kind
+
+
+_CONNECT_SPELLINGS = {
+    "schemas.enable": "schemas_enable",
+    "key.converter.schemas.enable": "key_schemas_enable",
+    "value.converter.schemas.enable": "value_schemas_enable",
+    "schema.registry.url": "schema_registry_url",
+    "key.converter.schema.registry.url": "schema_registry_url",
+    "value.converter.schema.registry.url": "schema_registry_url",
+}
 
 
 class SourceConfigBase(Strict, TableSelection):

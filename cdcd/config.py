@@ -20,7 +20,13 @@ from cdcd._config import NAME, SinkConfigBase, SourceConfigBase, Strict, check_t
 from cdcd.encoding import DECIMAL_MODES, DecimalMode
 from cdcd.errors import ConfigError
 from cdcd.snapshot.config import NotificationsConfig, SignalsConfig, SnapshotConfig
-from cdcd.transforms.config import FlattenConfig, OutboxConfig, ShapingConfig, TransformsConfig
+from cdcd.transforms.config import (
+    FlattenConfig,
+    OutboxConfig,
+    RollupConfig,
+    ShapingConfig,
+    TransformsConfig,
+)
 
 
 def _tagged(models: list[type[Strict]]) -> Any:
@@ -226,6 +232,7 @@ class Config(Strict):
     http: HttpConfig = HttpConfig()
     ha: HaConfig = HaConfig()
     outbox: OutboxConfig = OutboxConfig()
+    rollup: RollupConfig = RollupConfig()
     shaping: ShapingConfig | None = None
     flatten: FlattenConfig | None = None
     transforms: TransformsConfig = TransformsConfig()
@@ -245,14 +252,21 @@ class Config(Strict):
         return data
 
     @model_validator(mode="after")
-    def _outbox_tables_captured(self) -> Config:
-        for name in self.outbox.tables:
-            namespace, _, table = name.partition(".")
-            if not self.source.includes(namespace, table):
-                raise ValueError(
-                    f"outbox.tables: {name} is not captured (source.tables, "
-                    "source.exclude_tables, source.databases leave it out)"
-                )
+    def _transform_tables_captured(self) -> Config:
+        for section, names in (("outbox", self.outbox.tables), ("rollup", self.rollup.tables)):
+            for name in names:
+                namespace, _, table = name.partition(".")
+                if not self.source.includes(namespace, table):
+                    raise ValueError(
+                        f"{section}.tables: {name} is not captured (source.tables, "
+                        "source.exclude_tables, source.databases leave it out)"
+                    )
+        both = sorted(set(self.outbox.tables) & set(self.rollup.tables))
+        if both:
+            raise ValueError(
+                f"rollup.tables: {', '.join(both)} is an outbox (outbox.tables): its rows "
+                "become business messages, there are no row changes left to roll up"
+            )
         return self
 
     @field_validator("name")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cdcd.checkpoint import Checkpoint
+from cdcd.connect_json import MessageSchemas, SchemaJsonSerializer
 from cdcd.envelope import EnvelopeBuilder
 from cdcd.events import SourceItem
 from cdcd.maxwell import MaxwellSerializer
@@ -18,7 +19,14 @@ from cdcd.serialization import JsonSerializer, Record
 from cdcd.transforms import CommitMark, Item, Transform, build_transforms
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from cdcd.config import Config
+    from cdcd.connect_avro import AvroSerializer
+
+    Serializer: TypeAlias = (
+        JsonSerializer | MaxwellSerializer | SchemaJsonSerializer | AvroSerializer
+    )
 
 
 @dataclass(slots=True)
@@ -43,7 +51,7 @@ class EnvelopeEncoder:
         self,
         builder: EnvelopeBuilder,
         transforms: list[Transform],
-        serializer: JsonSerializer | MaxwellSerializer | None = None,
+        serializer: Serializer | None = None,
     ) -> None:
         self.builder = builder
         self.transforms = transforms
@@ -57,13 +65,13 @@ class EnvelopeEncoder:
     ) -> EnvelopeEncoder:
         """The encoder of the daemon ``config`` describes; ``restore``: the transaction
         metadata counters of a transaction cut by the stored offset."""
+        sink = config.sink
+        serializer = _serializer(config, connector)
         builder = EnvelopeBuilder(
-            config.sink.topic_prefix, connector, config.notifications.topic or None
-        )
-        serializer = (
-            MaxwellSerializer(config.sink.maxwell_topic)
-            if config.sink.format == "maxwell"
-            else JsonSerializer()
+            sink.topic_prefix,
+            connector,
+            config.notifications.topic or None,
+            table_schemas=not isinstance(serializer, JsonSerializer | MaxwellSerializer),
         )
         return cls(builder, build_transforms(config, restore=restore), serializer)
 
@@ -81,11 +89,31 @@ class EnvelopeEncoder:
             marks.append((at, _checkpoint(item)))
 
         self.serializer.serialize_all(messages, encoded.records, mark)
-        encoded.events = len(items) - len(marks) - self.builder.notices
+        encoded.events = len(items) - len(marks) - self.builder.notices - self.builder.tables
         encoded.table_events = self.builder.counts
         for dropping in self._filters:
             encoded.filtered += dropping.dropped  # type: ignore[attr-defined]
         return encoded
+
+
+def _serializer(config: Config, connector: str) -> Serializer:
+    """The serializer ``[sink] format`` (and ``schemas_enable``) chooses."""
+    sink = config.sink
+    if sink.format == "maxwell":
+        return MaxwellSerializer(sink.maxwell_topic)
+    if sink.format == "avro":
+        from cdcd.connect_avro import AvroSerializer
+
+        assert sink.schema_registry_url is not None
+        return AvroSerializer(
+            MessageSchemas(sink.topic_prefix, connector), sink.schema_registry_url
+        )
+    keys, values = sink.schemas_for()
+    if keys or values:
+        return SchemaJsonSerializer(
+            MessageSchemas(sink.topic_prefix, connector), keys=keys, values=values
+        )
+    return JsonSerializer()
 
 
 def _checkpoint(mark: CommitMark) -> Checkpoint:

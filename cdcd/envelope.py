@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdcd import __version__
-from cdcd.events import ChangeEvent, Commit, Notification, SchemaChange, SourceItem
+from cdcd.events import ChangeEvent, Commit, Notification, SchemaChange, SourceItem, TableSchema
 from cdcd.offsets import inside_transaction
 
 
@@ -52,11 +52,20 @@ class EnvelopeBuilder:
     block are the transforms' to set: ``TableTopics``, ``TransactionMetadata``)."""
 
     def __init__(
-        self, topic_prefix: str, connector: str, notification_topic: str | None = None
+        self,
+        topic_prefix: str,
+        connector: str,
+        notification_topic: str | None = None,
+        *,
+        table_schemas: bool = False,
     ) -> None:
         self.topic_prefix = topic_prefix
         self.notification_topic = notification_topic  # None: notifications are dropped
         self.notices = 0  # notifications among the items of the last messages() call
+        # TableSchema items are passed on, in place, to a serializer that writes schemas
+        # (True), or dropped; ``tables``: how many the last messages() call saw.
+        self.table_schemas = table_schemas
+        self.tables = 0
         # The last call's change events by (namespace, table, operation), for the metrics.
         self.counts: dict[tuple[str, str, str], int] = {}
         # The source block's common fields; a snapshot event's own "snapshot" overrides.
@@ -67,12 +76,14 @@ class EnvelopeBuilder:
             "snapshot": "false",
         }
 
-    def messages(self, items: list[SourceItem], now_ns: int) -> list[Message | CommitMark]:
+    def messages(
+        self, items: list[SourceItem], now_ns: int
+    ) -> list[Message | CommitMark | TableSchema]:
         """The messages of a chunk, in order, with a ``CommitMark`` where each commit falls
         (one loop a chunk: this is the hot path, so the envelope is built inline)."""
-        out: list[Message | CommitMark] = []
+        out: list[Message | CommitMark | TableSchema] = []
         append = out.append
-        self.notices = 0
+        self.notices = self.tables = 0
         counts: dict[tuple[str, str, str], int] = {}
         self.counts = counts
         # Consecutive changes mostly share a table and an operation: counted a run at a time.
@@ -114,6 +125,10 @@ class EnvelopeBuilder:
                 self.notices += 1
                 if self.notification_topic:
                     append(self.notification(item))  # type: ignore[arg-type]
+            elif kind is TableSchema:
+                self.tables += 1
+                if self.table_schemas:
+                    append(item)  # type: ignore[arg-type]
             else:
                 assert isinstance(item, SchemaChange)
                 append(self.schema_change(item, now_ns))

@@ -68,6 +68,23 @@ class SchemaChange:
 
 
 @dataclass(slots=True)
+class TableSchema:
+    """The Kafka Connect schema of a table's columns (``cdcd.schemas``), yielded by a source
+    before the first change of each version of a table (a new Relation message, a new
+    TABLE_MAP): serializers that write schemas keep the last one of each table.
+
+    ``columns``: each column's schema by name, in the table's order; ``key_columns``: the
+    primary key's columns (empty: the table has none). Plain dicts: they cross a reader
+    process's pipe as JSON.
+    """
+
+    namespace: str
+    table: str
+    columns: dict[str, Any]
+    key_columns: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
 class Commit:
     """End of a transaction (or of a safe chunk of a huge one).
 
@@ -100,4 +117,4 @@ class Notification:
 HEARTBEAT: dict[str, Any] = {"heartbeat": True}
 
 
-SourceItem = ChangeEvent | SchemaChange | Commit | Notification
+SourceItem = ChangeEvent | SchemaChange | Commit | Notification | TableSchema

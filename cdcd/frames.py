@@ -7,7 +7,8 @@ or a chunk holding a value JSON cannot carry exactly).
 
 In JSON a change is an array ``[op, namespace, table, key, before, after, source, txid]``;
 a commit ``{"commit": position, "txid", "ts_ms", "event_count", "extra"}``; a schema
-change ``{"ddl", "namespace", "source", "table_changes"}``. Every value of a change is
+change ``{"ddl", "namespace", "source", "table_changes"}``; a table's schema
+``{"table_schema": [namespace, table, columns, key_columns]}``. Every value of a change is
 already what Debezium writes, so JSON gives back exactly what went in.
 
 A snapshot's chunk (``cdcd.snapshot.Chunk``, from a scan process) is a frame of its own,
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from cdcd.events import ChangeEvent, Commit, SchemaChange, SourceItem
+from cdcd.events import ChangeEvent, Commit, SchemaChange, SourceItem, TableSchema
 from cdcd.positions import position_from_dict
 from cdcd.snapshot import Chunk, SnapshotTable
 
@@ -56,6 +57,8 @@ def _plain(item: SourceItem) -> Any:
             "event_count": item.event_count,
             "extra": item.extra,
         }
+    if type(item) is TableSchema:
+        return {"table_schema": [item.namespace, item.table, item.columns, item.key_columns]}
     assert isinstance(item, SchemaChange)
     return {
         "ddl": item.ddl,
@@ -102,6 +105,9 @@ def decode(payload: bytes) -> list[SourceItem] | BaseException:
                     entry["extra"],
                 )
             )
+        elif "table_schema" in entry:
+            namespace, table, columns, key_columns = entry["table_schema"]
+            append(TableSchema(namespace, table, columns, tuple(key_columns)))
         else:
             append(
                 SchemaChange(

@@ -4,8 +4,8 @@ The offsets topic is compacted and may be shared by many daemons. Each daemon's 
 keyed like Kafka Connect's offsets, by the daemon's name and its source kind
 (``["shop",{"source":"postgres"}]``); the value is the resume position as JSON
 (``position.to_dict()``: commit LSN and index, or GTID set / file and pos) with the time it
-was written and, inside a split transaction, the transaction-metadata counters needed to
-continue that transaction exactly where it was cut. With exactly-once delivery the record
+was written and, inside a split transaction, the transaction-metadata counters and the
+roll-up's next part needed to continue that transaction exactly where it was cut. With exactly-once delivery the record
 is written in the same Kafka transaction as the changes up to that position.
 
 This module knows no Kafka client: the sink reads and writes the records.

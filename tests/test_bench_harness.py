@@ -260,3 +260,34 @@ def test_snapshot_headline_ratio_targets_and_table(tmp_path):
     assert "initial snapshot of a table" in table
     assert any(line.startswith("postgres") and "30,000" in line for line in table.splitlines())
     assert "initial snapshot of 1,000,000 rows: cdcd/Debezium 2.50x" in table
+
+
+def test_the_transforms_row_configuration_is_read_back_whole(tmp_path):
+    """The transforms row's sections (Debezium's dotted names quoted in the TOML) give
+    cdcd's column options, the outbox router and the flattening."""
+    import catchup
+    import readers
+    from server_postgres import PostgresBench
+
+    from cdcd.config import load_config
+    from cdcd.transforms import build_transforms
+
+    opts = _options(tmp_path)
+    source = PostgresBench(opts).cdcd_source("tf", "s")
+    source["tables"] = ["bench\\.(orders|outbox)"]
+    config = readers.cdcd_config(opts, "tf", source, "p")
+    config.update(catchup.TRANSFORMS)
+    path = tmp_path / "tf.toml"
+    readers.write_toml(path, config)
+    loaded = load_config(path)
+    assert loaded.flatten is not None
+    assert loaded.flatten.delete_tombstone_handling_mode == "rewrite-with-tombstone"
+    assert loaded.shaping is not None and len(loaded.shaping.column_rules) == 3
+    kinds = [type(t).__name__ for t in build_transforms(loaded)]
+    assert kinds == [
+        "ColumnShaper",
+        "TableTopics",
+        "DeleteTombstones",
+        "OutboxRouter",
+        "ExtractNewRecordState",
+    ]

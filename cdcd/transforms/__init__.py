@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cdcd.envelope import CommitMark, Message
+from cdcd.events import TableSchema
 
 if TYPE_CHECKING:
     from cdcd.config import Config
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CommitMark", "Item", "Transform", "build_transforms"]
 
-Item = Message | CommitMark
+# A TableSchema stands among the messages when the serializer writes schemas: passed on.
+Item = Message | CommitMark | TableSchema
 
 
 class Transform(Protocol):
@@ -43,10 +45,11 @@ def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -
     connector-level column options (``[shaping]``: include/exclude, masking, hashing,
     truncation, ``message.key.columns``); each change routed to its table's topic;
     transaction metadata; tombstones after deletes; then the SMTs: the outbox router
-    (``[outbox]``), the filter, the flattening (``[flatten]``), the topic regex, and last
-    the Python hook (``[transforms] hook``). With none of the new sections configured the
-    list is today's four rules. ``restore``: the metadata counters of a transaction cut
-    by the stored offset."""
+    (``[outbox]``), the filter, the transaction roll-up (``[rollup]``), the flattening
+    (``[flatten]``), the topic regex, and last the Python hook (``[transforms] hook``).
+    With none of the new sections configured the list is today's four rules.
+    ``restore``: the stored offset's record of a transaction it cuts (the metadata
+    counters, the roll-up's next part)."""
     from cdcd.topics import TopicNaming
     from cdcd.transforms.builtin import (
         DeleteTombstones,
@@ -77,6 +80,12 @@ def build_transforms(config: Config, *, restore: dict[str, Any] | None = None) -
         from cdcd.transforms.routing import Filter
 
         transforms.append(Filter(shaping))
+    if config.rollup.tables:
+        from cdcd.transforms.rollup import TransactionRollup
+
+        prefix = config.sink.topic_prefix
+        topic = config.rollup.topic or f"{prefix}.transactions.rollup"
+        transforms.append(TransactionRollup(config.rollup, topic, prefix, restore=restore))
     if config.flatten is not None:
         from cdcd.transforms.flatten import ExtractNewRecordState
 

@@ -1,4 +1,5 @@
-"""The transforms' configuration: ``[outbox]``, ``[shaping]``, ``[flatten]``, ``[transforms]``.
+"""The transforms' configuration: ``[outbox]``, ``[rollup]``, ``[shaping]``, ``[flatten]``,
+``[transforms]``.
 
 Options keep Debezium's (and Kafka Connect's) names where they exist, written quoted in
 TOML (``"route.by.field" = "aggregatetype"``) or, for the outbox router, in the issue's
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cdcd._config import Strict
+from cdcd._config import Strict, check_topic_name
 
 TOMBSTONE_MODES = ("tombstone", "drop", "rewrite", "rewrite-with-tombstone", "delete-to-tombstone")
 
@@ -124,6 +125,30 @@ class OutboxConfig(Strict):
             parts = entry.split(":")
             out.append((parts[0], parts[1], parts[2] if len(parts) == 3 else parts[0]))
         return out
+
+
+class RollupConfig(Strict):
+    """The transaction roll-up: a source transaction's changes of these tables as one
+    message (in parts of at most ``max_changes``)."""
+
+    tables: list[str] = Field(default_factory=list, description='"schema.table" rolled up')
+    topic: str | None = Field(
+        default=None, description="default: <topic_prefix>.transactions.rollup"
+    )
+    max_changes: int = Field(default=1000, ge=1, description="changes in one message at most")
+    keep_rows: bool = Field(
+        default=False, description="the rolled-up tables keep their per-row messages too"
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, value: list[str]) -> list[str]:
+        return [_table_name(name) for name in value]
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        return None if value is None else check_topic_name(value)
 
 
 _MASK = re.compile(r"^column\.mask\.with\.(\d+)\.chars$")

@@ -187,6 +187,13 @@ def _config(**sections):
         ({"flatten": {"delete.tombstone.handling.mode": "keep"}}, "'keep' is not one of"),
         ({"flatten": {"add.field": "op"}}, "flatten.add.field"),
         ({"outbox": {"tables": ["other.outbox"]}}, "outbox.tables: other.outbox is not captured"),
+        ({"rollup": {"tables": ["other.t"]}}, "rollup.tables: other.t is not captured"),
+        (
+            {"outbox": {"tables": ["shop.o"]}, "rollup": {"tables": ["shop.o"]}},
+            "rollup.tables: shop.o is an outbox",
+        ),
+        ({"rollup": {"tables": ["shop.t"], "max_changes": 0}}, "rollup.max_changes"),
+        ({"rollup": {"tables": ["orders"]}}, "'orders' is not schema.table"),
         ({"transforms": {"hook": "no_such_module_x:f"}}, "cannot import no_such_module_x"),
         ({"transforms": {"hook": "json:nope"}}, "json has no function nope"),
     ],
@@ -211,6 +218,7 @@ def test_nothing_configured_is_todays_four_rules():
             },
             flatten={},
             outbox={"tables": ["shop.outbox"]},
+            rollup={"tables": ["shop.orders"]},
             transforms={"hook": "json:dumps"},
         )
     )
@@ -221,6 +229,7 @@ def test_nothing_configured_is_todays_four_rules():
         "DeleteTombstones",
         "OutboxRouter",
         "Filter",
+        "TransactionRollup",
         "ExtractNewRecordState",
         "RegexRouter",
         "Hook",

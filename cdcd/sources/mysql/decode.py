@@ -258,7 +258,9 @@ class BinlogDecoder:
         if known is None or known.map_body != body:
             # A table id names one table until the server reuses it (after a restart or
             # an ALTER): the map's bytes, not only its id, decide.
-            self._tables[table_id] = self._table_maps.table(packet, body)
+            table = self._tables[table_id] = self._table_maps.table(packet, body)
+            if table.schema_item is not None:
+                self._items.append(table.schema_item)  # before the table's rows
 
     # -- transactions ------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from pymysqlreplication.row_event import TableMapEvent
 
 from cdcd.errors import SourceError
+from cdcd.events import TableSchema
+from cdcd.schemas.mysql import table_schema
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
 from cdcd.sources.mysql.types import EncodingOptions, RowConverter
@@ -61,6 +63,7 @@ class Table:
     full_bitmaps: frozenset[bytes] = frozenset()  # columns-present bitmaps of a FULL image
     map_body: bytes = b""  # the TABLE_MAP event's bytes after its header
     library_table: Any = None  # python-mysql-replication's Table, for its row decoding
+    schema_item: TableSchema | None = None  # its columns' schema (a captured table's)
 
 
 _LIBRARY_IS_NUMERIC = TableMapEvent._is_numeric_column
@@ -141,6 +144,7 @@ class TableMaps:
             bl.full_bitmaps(count),
             body,
             event.get_table(),
+            table_schema(schema, name, event, key_columns, self.options),
         )
 
     def rows(

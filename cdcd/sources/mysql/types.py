@@ -434,6 +434,18 @@ def _trimmed_fraction(microsecond: int) -> str:
 # --- whole rows ---------------------------------------------------------------------------
 
 
+def table_map_facts(event: Any) -> tuple[list[bool] | None, list[int] | None]:
+    """A TABLE_MAP's columns' nullability (its null bitmap) and the GEOMETRY_TYPE of its
+    geometry columns in order; None where the event has none."""
+    bitmask = getattr(event, "null_bitmask", None)
+    nullable = None
+    if bitmask:
+        nullable = [bool(bitmask[i // 8] & (1 << (i % 8))) for i in range(len(event.columns))]
+    metadata = getattr(event, "optional_metadata", None)
+    geometry_types = getattr(metadata, "geometry_type_list", None) or None
+    return nullable, geometry_types
+
+
 class RowConverter:
     """Encodes the rows of one table, built once per TABLE_MAP event.
 
@@ -472,14 +484,8 @@ class RowConverter:
     @classmethod
     def from_table_map(cls, event: Any, options: EncodingOptions = DEFAULT_OPTIONS) -> RowConverter:
         """Build from a ``pymysqlreplication.row_event.TableMapEvent``."""
-        columns = event.columns
-        bitmask = getattr(event, "null_bitmask", None)
-        nullable = None
-        if bitmask:
-            nullable = [bool(bitmask[i // 8] & (1 << (i % 8))) for i in range(len(columns))]
-        metadata = getattr(event, "optional_metadata", None)
-        geometry_types = getattr(metadata, "geometry_type_list", None) or None
-        return cls(columns, nullable=nullable, geometry_types=geometry_types, options=options)
+        nullable, geometry_types = table_map_facts(event)
+        return cls(event.columns, nullable=nullable, geometry_types=geometry_types, options=options)
 
     def __call__(
         self, values: Mapping[str, Any], none_sources: Mapping[str, str] | None = None

@@ -14,7 +14,9 @@ import psycopg
 
 from cdcd.encoding import DecimalMode
 from cdcd.errors import DecodeError
+from cdcd.events import TableSchema
 from cdcd.positions import lsn_to_str
+from cdcd.schemas.postgres import column_schema
 from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.types import make_converter
 
@@ -148,7 +150,9 @@ class Table:
                 out[name] = _other_value(convert, value)
         except (ValueError, DecodeError) as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
-            where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            where = (
+                f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            )
             raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
 
@@ -183,6 +187,60 @@ def source_block(
         "lsn": lsn,
         "xmin": None,
     }
+
+
+async def column_facts(
+    conn: psycopg.AsyncConnection[Any], relation_oid: int
+) -> dict[str, tuple[bool, list[str] | None]]:
+    """Each column's nullability and, for an enum (or an array of one), its labels in
+    order: what the schema needs that the Relation message does not say."""
+    cur = await conn.execute(
+        "SELECT a.attname, NOT a.attnotnull, (SELECT array_agg(e.enumlabel ORDER BY "
+        "e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = coalesce(nullif(t.typelem, 0), "
+        "t.oid)) FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped",
+        (relation_oid,),
+    )
+    return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+
+
+async def described_table(
+    conn: psycopg.AsyncConnection[Any] | None,
+    relation: pgoutput.Relation,
+    type_names: dict[int, str],
+    decimal_mode: DecimalMode,
+) -> tuple[Table, TableSchema | None]:
+    """The table of a Relation message and its columns' schema; ``conn`` (None: the table
+    is not captured) tells its primary key, its columns' nullability, its enums' labels."""
+    if conn is None:
+        return Table.of(relation, False, (), type_names, decimal_mode), None
+    key_columns = await primary_key_columns(conn, relation.oid)
+    table = Table.of(relation, True, key_columns, type_names, decimal_mode)
+    facts = await column_facts(conn, relation.oid)
+    columns = [(col.name, col.type_oid, col.typmod) for col in relation.columns]
+    return table, table_schema(table, columns, type_names, facts, decimal_mode)
+
+
+def table_schema(
+    table: Table,
+    columns: list[tuple[str, int, int]],
+    type_names: dict[int, str],
+    facts: dict[str, tuple[bool, list[str] | None]],
+    decimal_mode: DecimalMode,
+) -> TableSchema:
+    """The Kafka Connect schema of a table's columns ``(name, type OID, typmod)``."""
+    schemas = {}
+    for name, type_oid, typmod in columns:
+        nullable, labels = facts.get(name, (True, None))
+        schemas[name] = column_schema(
+            type_oid,
+            typmod,
+            type_names.get(type_oid),
+            nullable=nullable,
+            decimal_mode=decimal_mode,
+            enum_labels=labels,
+        )
+    return TableSchema(table.namespace, table.name, schemas, table.key_columns)
 
 
 async def primary_key_columns(

@@ -56,6 +56,7 @@ JOIN pg_namespace n ON n.nspname = s.nspname
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.relname
 """
 
+
 class PostgresSnapshotReader:
     """The snapshot reader of one ``PostgresSource``: its sessions, its selection of
     tables, its slot and the ``decimal_mode`` of its stream."""
@@ -177,6 +178,7 @@ class PostgresSnapshotReader:
                 await conn.close()
             raise
         self._idle.append(conn)
+
 
 class PgConsistentSnapshot:
     """The snapshot a new slot exported, alive while ``holder`` (the replication session

@@ -46,7 +46,7 @@ from cdcd.sources.postgres.reader import HEARTBEAT_MESSAGE, ack_message, reader_
 from cdcd.sources.postgres.rows import (
     UNAVAILABLE_VALUE,
     Table,
-    primary_key_columns,
+    described_table,
     source_block,
     type_name,
 )
@@ -297,7 +297,7 @@ class PostgresSource:
                         start_lsn = _XLOG_HEADER.unpack_from(data, 1)[0]
                         message = decode(memoryview(data)[25:])
                         if type(message) is pgoutput.Relation:
-                            await self._on_relation(message)
+                            await self._on_relation(message, items)
                         else:
                             self._on_message(message, start_lsn, items)
                         if len(items) >= _CHUNK_ITEMS:
@@ -330,19 +330,16 @@ class PostgresSource:
             with contextlib.suppress(Exception):
                 loop.remove_reader(pgconn.socket)
 
-    async def _on_relation(self, rel: pgoutput.Relation) -> None:
+    async def _on_relation(self, rel: pgoutput.Relation, items: list[SourceItem]) -> None:
         included = self.config.includes(rel.namespace, rel.name)
-        key_columns: tuple[str, ...] = ()
-        if included:
-            key_columns = await self._primary_key(rel.oid)
-        self._tables[rel.oid] = Table.of(
-            rel, included, key_columns, self._type_names, self.decimal_mode
-        )
-
-    async def _primary_key(self, relation_oid: int) -> tuple[str, ...]:
-        if self._meta is None or self._meta.closed:
+        if included and (self._meta is None or self._meta.closed):
             self._meta = await self._connect()
-        return await primary_key_columns(self._meta, relation_oid)
+        table, schema = await described_table(
+            self._meta if included else None, rel, self._type_names, self.decimal_mode
+        )
+        self._tables[rel.oid] = table
+        if schema is not None:  # before the table's changes, for a serializer with schemas
+            items.append(schema)
 
     def _source_block(self, table: Table, lsn: int) -> dict[str, Any]:
         sequence = f'[{self._last_commit_lsn_text},"{lsn}"]'
