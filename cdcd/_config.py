@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
+from cdcd.encoding import TIME_PRECISION_MODES, TimePrecisionMode
 from cdcd.errors import ConfigError
 from cdcd.selection import TableSelection, parse_entries
 
@@ -73,6 +74,8 @@ class SinkConfigBase(Strict):
 
 
 class SourceConfigBase(Strict, TableSelection):
+    #: the time.precision.mode values the kind's Debezium connector takes, its default first
+    time_precision_modes: ClassVar[tuple[TimePrecisionMode, ...]] = TIME_PRECISION_MODES
     kind: str
     dsn: str
     password_env: str | None = None

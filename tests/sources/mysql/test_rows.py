@@ -28,7 +28,8 @@ from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2
 from cdcd.sources.mysql.source import MysqlSource
 from cdcd.sources.mysql.start import Start
-from cdcd.sources.mysql.types import EncodingOptions, RowConverter
+from cdcd.encoding import Encoding
+from cdcd.sources.mysql.types import RowConverter
 
 from .conftest import connect
 
@@ -221,7 +222,7 @@ def _expected_decimal(text: str | None, scale: int, mode: str = "precise") -> ob
 
 
 # The other decimal.handling.modes, decoded from the same bytes.
-OTHER_MODES = {mode: EncodingOptions(decimal_mode=mode) for mode in ("string", "double")}
+OTHER_MODES = {mode: Encoding(decimal_mode=mode) for mode in ("string", "double")}
 
 
 @pytest.fixture(params=["mariadb", "mysql8"])

@@ -19,7 +19,7 @@ import pytest
 
 from cdcd.errors import SourceError
 from cdcd.positions import MysqlPosition
-from cdcd.sources.mysql.types import EncodingOptions
+from cdcd.encoding import Encoding
 
 from .conftest import connect
 from .snapshot_support import Log, changes, commits, key_of, make_source, stream_until
@@ -28,11 +28,11 @@ from .test_rows import COLUMNS, _literal
 pytestmark = pytest.mark.integration
 
 # decimal.handling.mode is the option [encoding] sets (the stream's fast decoder knows no
-# other EncodingOptions field)
+# other Encoding field)
 OPTION_SETS = {
-    "precise": EncodingOptions(),
-    "string": EncodingOptions(decimal_mode="string"),
-    "double": EncodingOptions(decimal_mode="double"),
+    "precise": Encoding(),
+    "string": Encoding(decimal_mode="string"),
+    "double": Encoding(decimal_mode="double"),
 }
 DECIMAL_COLUMNS = {
     "d1": (
