@@ -203,11 +203,11 @@ class EncodingConfig(Strict):
                     f"or as {_DEBEZIUM_KEYS[dotted[0]]} = ..."
                 )
         data = dict(data)
-        for dotted, field in _DEBEZIUM_KEYS.items():
-            if dotted in data:
+        for spelled, field in _DEBEZIUM_KEYS.items():
+            if spelled in data:
                 if field in data:
-                    raise ValueError(f'{field} and "{dotted}" are the same setting: keep one')
-                data[field] = data.pop(dotted)
+                    raise ValueError(f'{field} and "{spelled}" are the same setting: keep one')
+                data[field] = data.pop(spelled)
         return data
 
     @field_validator(*_MODE_FIELDS, mode="before")

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from cdcd.encoding import DecimalMode
+from cdcd.encoding import Encoding
 from cdcd.errors import DecodeError
 from cdcd.positions import lsn_to_str
 from cdcd.sources.postgres import pgoutput
@@ -103,13 +103,13 @@ class Table:
         included: bool,
         key_columns: tuple[str, ...],
         type_names: dict[int, str],
-        decimal_mode: DecimalMode,
+        encoding: Encoding,
     ) -> Table:
         """The table of a Relation message; ``type_names``: those of the Type messages."""
         columns = [(col.name, col.type_oid, col.typmod) for col in relation.columns]
         return cls.of_columns(
             relation.namespace, relation.name, included, columns, key_columns,
-            type_names, decimal_mode,
+            type_names, encoding,
         )  # fmt: skip
 
     @classmethod
@@ -121,12 +121,12 @@ class Table:
         columns: list[tuple[str, int, int]],
         key_columns: tuple[str, ...],
         type_names: dict[int, str],
-        decimal_mode: DecimalMode,
+        encoding: Encoding,
     ) -> Table:
         """The table of columns ``(name, type OID, typmod)`` in the Relation message's
         order; ``type_names``: the type names the Type messages give (``type_name``)."""
         converters = tuple(
-            make_converter(type_oid, typmod, type_names.get(type_oid), decimal_mode)
+            make_converter(type_oid, typmod, type_names.get(type_oid), encoding)
             for _, type_oid, typmod in columns
         )
         names = tuple(column for column, _, _ in columns)
@@ -148,7 +148,9 @@ class Table:
                 out[name] = _other_value(convert, value)
         except (ValueError, DecodeError) as exc:
             # Stop rather than skip or mangle a value (the position does not move on).
-            where = f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            where = (
+                f"{self.namespace}.{self.name}.{name}" if name else f"{self.namespace}.{self.name}"
+            )
             raise DecodeError(f"cannot encode {where} at LSN {lsn_to_str(lsn)}: {exc}") from None
         return out
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from cdcd.encoding import DecimalMode
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError
 from cdcd.events import (
     HEARTBEAT,
@@ -51,6 +51,7 @@ from cdcd.sources.postgres.rows import (
     type_name,
 )
 from cdcd.sources.postgres.slot import ReplicationSlot, default_object_name
+from cdcd.sources.postgres.types import DEFAULT_ENCODING
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
@@ -78,12 +79,12 @@ class PostgresSource:
         split_after_events: int = 20_000,
         reader: str | None = None,
         log_settings: tuple[str, str] | None = None,
-        decimal_mode: DecimalMode = "precise",
+        encoding: Encoding = DEFAULT_ENCODING,
     ) -> None:
         self.config = config
         self.log = log
         self.split_after_events = split_after_events
-        self.decimal_mode: DecimalMode = decimal_mode  # [encoding] decimal_handling_mode
+        self.encoding: Encoding = encoding  # the encoding modes ([encoding])
         self.name = name
         # "process": the stream is read and decoded in a worker process (cdcd.worker);
         # "inline": here, in the daemon's event loop (and in that worker itself).
@@ -178,7 +179,7 @@ class PostgresSource:
         from cdcd.sources.postgres.snapshot import PostgresSnapshotReader
 
         return PostgresSnapshotReader(
-            self.config, self._connector, self._replication_slot, self.decimal_mode, self.log
+            self.config, self._connector, self._replication_slot, self.encoding, self.log
         )
 
     def heartbeat_soon(self) -> None:
@@ -338,7 +339,7 @@ class PostgresSource:
         if included:
             key_columns = await self._primary_key(rel.oid)
         self._tables[rel.oid] = Table.of(
-            rel, included, key_columns, self._type_names, self.decimal_mode
+            rel, included, key_columns, self._type_names, self.encoding
         )
 
     async def _primary_key(self, relation_oid: int) -> tuple[str, ...]:
