@@ -51,7 +51,6 @@ from cdcd.sources.postgres.rows import (
     type_name,
 )
 from cdcd.sources.postgres.slot import ReplicationSlot, default_object_name
-from cdcd.sources.postgres.types import DEFAULT_ENCODING
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
@@ -79,12 +78,12 @@ class PostgresSource:
         split_after_events: int = 20_000,
         reader: str | None = None,
         log_settings: tuple[str, str] | None = None,
-        encoding: Encoding = DEFAULT_ENCODING,
+        encoding: Encoding | None = None,
     ) -> None:
         self.config = config
         self.log = log
         self.split_after_events = split_after_events
-        self.encoding: Encoding = encoding  # the encoding modes ([encoding])
+        self.encoding: Encoding = encoding or Encoding()  # the modes of [encoding]
         self.name = name
         # "process": the stream is read and decoded in a worker process (cdcd.worker);
         # "inline": here, in the daemon's event loop (and in that worker itself).

@@ -7,11 +7,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from cdcd.encoding import Encoding
 from cdcd.events import ChangeEvent, Commit, SourceItem
 from cdcd.positions import Position
 from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.source import MysqlSource
-from cdcd.encoding import Encoding
 from cdcd.sources.mysql.types import DEFAULT_OPTIONS
 
 

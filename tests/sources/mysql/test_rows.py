@@ -21,14 +21,13 @@ from hypothesis import strategies as st
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from cdcd.encoding import unscaled_base64
+from cdcd.encoding import Encoding, unscaled_base64
 from cdcd.events import ChangeEvent
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2
 from cdcd.sources.mysql.source import MysqlSource
 from cdcd.sources.mysql.start import Start
-from cdcd.encoding import Encoding
 from cdcd.sources.mysql.types import RowConverter
 
 from .conftest import connect

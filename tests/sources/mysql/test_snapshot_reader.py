@@ -17,9 +17,9 @@ import uuid
 
 import pytest
 
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError
 from cdcd.positions import MysqlPosition
-from cdcd.encoding import Encoding
 
 from .conftest import connect
 from .snapshot_support import Log, changes, commits, key_of, make_source, stream_until
