@@ -199,6 +199,7 @@ class _Backlog:
         self.socket = sock.fileno()
         self.error_message = b""
         self.status = None
+        self.ssl_in_use = False  # read by _read since TLS support
 
     def get_copy_data(self, _async: int) -> tuple[int, bytes]:
         frame = next(self._frames, None)

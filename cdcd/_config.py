@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from cdcd.encoding import TIME_PRECISION_MODES, TimePrecisionMode
 from cdcd.errors import ConfigError
 from cdcd.selection import TableSelection, parse_entries
 
@@ -156,6 +157,8 @@ _CONNECT_SPELLINGS = {
 
 
 class SourceConfigBase(Strict, TableSelection):
+    #: the time.precision.mode values the kind's Debezium connector takes, its default first
+    time_precision_modes: ClassVar[tuple[TimePrecisionMode, ...]] = TIME_PRECISION_MODES
     kind: str
     dsn: str
     password_env: str | None = None

@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cdcd import sinks, sources
 from cdcd._config import NAME, SinkConfigBase, SourceConfigBase, Strict, check_topic_name
-from cdcd.encoding import DECIMAL_MODES, DecimalMode
+from cdcd.encoding import (
+    MODES,
+    BigintUnsignedMode,
+    BinaryMode,
+    DecimalMode,
+    Encoding,
+    HstoreMode,
+    IntervalMode,
+    TimePrecisionMode,
+)
 from cdcd.errors import ConfigError
 from cdcd.snapshot.config import NotificationsConfig, SignalsConfig, SnapshotConfig
 from cdcd.transforms.config import (
@@ -175,45 +184,130 @@ class HaConfig(Strict):
         return self
 
 
+# [encoding]'s keys that are a mode, and the Encoding field each sets
+_MODE_FIELDS = {
+    "decimal_handling_mode": "decimal_mode",
+    "time_precision_mode": "time_precision_mode",
+    "binary_handling_mode": "binary_mode",
+    "bigint_unsigned_handling_mode": "bigint_unsigned_mode",
+    "interval_handling_mode": "interval_mode",
+    "hstore_handling_mode": "hstore_mode",
+}
+# Debezium's spelling of each key
+_DEBEZIUM_KEYS = {
+    field.replace("_", "."): field
+    for field in (*_MODE_FIELDS, "money_fraction_digits", "column_propagate_source_type")
+}
+
+
 class EncodingConfig(Strict):
-    """How values are encoded, for the options Debezium's connectors share."""
+    """How values are encoded: Debezium's connector options, under its names (each also
+    accepted in Debezium's own spelling, quoted: ``"decimal.handling.mode" = "string"``)."""
 
     decimal_handling_mode: DecimalMode = Field(
         default="precise",
         description="Debezium's decimal.handling.mode: numeric/DECIMAL/money as a Kafka "
         "Connect Decimal (precise), a JSON number (double) or a plain string (string)",
     )
+    time_precision_mode: TimePrecisionMode | None = Field(
+        default=None,
+        description="Debezium's time.precision.mode: adaptive (PostgreSQL's default), "
+        "adaptive_time_microseconds (MySQL's default), connect (Kafka Connect's Date, Time, "
+        "Timestamp: milliseconds)",
+    )
+    binary_handling_mode: BinaryMode = Field(
+        default="bytes",
+        description="Debezium's binary.handling.mode: bytes, base64, base64-url-safe, hex",
+    )
+    bigint_unsigned_handling_mode: BigintUnsignedMode = Field(
+        default="long",
+        description="Debezium's bigint.unsigned.handling.mode (MySQL): long (wraps past "
+        "2^63) or precise (a Kafka Connect Decimal)",
+    )
+    interval_handling_mode: IntervalMode = Field(
+        default="numeric",
+        description="Debezium's interval.handling.mode (PostgreSQL): numeric (microseconds) "
+        "or string (ISO 8601, P1Y2M3DT4H5M6.78S)",
+    )
+    hstore_handling_mode: HstoreMode = Field(
+        default="json",
+        description="Debezium's hstore.handling.mode (PostgreSQL): json (a JSON string) or "
+        "map (a JSON object)",
+    )
+    money_fraction_digits: int = Field(
+        default=2, ge=0, description="Debezium's money.fraction.digits (PostgreSQL)"
+    )
+    column_propagate_source_type: list[str] = Field(
+        default_factory=list,
+        description="Debezium's column.propagate.source.type: regular expressions over "
+        "'<schema or database>.<table>.<column>' whose type name, length and scale a "
+        "schema carries",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _debezium_spelling(cls, data: Any) -> Any:
-        # Accept Debezium's own key, written quoted in TOML: "decimal.handling.mode" = "string".
-        if isinstance(data, dict) and isinstance(data.get("decimal"), dict):
-            # Unquoted, TOML reads it as nested tables.
-            raise ValueError(
-                f'write Debezium\'s key quoted, "{_DEBEZIUM_DECIMAL_KEY}" = ..., '
-                "or as decimal_handling_mode = ..."
-            )
-        if isinstance(data, dict) and _DEBEZIUM_DECIMAL_KEY in data:
-            if "decimal_handling_mode" in data:
+        # Accept Debezium's own keys, written quoted in TOML: "decimal.handling.mode" = "string".
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            dotted = [d for d in _DEBEZIUM_KEYS if d.startswith(f"{key}.")]
+            if dotted and isinstance(value, dict):  # unquoted: TOML reads nested tables
                 raise ValueError(
-                    f'decimal_handling_mode and "{_DEBEZIUM_DECIMAL_KEY}" are the same '
-                    "setting: keep one"
+                    f'write Debezium\'s key quoted, "{dotted[0]}" = ..., '
+                    f"or as {_DEBEZIUM_KEYS[dotted[0]]} = ..."
                 )
-            data = dict(data)
-            data["decimal_handling_mode"] = data.pop(_DEBEZIUM_DECIMAL_KEY)
+        data = dict(data)
+        for spelled, field in _DEBEZIUM_KEYS.items():
+            if spelled in data:
+                if field in data:
+                    raise ValueError(f'{field} and "{spelled}" are the same setting: keep one')
+                data[field] = data.pop(spelled)
         return data
 
-    @field_validator("decimal_handling_mode", mode="before")
+    @field_validator(*_MODE_FIELDS, mode="before")
     @classmethod
-    def _known_mode(cls, value: Any) -> Any:
-        if value not in DECIMAL_MODES:
-            allowed = ", ".join(f'"{mode}"' for mode in DECIMAL_MODES)
-            raise ValueError(f"{value!r} is not one of {allowed}")
+    def _known_mode(cls, value: Any, info: ValidationInfo) -> Any:
+        allowed = MODES[_MODE_FIELDS[str(info.field_name)]]
+        if value not in allowed and not (
+            value is None and info.field_name == "time_precision_mode"
+        ):
+            listed = ", ".join(f'"{mode}"' for mode in allowed)
+            raise ValueError(f"{value!r} is not one of {listed}")
         return value
 
+    @field_validator("column_propagate_source_type", mode="before")
+    @classmethod
+    def _regexes(cls, value: Any) -> Any:
+        if isinstance(value, str):  # Debezium's comma-separated list
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for pattern in value if isinstance(value, list) else ():
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
 
-_DEBEZIUM_DECIMAL_KEY = "decimal.handling.mode"
+    def modes(self, time_precision_modes: tuple[TimePrecisionMode, ...], kind: str) -> Encoding:
+        """The modes a source of ``kind`` and its ``time_precision_modes`` (its default
+        first) runs with; ValueError if ``time_precision_mode`` is not one of them."""
+        time_mode = self.time_precision_mode or time_precision_modes[0]
+        if time_mode not in time_precision_modes:
+            listed = ", ".join(f'"{mode}"' for mode in time_precision_modes)
+            raise ValueError(
+                f"encoding.time_precision_mode: {time_mode!r} is not supported by the {kind} "
+                f"source (nor by Debezium's connector for it): one of {listed}"
+            )
+        return Encoding(
+            decimal_mode=self.decimal_handling_mode,
+            time_precision_mode=time_mode,
+            binary_mode=self.binary_handling_mode,
+            bigint_unsigned_mode=self.bigint_unsigned_handling_mode,
+            interval_mode=self.interval_handling_mode,
+            hstore_mode=self.hstore_handling_mode,
+            money_fraction_digits=self.money_fraction_digits,
+            propagate_source_types=tuple(self.column_propagate_source_type),
+        )
 
 
 class Config(Strict):
@@ -250,6 +344,15 @@ class Config(Strict):
             if field is not None and not field.is_required():
                 return {**data, "sink": {**sink, "topic_prefix": str(data.get("name") or "")}}
         return data
+
+    @model_validator(mode="after")
+    def _time_precision_supported(self) -> Config:
+        self.encoding_modes()  # a ValueError names its key
+        return self
+
+    def encoding_modes(self) -> Encoding:
+        """The encoding modes of ``[encoding]`` for this source (its own defaults)."""
+        return self.encoding.modes(self.source.time_precision_modes, self.source.kind)
 
     @model_validator(mode="after")
     def _transform_tables_captured(self) -> Config:

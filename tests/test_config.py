@@ -245,6 +245,71 @@ def test_decimal_handling_mode_in_either_spelling():
         assert message in str(info.value), str(info.value)
 
 
+def _modes(toml: str, kind: str = "mysql"):
+    import tomllib
+
+    dsn = "mysql://h/" if kind == "mysql" else "postgresql://h/db"
+    data = {"name": "a", "source": {"kind": kind, "dsn": dsn}, "sink": {"kind": "stdout"}}
+    return parse_config({**data, "encoding": tomllib.loads(toml)}).encoding_modes()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("time.precision.mode", "connect", "time_precision_mode"),
+        ("binary.handling.mode", "base64-url-safe", "binary_mode"),
+        ("binary.handling.mode", "hex", "binary_mode"),
+        ("bigint.unsigned.handling.mode", "precise", "bigint_unsigned_mode"),
+        ("interval.handling.mode", "string", "interval_mode"),
+        ("hstore.handling.mode", "map", "hstore_mode"),
+    ],
+)
+def test_every_mode_in_either_spelling(key, value, field):
+    ours = key.replace(".", "_")
+    assert getattr(_modes(f'"{key}" = "{value}"'), field) == value
+    assert getattr(_modes(f'{ours} = "{value}"'), field) == value
+    with pytest.raises(ConfigError) as info:
+        _modes(f'{ours} = "nope"')
+    assert str(info.value).startswith(f"config: encoding.{ours}: 'nope' is not one of \"")
+    with pytest.raises(ConfigError, match=f'write Debezium\'s key quoted, "{key}"'):
+        _modes(f'{key} = "{value}"')
+
+
+def test_defaults_are_debezium_s_for_each_source():
+    mysql, postgres = _modes(""), _modes("", "postgres")
+    assert mysql.time_precision_mode == "adaptive_time_microseconds"
+    assert postgres.time_precision_mode == "adaptive"
+    assert (postgres.binary_mode, postgres.interval_mode, postgres.hstore_mode) == (
+        "bytes", "numeric", "json",
+    )  # fmt: skip
+    assert (mysql.bigint_unsigned_mode, mysql.money_fraction_digits) == ("long", 2)
+    assert (
+        _modes('"time.precision.mode" = "adaptive"', "postgres").time_precision_mode == "adaptive"
+    )
+    with pytest.raises(ConfigError) as info:
+        _modes('time_precision_mode = "adaptive"')  # Debezium's binlog connectors refuse it
+    assert str(info.value) == (
+        "config: encoding.time_precision_mode: 'adaptive' is not supported by the mysql "
+        'source (nor by Debezium\'s connector for it): one of "adaptive_time_microseconds", '
+        '"connect"'
+    )
+
+
+def test_money_digits_and_propagated_columns():
+    modes = _modes(
+        '"money.fraction.digits" = 4\n"column.propagate.source.type" = "shop.orders.*, .*\\\\.id"'
+    )
+    assert modes.money_fraction_digits == 4
+    assert modes.propagate_source_types == ("shop.orders.*", ".*\\.id")
+    assert modes.propagates_source_type("shop", "orders", "amount")
+    assert modes.propagates_source_type("crm", "People", "ID")  # case-insensitive
+    assert not modes.propagates_source_type("crm", "people", "name")
+    with pytest.raises(ConfigError, match="encoding.money_fraction_digits: "):
+        _modes("money_fraction_digits = -1")
+    with pytest.raises(ConfigError, match=r"encoding.column_propagate_source_type: '\(' is not"):
+        _modes('column_propagate_source_type = ["("]')
+
+
 def test_unusable_kafka_tls_files_name_their_key(tmp_path):
     from cdcd.errors import ConfigError
     from cdcd.sinks.kafka.client import client_options

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cdcd.encoding import Encoding
 from cdcd.events import TableSchema
 from cdcd.schemas import connect as c
 from cdcd.sources.mysql import types as t
@@ -32,14 +33,14 @@ def column_schema(
     *,
     nullable: bool = True,
     geometry_type: int | None = None,
-    options: t.EncodingOptions = t.DEFAULT_OPTIONS,
+    options: Encoding = t.DEFAULT_OPTIONS,
 ) -> c.Schema:
     """The schema of one column (``column`` as ``types.make_converter`` takes it)."""
     schema = _unqualified(column, geometry_type, options)
     return c.optional(schema) if nullable else schema
 
 
-def _unqualified(column: Any, geometry_type: int | None, options: t.EncodingOptions) -> c.Schema:
+def _unqualified(column: Any, geometry_type: int | None, options: Encoding) -> c.Schema:
     kind = column.type
     integer = _INTEGERS.get(kind)
     if integer is not None:
@@ -92,7 +93,7 @@ def table_schema(
     name: str,
     event: Any,
     key_columns: tuple[str, ...],
-    options: t.EncodingOptions = t.DEFAULT_OPTIONS,
+    options: Encoding = t.DEFAULT_OPTIONS,
 ) -> TableSchema:
     """The schema of the table a ``pymysqlreplication`` TableMapEvent describes."""
     nullable, geometry_types = t.table_map_facts(event)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cdcd.encoding import Encoding
 from cdcd.schemas import connect as c
 from cdcd.schemas import mysql as my
 from cdcd.schemas import postgres as pg
@@ -158,14 +159,14 @@ def test_mysql_column_schemas(column: Any, expected: dict[str, Any]):
 
 def test_mysql_modes_and_geometry():
     unsigned = _column(mt._LONGLONG, unsigned=True)
-    precise = mt.EncodingOptions(bigint_unsigned_mode="precise")
+    precise = Encoding(bigint_unsigned_mode="precise")
     assert my.column_schema(unsigned, options=precise)["parameters"] == {
         "scale": "0",
         "connect.decimal.precision": "20",
     }
     decimal = _column(mt._NEWDECIMAL, precision=10, decimals=2)
     assert (
-        my.column_schema(decimal, options=mt.EncodingOptions(decimal_mode="string"))["type"]
+        my.column_schema(decimal, options=Encoding(decimal_mode="string"))["type"]
         == "string"
     )
     point = my.column_schema(_column(mt._GEOMETRY), geometry_type=mt.GEOMETRY_TYPE_POINT)

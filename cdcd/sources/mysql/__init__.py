@@ -14,7 +14,6 @@ if TYPE_CHECKING:  # the package stays light: importing its config.py loads no d
 def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
     from cdcd.sources.mysql.config import MysqlSourceConfig
     from cdcd.sources.mysql.source import MysqlSource
-    from cdcd.sources.mysql.types import EncodingOptions
 
     assert isinstance(config.source, MysqlSourceConfig)
     return MysqlSource(
@@ -22,5 +21,5 @@ def build(config: Config, log: Any = None, **_: Any) -> MysqlSource:
         name=config.name,
         log=log,
         split_after_events=config.transactions.split_after_events,
-        options=EncodingOptions(decimal_mode=config.encoding.decimal_handling_mode),
+        options=config.encoding_modes(),
     )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
 from cdcd._config import SourceConfigBase
+from cdcd.encoding import TimePrecisionMode
 
 
 class MysqlSourceConfig(SourceConfigBase):
+    # Debezium's binlog connectors refuse adaptive ("no longer supported")
+    time_precision_modes: ClassVar[tuple[TimePrecisionMode, ...]] = (
+        "adaptive_time_microseconds",
+        "connect",
+    )
     kind: Literal["mysql"]
     dsn: str | list[str] = Field(  # type: ignore[assignment]  # a list: servers to fail over to
         description="the server's URL, or a list of them (a primary and its replicas): each "

@@ -3,7 +3,7 @@
 Started by the daemon through ``cdcd.worker`` as
 ``python -m cdcd.sources.mysql.reader <fd> <daemon pid>``. Its setup: ``source.*`` as
 plain values, the server's facts, where to cut huge transactions, where to start, and
-how to encode values (``EncodingOptions``, from ``[encoding]``). It reads and decodes the
+how to encode values (``Encoding``, from ``[encoding]``). It reads and decodes the
 binlog and writes what it decodes to the pipe ``fd``, chunk by chunk, as frames
 (``cdcd.frames``), an error as its last frame. It only reads: after its setup its stdin
 only brings requests for a heartbeat Commit (``MysqlSource.heartbeat_soon``), and
@@ -28,7 +28,7 @@ def main() -> None:
     if setup is None:
         return
     fd, (config, info, connector, server_id, index, split_after_events, start, options) = setup
-    # A PlainConfig: source.* without pydantic; options: [encoding] as EncodingOptions.
+    # A PlainConfig: source.* without pydantic; options: [encoding] as Encoding.
     source = MysqlSource(
         cast(Any, config),
         name="reader",

@@ -12,7 +12,6 @@ the tests compare them on real rows.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import struct
 import time
@@ -22,7 +21,7 @@ from typing import Any
 from pymysql.charset import charset_by_name
 from pymysqlreplication.json_binary import parse_json
 
-from cdcd.encoding import DecimalMode, unscaled_encoder
+from cdcd.encoding import DecimalMode, Encoding, binary_encoder, unscaled_base64, unscaled_encoder
 from cdcd.sources.mysql import types as mtypes
 
 # (bytes, offset) -> (value, next offset)
@@ -37,7 +36,6 @@ _BLOB, _VAR_STRING, _STRING, _GEOMETRY = 252, 253, 254, 255
 _DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _POW10 = tuple(10**i for i in range(40))
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_b64 = base64.b64encode
 
 _FIXED: dict[tuple[int, bool], struct.Struct] = {
     (_TINY, False): struct.Struct("<b"),
@@ -127,14 +125,30 @@ def _text(prefix: int, column: Any) -> Reader:
     return read
 
 
-def _binary(prefix: int, pad_to: int) -> Reader:
+def _binary(prefix: int, pad_to: int, encode: Callable[[bytes], str]) -> Reader:
     raw = _length_prefixed(prefix)
 
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         value, pos = raw(buf, pos)
         if pad_to and len(value) < pad_to:
             value = value.ljust(pad_to, b"\x00")  # BINARY(n) padding, as Debezium (DBZ-254)
-        return _b64(value).decode(), pos
+        return encode(value), pos
+
+    return read
+
+
+def _unsigned_bigint_precise(buf: bytes, pos: int) -> tuple[Any, int]:
+    # bigint.unsigned.handling.mode=precise: a Kafka Connect Decimal of scale 0
+    return unscaled_base64(int.from_bytes(buf[pos : pos + 8], "little")), pos + 8
+
+
+def _time2_connect(fsp: int, to_millis: Callable[[int], int | None]) -> Reader:
+    # time.precision.mode=connect: Kafka Connect's Time, from the same microseconds
+    micros = _time2(fsp)
+
+    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+        value, pos = micros(buf, pos)
+        return to_millis(value), pos
 
     return read
 
@@ -324,7 +338,7 @@ def column_reader(
     optional: bool,
     geometry_type: int | None,
     flavor: str,
-    options: mtypes.EncodingOptions = mtypes.DEFAULT_OPTIONS,
+    options: Encoding = mtypes.DEFAULT_OPTIONS,
 ) -> Reader:
     """The reader of one column: bytes to Debezium's value, in ``options``' modes."""
     kind = column.type
@@ -332,6 +346,8 @@ def column_reader(
     convert = mtypes.make_converter(
         column, optional=optional, geometry_type=geometry_type, options=options
     )
+    if kind == _LONGLONG and unsigned and options.bigint_unsigned_mode == "precise":
+        return _unsigned_bigint_precise
     fixed = _FIXED.get((kind, unsigned))
     if fixed is not None:
         return _fixed(fixed)
@@ -344,11 +360,12 @@ def column_reader(
     if kind in (_VARCHAR, _STRING, _VAR_STRING):
         prefix = 2 if column.max_length > 255 else 1
         if mtypes._is_binary(column):
-            return _binary(prefix, column.max_length if kind == _STRING else 0)
+            pad_to = column.max_length if kind == _STRING else 0
+            return _binary(prefix, pad_to, binary_encoder(options.binary_mode))
         return _text(prefix, column)
     if kind == _BLOB:
         if mtypes._is_binary(column):
-            return _binary(column.length_size, 0)
+            return _binary(column.length_size, 0, binary_encoder(options.binary_mode))
         return _text(column.length_size, column)
     if kind == _GEOMETRY:
         return _converted_bytes(column.length_size, convert)
@@ -356,11 +373,14 @@ def column_reader(
         return _mysql_json(column.length_size, convert)
     if kind == _DATE:
         return _date(convert)
+    connect = options.time_precision_mode == "connect"  # Kafka Connect's types, in ms
     if kind == _DATETIME2:
-        return _datetime2(column.fsp, column.fsp > 3, convert)
+        return _datetime2(column.fsp, column.fsp > 3 and not connect, convert)
     if kind == _TIMESTAMP2:
         return _timestamp2(column.fsp)
     if kind == _TIME2:
+        if connect:
+            return _time2_connect(column.fsp, mtypes.connect_time(column.name, optional))
         return _time2(column.fsp)
     if kind == _YEAR:
         return _year
@@ -381,7 +401,7 @@ class RowImageDecoder:
         self,
         table_map: Any,
         flavor: str,
-        options: mtypes.EncodingOptions = mtypes.DEFAULT_OPTIONS,
+        options: Encoding = mtypes.DEFAULT_OPTIONS,
     ) -> None:
         columns = table_map.columns
         bitmask = getattr(table_map, "null_bitmask", None)

@@ -100,7 +100,7 @@ class MysqlSnapshotReader:
                 columns,
                 table.key_columns,
                 flavor=self._info().flavor,
-                options=self.source.options,
+                options=self.source.encoding,
             )
         return rows
 

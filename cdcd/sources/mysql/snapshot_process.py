@@ -57,7 +57,7 @@ class WorkerView:
             PlainConfig.of(source.config),
             source.info,
             source.connector,
-            source.options,
+            source.encoding,
             source.server_index,
         )
         closing = False

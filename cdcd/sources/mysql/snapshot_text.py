@@ -10,7 +10,8 @@ between, from the server's text straight to Debezium's encoding:
 - integers (but BIGINT UNSIGNED): ``int`` of the digits;
 - DECIMAL: the text has exactly the column's scale, so its digits without the point are
   the unscaled value, which ``cdcd.encoding`` writes in the decimal mode;
-- DATETIME: ``datetime.fromisoformat``, then the epoch ms/µs as the stream computes them;
+- DATETIME: ``datetime.fromisoformat``, then the epoch ms/µs as the stream computes them
+  (ms in ``time.precision.mode=connect``);
   DATE: its days since the epoch; a zero or invalid date fails the parse and takes the
   general way (None for the library, then the column's fallback);
 - TIMESTAMP (read in UTC): the text is Debezium's ISO form once 'T' and 'Z' are in (its
@@ -25,9 +26,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from cdcd.encoding import unscaled_encoder
+from cdcd.encoding import Encoding, unscaled_encoder
 from cdcd.sources.mysql import types as mtypes
-from cdcd.sources.mysql.types import EncodingOptions
 
 Decode = Callable[[bytes], Any]
 Form = tuple[str | None, Callable[[Any], Any] | None]  # pymysql's (encoding, converter)
@@ -53,7 +53,7 @@ def column_decoder(
     column: Any,
     form: Form,
     to_library: Callable[[Any], Any] | None,
-    options: EncodingOptions,
+    options: Encoding,
 ) -> tuple[Decode, Any]:
     """How a column's non-NULL raw value becomes its encoded value, and NULL's value."""
     geometry_type = column.geometry_type if column.type == 255 else None
@@ -73,7 +73,7 @@ def column_decoder(
     return (fast or general), null
 
 
-def _fast(column: Any, form: Form, options: EncodingOptions, general: Decode) -> Decode | None:
+def _fast(column: Any, form: Form, options: Encoding, general: Decode) -> Decode | None:
     kind = column.data_type
     if kind in _INTEGERS and not (kind == "bigint" and column.unsigned):
         return int
@@ -81,7 +81,9 @@ def _fast(column: Any, form: Form, options: EncodingOptions, general: Decode) ->
         encode = unscaled_encoder(options.decimal_mode, column.decimals)
         return lambda raw: encode(int(raw.replace(b".", b"")))
     if kind == "datetime":
-        return _datetime(general, 1000 if column.fsp <= 3 else 1)
+        # milliseconds for fsp <= 3, and always in time.precision.mode=connect
+        millis = column.fsp <= 3 or options.time_precision_mode == "connect"
+        return _datetime(general, 1000 if millis else 1)
     if kind == "date":
         return _date(general)
     if kind == "timestamp":

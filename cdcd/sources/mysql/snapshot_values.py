@@ -38,12 +38,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError
 from cdcd.sources.mysql import types as mtypes
+from cdcd.sources.mysql.json_text import write_json
 from cdcd.sources.mysql.snapshot_text import Form, column_decoder, pymysql_form
 from cdcd.sources.mysql.snapshot_wire import row_reader
 from cdcd.sources.mysql.snapshot_wire import values as wire_values
-from cdcd.sources.mysql.types import EncodingOptions, RowConverter
+from cdcd.sources.mysql.types import RowConverter
 
 # python-mysql-replication's FIELD_TYPE codes, as types.py names them
 _TYPE_CODES = {
@@ -186,7 +188,7 @@ def _timestamp(value: Any) -> Any:
 
 def _mysql_json(value: str | bytes) -> str:
     out: list[str] = []
-    mtypes._write_json(json.loads(value), out)
+    write_json(json.loads(value), out)
     return "".join(out)
 
 
@@ -227,7 +229,7 @@ class TableRows:
         key_columns: Sequence[str],
         *,
         flavor: str,
-        options: EncodingOptions,
+        options: Encoding,
     ) -> None:
         self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)

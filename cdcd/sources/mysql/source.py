@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError, SourceUnavailableError
 from cdcd.events import SourceItem
 from cdcd.positions import MysqlPosition, Position
@@ -36,7 +37,7 @@ from cdcd.sources.mysql.snapshot import MysqlSnapshotReader
 from cdcd.sources.mysql.start import Start, StartPoints
 from cdcd.sources.mysql.tables import TableMaps, count_year_as_numeric
 from cdcd.sources.mysql.tls import tls_context
-from cdcd.sources.mysql.types import DEFAULT_OPTIONS, EncodingOptions
+from cdcd.sources.mysql.types import DEFAULT_OPTIONS
 from cdcd.worker import Worker
 
 if TYPE_CHECKING:
@@ -67,12 +68,12 @@ class MysqlSource:
         name: str,
         log: Any = None,
         split_after_events: int = 20_000,
-        options: EncodingOptions = DEFAULT_OPTIONS,
+        options: Encoding = DEFAULT_OPTIONS,
         server_index: int = 0,
     ) -> None:
         self.config = config
         self.log = log
-        self.options = options  # how values are encoded ([encoding])
+        self.encoding = options  # the encoding modes ([encoding]): cdcd.encoding.Encoding
         # A larger transaction is cut (a Commit inside it, with the count of its events
         # written): Kafka transactions stay short, memory bounded, and a restart resumes
         # inside it.
@@ -362,7 +363,7 @@ class MysqlSource:
                 self.server_index,
                 self.split_after_events,
                 start,
-                self.options,
+                self.encoding,
             )
         )
         try:
@@ -410,7 +411,7 @@ class MysqlSource:
             flavor=self.info.flavor,
             version=self.version,
             checksum=self.checksum,
-            options=self.options,
+            options=self.encoding,
             table_databases=self.table_databases,
             log=self.log,
         )

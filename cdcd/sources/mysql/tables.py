@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from pymysqlreplication.row_event import TableMapEvent
 
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError
 from cdcd.events import TableSchema
 from cdcd.schemas.mysql import table_schema
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.rows import RowImageDecoder, UnsupportedColumn
-from cdcd.sources.mysql.types import EncodingOptions, RowConverter
+from cdcd.sources.mysql.types import RowConverter
 
 if TYPE_CHECKING:
     from cdcd.sources.mysql.config import MysqlSourceConfig
@@ -93,7 +94,7 @@ class TableMaps:
         flavor: str,
         version: tuple[int, ...],
         checksum: bool,
-        options: EncodingOptions,
+        options: Encoding,
         table_databases: set[str],
         log: Any = None,
     ) -> None:

@@ -4,10 +4,14 @@ Input: what python-mysql-replication 1.0.17 yields in ``event.rows[i]["values"]`
 for every type in notes/mysql-replication.md), with the column objects of the TABLE_MAP event
 (``binlog_row_metadata=FULL`` gives names, signedness, charsets, ENUM/SET strings).
 Output: what Kafka's JsonConverter (``schemas.enable=false``) prints for Debezium's value with
-the default settings, ``decimal.handling.mode`` aside (``EncodingOptions``; precise unless
-``[encoding] decimal_handling_mode`` says otherwise), ``time.precision.mode=
-adaptive_time_microseconds``, ``bigint.unsigned.handling.mode=long``,
-``binary.handling.mode=bytes``. Bytes become base64 text, as JsonConverter writes them.
+the modes of ``[encoding]`` (``cdcd.encoding.Encoding``; Debezium's defaults:
+``decimal.handling.mode=precise``, ``time.precision.mode=adaptive_time_microseconds``,
+``bigint.unsigned.handling.mode=long``, ``binary.handling.mode=bytes``). Bytes become
+base64 text, as JsonConverter writes them. ``time.precision.mode=connect`` gives Kafka
+Connect's Date (days), Time (ms past midnight) and Timestamp (epoch ms) for DATE, TIME and
+DATETIME; a TIME outside 00:00:00-24:00:00 has no Connect Time, and Debezium writes null
+for it (an error in a NOT NULL column). The converter of each mode is chosen once per
+column, never per value.
 
 The Debezium sources cited below are in github.com/debezium/debezium:
 ``BinlogValueConverters`` (debezium-connector-binlog/.../jdbc/), ``RowDeserializers``
@@ -22,15 +26,21 @@ import datetime as dt
 import math
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from cdcd.encoding import DecimalMode, unscaled_at_scale, unscaled_base64, unscaled_encoder
+from cdcd.encoding import (
+    DecimalMode,
+    Encoding,
+    binary_encoder,
+    unscaled_at_scale,
+    unscaled_base64,
+    unscaled_encoder,
+)
+from cdcd.sources.mysql.json_text import json_text as _json_text
 
 __all__ = [
     "Converter",
-    "EncodingOptions",
+    "DEFAULT_OPTIONS",
     "RowConverter",
     "make_converter",
 ]
@@ -63,20 +73,8 @@ _EMPTY_SET_SOURCE = "empty set"
 _ABSENT_SOURCE = "cols bitmap"  # binlog_row_image=MINIMAL left the column out
 
 
-@dataclass(frozen=True, slots=True)
-class EncodingOptions:
-    """The Debezium connector options that change a value's encoding; defaults are Debezium's."""
-
-    # decimal.handling.mode: precise = base64 of the unscaled two's-complement value,
-    # double = a JSON number, string = toPlainString (cdcd.encoding)
-    decimal_mode: DecimalMode = "precise"
-    # bigint.unsigned.handling.mode: long wraps values >= 2^63 to negative numbers
-    bigint_unsigned_mode: Literal["long", "precise"] = "long"
-    # binary.handling.mode: bytes and base64 print alike through JsonConverter
-    binary_mode: Literal["bytes", "base64", "base64-url-safe"] = "bytes"
-
-
-DEFAULT_OPTIONS = EncodingOptions()
+# Debezium's defaults for the binlog connectors (Encoding's are PostgreSQL's where they differ)
+DEFAULT_OPTIONS = Encoding(time_precision_mode="adaptive_time_microseconds")
 
 
 def make_converter(
@@ -84,7 +82,7 @@ def make_converter(
     *,
     optional: bool = True,
     geometry_type: int | None = None,
-    options: EncodingOptions = DEFAULT_OPTIONS,
+    options: Encoding = DEFAULT_OPTIONS,
 ) -> Converter:
     """Build the value encoder of one column; called once per TABLE_MAP, then per value.
 
@@ -95,7 +93,7 @@ def make_converter(
     becomes Debezium's fallback (0, epoch, "") since the column default is not in the
     binlog. ``geometry_type`` comes from the GEOMETRY_TYPE optional metadata.
     """
-    encode = _encoder(column, geometry_type, options)
+    encode = _encoder(column, geometry_type, options, optional)
     fallback = None if optional else _fallback(column, geometry_type, options)
     if encode is _identity and fallback is None:
         return _identity
@@ -108,8 +106,11 @@ def make_converter(
     return convert
 
 
-def _encoder(column: Any, geometry_type: int | None, options: EncodingOptions) -> Converter:
+def _encoder(
+    column: Any, geometry_type: int | None, options: Encoding, optional: bool
+) -> Converter:
     column_type = column.type
+    connect = options.time_precision_mode == "connect"
     if column_type in _INTEGERS or column_type == _YEAR:
         # Unsigned TINYINT..INT arrive unsigned already (TABLE_MAP signedness); Debezium
         # widens their schema type, the number is the same. YEAR: both this library and
@@ -142,10 +143,14 @@ def _encoder(column: Any, geometry_type: int | None, options: EncodingOptions) -
         return _epoch_days  # io.debezium.time.Date
     if column_type in (_TIME, _TIME2):
         fsp = getattr(column, "fsp", 0) or 0
+        if connect:
+            to_millis = connect_time(column.name, optional)
+            return lambda value: to_millis(_time_micros(value, fsp))
         return lambda value: _time_micros(value, fsp)  # io.debezium.time.MicroTime
     if column_type in (_DATETIME, _DATETIME2):
-        # JdbcValueConverters: TIMESTAMP precision <= 3 -> Timestamp (ms), <= 6 -> MicroTimestamp
-        if (getattr(column, "fsp", 0) or 0) <= 3:
+        # JdbcValueConverters: TIMESTAMP precision <= 3 -> Timestamp (ms), <= 6 ->
+        # MicroTimestamp; connect: Connect's Timestamp (ms) whatever the precision
+        if connect or (getattr(column, "fsp", 0) or 0) <= 3:
             return _epoch_millis
         return _epoch_micros
     if column_type in (_TIMESTAMP, _TIMESTAMP2):
@@ -158,7 +163,7 @@ def _encoder(column: Any, geometry_type: int | None, options: EncodingOptions) -
     if column_type in _STRINGS:
         if _is_binary(column):
             pad_to = column.max_length if column_type == _STRING else 0
-            return _binary_encoder(options, pad_to)
+            return _binary_encoder(binary_encoder(options.binary_mode), pad_to)
         return _text_encoder(column)
     if column_type == _JSON:
         return _json_text
@@ -207,6 +212,28 @@ def _bits_encoder(bits: int) -> Converter:
     # io.debezium.data.Bits: the bits little-endian (BitSet.toByteArray), padded to size;
     # a BYTES schema whatever binary.handling.mode says
     return lambda value: _base64(int(value, 2).to_bytes(size, "little"))
+
+
+_MICROS_PER_DAY = 86_400 * _MICROS_PER_SECOND
+
+
+def connect_time(name: str, optional: bool) -> Callable[[int], int | None]:
+    """Kafka Connect's Time (ms past midnight, Duration.toMillis) of a TIME in µs; outside
+    00:00:00-24:00:00 Debezium's Time.toMilliOfDay refuses it: null, or in a NOT NULL
+    column an error naming the setting."""
+
+    def to_millis(micros: int) -> int | None:
+        if 0 <= micros <= _MICROS_PER_DAY:
+            return micros // 1000
+        if optional:
+            return None
+        raise ValueError(
+            f"column {name!r}: TIME of {micros} µs is outside 00:00:00-24:00:00, which "
+            'time_precision_mode = "connect" cannot encode; set [encoding] '
+            'time_precision_mode = "adaptive_time_microseconds" to encode it, then restart'
+        )
+
+    return to_millis
 
 
 def _epoch_days(value: dt.date) -> int:
@@ -267,7 +294,7 @@ def _is_binary(column: Any) -> bool:
     return charset == "binary" or getattr(column, "collation_name", None) == "binary"
 
 
-def _binary_encoder(options: EncodingOptions, pad_to: int) -> Converter:
+def _binary_encoder(encode_bytes: Callable[[bytes], str], pad_to: int) -> Converter:
     def encode(value: bytes | str) -> str:
         if isinstance(value, str):
             # b"".decode("binary") does not fail like other bytes do, so an empty binary
@@ -276,7 +303,7 @@ def _binary_encoder(options: EncodingOptions, pad_to: int) -> Converter:
         if pad_to and len(value) < pad_to:
             # BINARY(n) loses its trailing 0x00 in the binlog; Debezium pads them back (DBZ-254)
             value = value.ljust(pad_to, b"\x00")
-        return _binary_text(value, options)
+        return encode_bytes(value)
 
     return encode
 
@@ -296,12 +323,6 @@ def _text_encoder(column: Any) -> Converter:
             ) from None
 
     return encode
-
-
-def _binary_text(value: bytes, options: EncodingOptions) -> str:
-    if options.binary_mode == "base64-url-safe":
-        return base64.urlsafe_b64encode(value).decode("ascii")
-    return _base64(value)
 
 
 def _base64(value: bytes) -> str:
@@ -325,7 +346,7 @@ def _geometry_encoder(is_point: bool) -> Converter:
     return encode
 
 
-def _fallback(column: Any, geometry_type: int | None, options: EncodingOptions) -> Any:
+def _fallback(column: Any, geometry_type: int | None, options: Encoding) -> Any:
     """Debezium's value for a NULL in a NOT NULL column without default (convertValue)."""
     column_type = column.type
     if column_type in (_TIMESTAMP, _TIMESTAMP2):
@@ -349,86 +370,6 @@ def _fallback(column: Any, geometry_type: int | None, options: EncodingOptions) 
             return None  # Debezium cannot build a Point from the empty collection either
         return empty
     return 0  # integers, YEAR, DATE, TIME, DATETIME: 0 / the epoch
-
-
-# --- MySQL JSON ---------------------------------------------------------------------------
-
-# MySQL keeps JSON in a binary form that the library decodes into Python values (dict with
-# bytes keys, bytes strings, int, float, bool, None, Decimal/datetime for opaque scalars).
-# Debezium prints the binary form with mysql-binlog-connector-java's JsonStringFormatter:
-# compact ({"a":1,"b":[1,2]}), keys in stored order. MariaDB's JSON is LONGTEXT and arrives
-# as text, passed through untouched.
-
-_JSON_ESCAPES = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
-_JSON_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
-for _code in range(0x20):
-    _JSON_ESCAPES.setdefault(_code, f"\\u{_code:04X}")
-
-
-def _json_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    out: list[str] = []
-    _write_json(value, out)
-    return "".join(out)
-
-
-def _write_json(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif value is True or value is False:
-        out.append("true" if value else "false")
-    elif isinstance(value, dict):
-        out.append("{")
-        for index, (key, item) in enumerate(value.items()):
-            if index:
-                out.append(",")
-            out.append(_json_string(key))
-            out.append(":")
-            _write_json(item, out)
-        out.append("}")
-    elif isinstance(value, list):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _write_json(item, out)
-        out.append("]")
-    elif isinstance(value, bytes | str):
-        out.append(_json_string(value))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, float):
-        out.append(_java_double(value))
-    elif isinstance(value, Decimal):
-        out.append(format(value, "f"))  # BigDecimal.toPlainString
-    elif isinstance(value, dt.datetime):
-        # valueDatetime; DATE scalars also arrive as datetime (the library drops the kind)
-        text = value.strftime("%Y-%m-%d %H:%M:%S") + _trimmed_fraction(value.microsecond)
-        out.append(_json_string(text))
-    elif isinstance(value, dt.time):
-        text = value.strftime("%H:%M:%S") + _trimmed_fraction(value.microsecond)
-        out.append(_json_string(text))
-    else:
-        raise ValueError(f"unexpected value in a JSON document: {type(value).__name__}")
-
-
-def _json_string(value: bytes | str) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    return '"' + value.translate(_JSON_ESCAPES) + '"'
-
-
-def _java_double(value: float) -> str:
-    # JsonStringFormatter.value(double): Double.toString, or the exact BigDecimal expansion
-    # when that would be in E notation (|x| < 1e-3 or >= 1e7).
-    if value == 0 or 1e-3 <= abs(value) < 1e7:
-        return repr(value)
-    return format(Decimal(value), "f")
-
-
-def _trimmed_fraction(microsecond: int) -> str:
-    return f".{microsecond:06d}".rstrip("0") if microsecond else ""
 
 
 # --- whole rows ---------------------------------------------------------------------------
@@ -460,7 +401,7 @@ class RowConverter:
         *,
         nullable: Sequence[bool] | None = None,
         geometry_types: Sequence[int] | None = None,
-        options: EncodingOptions = DEFAULT_OPTIONS,
+        options: Encoding = DEFAULT_OPTIONS,
     ) -> None:
         missing = [index for index, column in enumerate(columns) if not column.name]
         if missing:
@@ -482,7 +423,7 @@ class RowConverter:
         self._converters = tuple(converters)
 
     @classmethod
-    def from_table_map(cls, event: Any, options: EncodingOptions = DEFAULT_OPTIONS) -> RowConverter:
+    def from_table_map(cls, event: Any, options: Encoding = DEFAULT_OPTIONS) -> RowConverter:
         """Build from a ``pymysqlreplication.row_event.TableMapEvent``."""
         nullable, geometry_types = table_map_facts(event)
         return cls(event.columns, nullable=nullable, geometry_types=geometry_types, options=options)

@@ -22,6 +22,6 @@ def build(config: Config, log: Any = None, **_: Any) -> PostgresSource:
         log=log,
         split_after_events=config.transactions.split_after_events,
         log_settings=(config.log.level, config.log.format),
-        decimal_mode=config.encoding.decimal_handling_mode,
+        encoding=config.encoding_modes(),
         take_over=config.ha.enabled and config.sink.kind == "kafka",
     )

@@ -17,6 +17,18 @@ _UNESCAPE = re.compile(r"\\(.)", re.S)
 
 def hstore(text: str) -> str:
     """io.debezium.data.Json of an hstore: the map as compact JSON text, keys in order."""
+    return (
+        "{"
+        + ",".join(
+            f"{_json_string(k)}:{'null' if v is None else _json_string(v)}"
+            for k, v in hstore_map(text).items()
+        )
+        + "}"
+    )
+
+
+def hstore_map(text: str) -> dict[str, str | None]:
+    """An hstore as a map (hstore.handling.mode=map: a JSON object), keys in order."""
     pairs: dict[str, str | None] = {}
     pos, end = 0, len(text)
     key: str | None = None
@@ -38,14 +50,7 @@ def hstore(text: str) -> str:
         pos = match.end()
     if key is not None:
         raise ValueError(f"hstore key without value: {text!r}")
-    return (
-        "{"
-        + ",".join(
-            f"{_json_string(k)}:{'null' if v is None else _json_string(v)}"
-            for k, v in pairs.items()
-        )
-        + "}"
-    )
+    return pairs
 
 
 # Jackson's default string escaping: '"', '\\', and control characters (\b \t \n \f \r short,

@@ -9,7 +9,7 @@ Debezium ``PostgresValueConverter`` (``numericSchema``, ``convertDecimal``,
 - precise: numeric(p,s) -> Kafka Connect Decimal, base64 of the big-endian two's-complement
   unscaled integer at scale s; numeric without typmod -> VariableScaleDecimal
   ``{"scale": s, "value": base64}`` with trailing zeros stripped (scale never negative);
-  money -> Decimal at scale 2 (``money.fraction.digits``), rounded half-up. NaN and
+  money -> Decimal at scale ``money.fraction.digits`` (2 by default), rounded half-up. NaN and
   Infinity have no representation: Debezium stops with an error, and so does this module
   (DecodeError, naming the setting that encodes them).
 - double, numeric with or without typmod: ``BigDecimal.doubleValue()``, a JSON number;
@@ -52,9 +52,6 @@ __all__ = [
 ]
 
 Converter = Callable[[str], Any]
-
-_MONEY_FRACTION_DIGITS: Final = 2
-_MONEY_QUANTUM: Final = Decimal(1).scaleb(-_MONEY_FRACTION_DIGITS)
 
 
 def _int(digits: str) -> int:
@@ -205,18 +202,24 @@ def _money_amount(text: str) -> Decimal:
 _MONEY_MARKS: Final = str.maketrans("", "", "$,-()")
 
 
-def _money(text: str) -> str:
-    whole, _, cents = text.partition(".")
-    if len(cents) == _MONEY_FRACTION_DIGITS and cents.isdigit():
-        # The usual text: already at money.fraction.digits, so rounding changes nothing.
-        try:
-            unscaled = int(whole.translate(_MONEY_MARKS) + cents)
-        except ValueError:
-            pass
-        else:
-            return unscaled_base64(-unscaled if text[:1] in ("-", "(") else unscaled)
-    amount = _money_amount(text).quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_UP)
-    return encode_decimal(amount, _MONEY_FRACTION_DIGITS)
+def _money(fraction_digits: int) -> Converter:
+    """money in precise mode: a Decimal at ``fraction_digits`` (money.fraction.digits)."""
+    quantum = Decimal(1).scaleb(-fraction_digits)
+
+    def convert(text: str) -> str:
+        whole, _, cents = text.partition(".")
+        if len(cents) == fraction_digits and cents.isdigit():
+            # The usual text: already at the scale, so rounding changes nothing.
+            try:
+                unscaled = int(whole.translate(_MONEY_MARKS) + cents)
+            except ValueError:
+                pass
+            else:
+                return unscaled_base64(-unscaled if text[:1] in ("-", "(") else unscaled)
+        amount = _money_amount(text).quantize(quantum, rounding=ROUND_HALF_UP)
+        return encode_decimal(amount, fraction_digits)
+
+    return convert
 
 
 def _money_double(text: str) -> float:
@@ -227,6 +230,9 @@ def _money_string(text: str) -> str:
     return format(_money_amount(text), "f")  # toPlainString
 
 
-def money_converter(_typmod: int, mode: DecimalMode = "precise") -> Converter:
-    """The converter of a money column in ``mode``."""
-    return {"precise": _money, "double": _money_double, "string": _money_string}[mode]
+def money_converter(mode: DecimalMode = "precise", fraction_digits: int = 2) -> Converter:
+    """The converter of a money column in ``mode`` (``fraction_digits``: its scale in
+    precise mode, Debezium's money.fraction.digits; the other modes write the amount)."""
+    if mode == "precise":
+        return _money(fraction_digits)
+    return _money_double if mode == "double" else _money_string

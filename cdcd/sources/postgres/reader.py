@@ -3,8 +3,9 @@
 Started by the daemon through ``cdcd.worker`` as
 ``python -m cdcd.sources.postgres.reader <fd> <daemon pid>``. Its setup: the source's
 configuration, the daemon's name, where to cut huge transactions, where to resume, how
-to log, and ``[encoding] decimal_handling_mode``. It runs the source's own stream (slot, pgoutput decoding, rows) and writes
-each chunk to the pipe ``fd`` as a frame, an error as its last frame.
+to log, and the encoding modes (``[encoding]``). It runs the source's own stream (slot,
+pgoutput decoding, rows) and writes each chunk to the pipe ``fd`` as a frame, an error as
+its last frame.
 
 On its stdin come messages of 9 bytes: ``a`` and the commit LSN (8 bytes,
 little-endian) of a position the daemon acknowledged (Kafka holds everything before it),
@@ -52,7 +53,7 @@ def reader_setup(source: PostgresSource, resume: PgPosition | None) -> tuple[Any
         source.split_after_events,
         resume,
         source._log_settings,
-        source.decimal_mode,
+        source.encoding,
         source.take_over,
     )
 
@@ -60,7 +61,7 @@ def reader_setup(source: PostgresSource, resume: PgPosition | None) -> tuple[Any
 async def _run(fd: int, setup: Any) -> None:
     from cdcd.sources.postgres.source import PostgresSource
 
-    config, name, split_after_events, resume, log_settings, decimal_mode, take_over = setup
+    config, name, split_after_events, resume, log_settings, encoding, take_over = setup
     log = None
     if log_settings is not None:
         from cdcd.log import setup_logging
@@ -74,7 +75,7 @@ async def _run(fd: int, setup: Any) -> None:
         log=log,
         split_after_events=split_after_events,
         reader="inline",
-        decimal_mode=decimal_mode,
+        encoding=encoding,
         take_over=take_over,
     )
     loop = asyncio.get_running_loop()

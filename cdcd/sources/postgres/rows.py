@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from cdcd.encoding import DecimalMode
+from cdcd.encoding import DecimalMode, Encoding
 from cdcd.errors import DecodeError
 from cdcd.events import TableSchema
 from cdcd.positions import lsn_to_str
@@ -105,13 +105,13 @@ class Table:
         included: bool,
         key_columns: tuple[str, ...],
         type_names: dict[int, str],
-        decimal_mode: DecimalMode,
+        encoding: Encoding,
     ) -> Table:
         """The table of a Relation message; ``type_names``: those of the Type messages."""
         columns = [(col.name, col.type_oid, col.typmod) for col in relation.columns]
         return cls.of_columns(
             relation.namespace, relation.name, included, columns, key_columns,
-            type_names, decimal_mode,
+            type_names, encoding,
         )  # fmt: skip
 
     @classmethod
@@ -123,12 +123,12 @@ class Table:
         columns: list[tuple[str, int, int]],
         key_columns: tuple[str, ...],
         type_names: dict[int, str],
-        decimal_mode: DecimalMode,
+        encoding: Encoding,
     ) -> Table:
         """The table of columns ``(name, type OID, typmod)`` in the Relation message's
         order; ``type_names``: the type names the Type messages give (``type_name``)."""
         converters = tuple(
-            make_converter(type_oid, typmod, type_names.get(type_oid), decimal_mode)
+            make_converter(type_oid, typmod, type_names.get(type_oid), encoding)
             for _, type_oid, typmod in columns
         )
         names = tuple(column for column, _, _ in columns)
@@ -208,17 +208,17 @@ async def described_table(
     conn: psycopg.AsyncConnection[Any] | None,
     relation: pgoutput.Relation,
     type_names: dict[int, str],
-    decimal_mode: DecimalMode,
+    encoding: Encoding,
 ) -> tuple[Table, TableSchema | None]:
     """The table of a Relation message and its columns' schema; ``conn`` (None: the table
     is not captured) tells its primary key, its columns' nullability, its enums' labels."""
     if conn is None:
-        return Table.of(relation, False, (), type_names, decimal_mode), None
+        return Table.of(relation, False, (), type_names, encoding), None
     key_columns = await primary_key_columns(conn, relation.oid)
-    table = Table.of(relation, True, key_columns, type_names, decimal_mode)
+    table = Table.of(relation, True, key_columns, type_names, encoding)
     facts = await column_facts(conn, relation.oid)
     columns = [(col.name, col.type_oid, col.typmod) for col in relation.columns]
-    return table, table_schema(table, columns, type_names, facts, decimal_mode)
+    return table, table_schema(table, columns, type_names, facts, encoding.decimal_mode)
 
 
 def table_schema(

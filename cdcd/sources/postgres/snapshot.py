@@ -39,7 +39,7 @@ from cdcd.sources.postgres.snapshot_process import process_scan
 from cdcd.sources.postgres.snapshot_rows import scan_view, table_shape, text_rows
 
 if TYPE_CHECKING:
-    from cdcd.encoding import DecimalMode
+    from cdcd.encoding import Encoding
     from cdcd.sources.postgres.config import PostgresSourceConfig
     from cdcd.sources.postgres.connection import Connector
     from cdcd.sources.postgres.slot import ReplicationSlot
@@ -59,20 +59,20 @@ JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.relname
 
 class PostgresSnapshotReader:
     """The snapshot reader of one ``PostgresSource``: its sessions, its selection of
-    tables, its slot and the ``decimal_mode`` of its stream."""
+    tables, its slot and the ``encoding`` of its stream."""
 
     def __init__(
         self,
         config: PostgresSourceConfig,
         connector: Connector,
         slot: ReplicationSlot,
-        decimal_mode: DecimalMode,
+        encoding: Encoding,
         log: Any = None,
     ) -> None:
         self.config = config
         self.connector = connector
         self.slot = slot
-        self.decimal_mode: DecimalMode = decimal_mode
+        self.encoding: Encoding = encoding
         self.database = connector.database
         self.log = log
         self._idle: list[psycopg.AsyncConnection[Any]] = []  # watermarks and chunks
@@ -144,7 +144,7 @@ class PostgresSnapshotReader:
         async with self._session() as conn:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                shape = await table_shape(conn, table, self.decimal_mode)
+                shape = await table_shape(conn, table, self.encoding)
                 query, params = shape.query(after, where, limit + 1)
                 cur = conn.cursor()
                 await cur.execute(query, params)
@@ -212,7 +212,7 @@ class PgConsistentSnapshot:
         reader = self.reader
         args = (self.name, self.position.commit_lsn, table, after, chunk_size, where)
         scan = process_scan if reader.config.snapshot_reader == "process" else scan_view
-        chunks = scan(reader.connector, *args, reader.decimal_mode)
+        chunks = scan(reader.connector, *args, reader.encoding)
         try:
             async for chunk in chunks:
                 yield chunk

@@ -29,7 +29,7 @@ from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.worker import Worker, close_frames, frames_writer, worker_main
 
 if TYPE_CHECKING:
-    from cdcd.encoding import DecimalMode
+    from cdcd.encoding import Encoding
     from cdcd.sources.postgres.connection import Connector
 
 MODULE = "cdcd.sources.postgres.snapshot_process"
@@ -43,7 +43,7 @@ async def process_scan(
     after: list[Any] | None,
     chunk_size: int,
     where: str | None,
-    decimal_mode: DecimalMode,
+    encoding: Encoding,
 ) -> AsyncIterator[Chunk]:
     """``snapshot_rows.scan_view``'s chunks, read by a scan process; its error raised as it
     came. The process ends with the table's last chunk, or when this iterator is closed."""
@@ -51,7 +51,7 @@ async def process_scan(
     config = connector.config
     plain = config if isinstance(config, PlainConfig) else PlainConfig.of(config)
     setup = (plain, connector.application_name, snapshot, lsn, table, after, chunk_size,
-             where, decimal_mode)  # fmt: skip
+             where, encoding)  # fmt: skip
     await worker.start(setup)
     try:
         async for payload in worker.payloads(lambda: False):
@@ -70,11 +70,11 @@ async def _run(fd: int, setup: Any) -> None:
     from cdcd.sources.postgres.connection import Connector
     from cdcd.sources.postgres.snapshot_rows import scan_view
 
-    config, application_name, snapshot, lsn, table, after, chunk_size, where, decimal_mode = setup
+    config, application_name, snapshot, lsn, table, after, chunk_size, where, encoding = setup
     connector = Connector(cast(Any, config), application_name)
     out = await frames_writer(fd)
     try:
-        scan = scan_view(connector, snapshot, lsn, table, after, chunk_size, where, decimal_mode)
+        scan = scan_view(connector, snapshot, lsn, table, after, chunk_size, where, encoding)
         async for chunk in scan:
             out.write(frames.encode_chunk(chunk))
             await out.drain()

@@ -25,7 +25,7 @@ from cdcd.snapshot import Chunk, SnapshotTable
 from cdcd.sources.postgres.rows import Table, source_block
 
 if TYPE_CHECKING:
-    from cdcd.encoding import DecimalMode
+    from cdcd.encoding import Encoding
     from cdcd.sources.postgres.connection import Connector
 
 # The table's columns as pgoutput's Relation message lists them (not dropped, not
@@ -143,7 +143,7 @@ async def text_rows(cur: psycopg.AsyncCursor[Any]) -> list[tuple[str | None, ...
 
 
 async def table_shape(
-    conn: psycopg.AsyncConnection[Any], table: SnapshotTable, decimal_mode: DecimalMode
+    conn: psycopg.AsyncConnection[Any], table: SnapshotTable, encoding: Encoding
 ) -> Shape:
     """The table's columns as the transaction on ``conn`` sees them."""
     ident = sql.Identifier(table.namespace, table.name)
@@ -162,7 +162,7 @@ async def table_shape(
     type_names = {int(c[1]): c[4] for c in columns if c[4] is not None}
     rows = Table.of_columns(
         table.namespace, table.name, True, [(c[0], int(c[1]), c[2]) for c in columns],
-        table.key_columns, type_names, decimal_mode,
+        table.key_columns, type_names, encoding,
     )  # fmt: skip
     select = sql.SQL("SELECT {} FROM {}").format(
         sql.SQL(", ").join(map(sql.Identifier, names)), ident
@@ -180,7 +180,7 @@ async def scan_view(
     after: list[Any] | None,
     chunk_size: int,
     where: str | None,
-    decimal_mode: DecimalMode,
+    encoding: Encoding,
 ) -> AsyncIterator[Chunk]:
     """The table's rows in the exported snapshot named ``snapshot`` (whose consistent
     point is ``lsn``), ``chunk_size`` at a time, through a server-side cursor on a
@@ -192,7 +192,7 @@ async def scan_view(
     try:
         await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         await conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-        shape = await table_shape(conn, table, decimal_mode)
+        shape = await table_shape(conn, table, encoding)
         query, params = shape.query(after, where, None)
         cur = conn.cursor()
         declare = sql.SQL("DECLARE cdcd_scan NO SCROLL CURSOR FOR {}").format(query)

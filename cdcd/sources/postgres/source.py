@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from cdcd.encoding import DecimalMode
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError
 from cdcd.events import (
     HEARTBEAT,
@@ -76,13 +76,13 @@ class PostgresSource:
         split_after_events: int = 20_000,
         reader: str | None = None,
         log_settings: tuple[str, str] | None = None,
-        decimal_mode: DecimalMode = "precise",
+        encoding: Encoding | None = None,
         take_over: bool = False,  # [ha]: the leader ends a reader still holding the slot
     ) -> None:
         self.config = config
         self.log = log
         self.split_after_events = split_after_events
-        self.decimal_mode: DecimalMode = decimal_mode  # [encoding] decimal_handling_mode
+        self.encoding: Encoding = encoding or Encoding()  # the modes of [encoding]
         self.name = name
         # "process": the stream is read and decoded in a worker process (cdcd.worker);
         # "inline": here, in the daemon's event loop (and in that worker itself).
@@ -177,7 +177,7 @@ class PostgresSource:
         from cdcd.sources.postgres.snapshot import PostgresSnapshotReader
 
         return PostgresSnapshotReader(
-            self.config, self._connector, self._replication_slot, self.decimal_mode, self.log
+            self.config, self._connector, self._replication_slot, self.encoding, self.log
         )
 
     def heartbeat_soon(self) -> None:
@@ -335,7 +335,7 @@ class PostgresSource:
         if included and (self._meta is None or self._meta.closed):
             self._meta = await self._connect()
         table, schema = await described_table(
-            self._meta if included else None, rel, self._type_names, self.decimal_mode
+            self._meta if included else None, rel, self._type_names, self.encoding
         )
         self._tables[rel.oid] = table
         if schema is not None:  # before the table's changes, for a serializer with schemas

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from decimal import ROUND_DOWN, Decimal
 from typing import Final
 
 _US_PER_DAY: Final = 86_400_000_000
@@ -237,8 +238,9 @@ def _java_round(value: float) -> int:
     return int((value + 0.5) // 1)
 
 
-def interval_micros(text: str) -> int:
-    """MicroDuration of an IntervalStyle=postgres interval, as pgjdbc PGInterval parses it."""
+def _interval_fields(text: str) -> tuple[int, int, int, int, int, float]:
+    """Years, months, days, hours, minutes and seconds of an IntervalStyle=postgres
+    interval, as pgjdbc's PGInterval parses it (``getSeconds()``)."""
     years = months = days = hours = minutes = 0
     seconds = 0.0
     value_token: str | None = None
@@ -278,6 +280,12 @@ def interval_micros(text: str) -> int:
     total_micros = _java_round(seconds * 1_000_000)
     whole = abs(total_micros) // 1_000_000 * (1 if total_micros >= 0 else -1)
     seconds = whole + (total_micros - whole * 1_000_000) / 1_000_000
+    return years, months, days, hours, minutes, seconds
+
+
+def interval_micros(text: str) -> int:
+    """MicroDuration of an IntervalStyle=postgres interval, as pgjdbc PGInterval parses it."""
+    years, months, days, hours, minutes, seconds = _interval_fields(text)
     # MicroDuration.durationMicros, in the same double arithmetic.
     number_of_days = (years * 12 + months) * _DAYS_PER_MONTH_AVG + days
     number_of_seconds = ((number_of_days * 24 + hours) * 60 + minutes) * 60 + seconds
@@ -288,3 +296,18 @@ def interval_micros(text: str) -> int:
     if micros <= -9.223372036854775808e18:
         return -9_223_372_036_854_775_808
     return int(micros)
+
+
+_NINE_DIGITS: Final = Decimal("1e-9")
+
+
+def interval_iso(text: str) -> str:
+    """io.debezium.time.Interval (interval.handling.mode=string): Interval.toIsoString,
+    ``P<y>Y<m>M<d>DT<h>H<min>M<s>S``, the seconds BigDecimal.valueOf(double) with its
+    trailing zeros stripped (``P1Y2M3DT4H5M6.78S``, ``P0Y0M0DT0H0M0S``)."""
+    years, months, days, hours, minutes, seconds = _interval_fields(text)
+    second = Decimal(repr(seconds))  # Double.toString's shortest digits, as BigDecimal.valueOf
+    if second.as_tuple().exponent < -9:  # type: ignore[operator]
+        second = second.quantize(_NINE_DIGITS, rounding=ROUND_DOWN)
+    second_text = "0" if second == 0 else format(second.normalize(), "f")
+    return f"P{years}Y{months}M{days}DT{hours}H{minutes}M{second_text}S"

@@ -2,10 +2,20 @@
 
 pgoutput (non-binary) sends every column as the text its output function writes. This
 module turns that text into what Debezium 2.x/3.x writes with the JsonConverter
-(``schemas.enable=false``) under its default settings, ``decimal.handling.mode`` aside
-(precise by default, or double or string: ``[encoding] decimal_handling_mode``),
-``time.precision.mode=adaptive``, ``binary.handling.mode=bytes``,
-``interval.handling.mode=numeric``, ``hstore.handling.mode=json``, ``money.fraction.digits=2``.
+(``schemas.enable=false``) in the modes of ``[encoding]`` (``cdcd.encoding.Encoding``),
+which pick each column's converter once, when its table is compiled. Below, Debezium's
+defaults (``decimal.handling.mode=precise``, ``time.precision.mode=adaptive``,
+``binary.handling.mode=bytes``, ``interval.handling.mode=numeric``,
+``hstore.handling.mode=json``, ``money.fraction.digits=2``), then the other modes:
+
+- ``time.precision.mode``: adaptive_time_microseconds: time(p) always MicroTime (us);
+  connect: Kafka Connect's Date (days), Time (ms) and Timestamp (ms) whatever p.
+  timetz and timestamptz keep their ISO strings in every mode.
+- ``binary.handling.mode``: base64 writes what bytes does through the JsonConverter;
+  base64-url-safe (Java's URL encoder, padded) and hex (lower case) differ.
+- ``interval.handling.mode=string``: io.debezium.time.Interval, ``P1Y2M3DT4H5M6.78S``.
+- ``hstore.handling.mode=map``: the map as a JSON object.
+- ``money.fraction.digits``: money's scale in precise mode (rounded half up).
 
 The rules, and where they come from (Debezium ``PostgresValueConverter``,
 ``JdbcValueConverters``, ``io.debezium.time.*``, ``io.debezium.data.*``; pgjdbc
@@ -58,8 +68,8 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-from cdcd.encoding import DecimalMode
-from cdcd.sources.postgres.containers import array_converter, hstore, parse_array
+from cdcd.encoding import Encoding, binary_encoder
+from cdcd.sources.postgres.containers import array_converter, hstore, hstore_map, parse_array
 from cdcd.sources.postgres.numeric import (
     SPECIALS_AS_DOUBLE,
     encode_decimal,
@@ -69,6 +79,7 @@ from cdcd.sources.postgres.numeric import (
 )
 from cdcd.sources.postgres.times import (
     date_days,
+    interval_iso,
     interval_micros,
     time_ms,
     time_us,
@@ -116,15 +127,21 @@ def _bool(text: str) -> bool:
 _BYTEA_ESCAPE = re.compile(rb"\\(\\|[0-7]{3})")
 
 
-def _bytea(text: str) -> str:
-    if text.startswith("\\x"):
-        return _b64(binascii.a2b_hex(text[2:]))
-    # bytea_output=escape: printable ASCII as is, '\\' and '\ooo' octal escapes.
-    raw = _BYTEA_ESCAPE.sub(
-        lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1), 8)]),
-        text.encode("latin-1"),
-    )
-    return _b64(raw)
+def _bytea(encode: Callable[[bytes], str]) -> Converter:
+    """bytea's text (hex, or bytea_output=escape) as binary.handling.mode writes it."""
+    a2b_hex = binascii.a2b_hex
+
+    def convert(text: str) -> str:
+        if text.startswith("\\x"):
+            return encode(a2b_hex(text[2:]))
+        # bytea_output=escape: printable ASCII as is, '\\' and '\ooo' octal escapes.
+        raw = _BYTEA_ESCAPE.sub(
+            lambda m: b"\\" if m.group(1) == b"\\" else bytes([int(m.group(1), 8)]),
+            text.encode("latin-1"),
+        )
+        return encode(raw)
+
+    return convert
 
 
 def _bits_as_bool(text: str) -> bool:
@@ -158,30 +175,40 @@ def _bit(typmod: int) -> Converter:
     return _bits_as_bool if typmod == 1 else _bits
 
 
-_SCALARS: Final[dict[int, Callable[[int], Converter]]] = {
-    BOOL: lambda _: _bool,
-    BYTEA: lambda _: _bytea,
-    INT2: lambda _: int,
-    INT4: lambda _: int,
-    INT8: lambda _: int,
-    OID: lambda _: int,
-    FLOAT4: lambda _: _float,
-    FLOAT8: lambda _: _float,
-    DATE: lambda _: date_days,
-    TIME: lambda typmod: time_ms if _precision(typmod) <= 3 else time_us,
-    TIMETZ: lambda _: timetz,
-    TIMESTAMP: lambda typmod: timestamp_ms if _precision(typmod) <= 3 else timestamp_us,
-    TIMESTAMPTZ: lambda typmod: timestamptz(_precision(typmod)),
-    INTERVAL: lambda _: interval_micros,
-    BIT: _bit,
-    VARBIT: _bit,
-    POINT: lambda _: _point,
-}
+def _time(typmod: int, encoding: Encoding) -> Converter:
+    mode = encoding.time_precision_mode
+    if mode == "connect" or (mode == "adaptive" and _precision(typmod) <= 3):
+        return time_ms
+    return time_us  # adaptive_time_microseconds: always MicroTime
 
-# The types decimal.handling.mode applies to.
-_DECIMALS: Final[dict[int, Callable[[int, DecimalMode], Converter]]] = {
-    NUMERIC: numeric_converter,
-    MONEY: money_converter,
+
+def _timestamp(typmod: int, encoding: Encoding) -> Converter:
+    if encoding.time_precision_mode == "connect" or _precision(typmod) <= 3:
+        return timestamp_ms
+    return timestamp_us
+
+
+# Each builtin type's converter for a typmod in the modes of an Encoding.
+_SCALARS: Final[dict[int, Callable[[int, Encoding], Converter]]] = {
+    BOOL: lambda _, __: _bool,
+    BYTEA: lambda _, encoding: _bytea(binary_encoder(encoding.binary_mode)),
+    INT2: lambda _, __: int,
+    INT4: lambda _, __: int,
+    INT8: lambda _, __: int,
+    OID: lambda _, __: int,
+    FLOAT4: lambda _, __: _float,
+    FLOAT8: lambda _, __: _float,
+    DATE: lambda _, __: date_days,
+    TIME: _time,
+    TIMETZ: lambda _, __: timetz,
+    TIMESTAMP: _timestamp,
+    TIMESTAMPTZ: lambda typmod, _: timestamptz(_precision(typmod)),
+    INTERVAL: lambda _, e: interval_iso if e.interval_mode == "string" else interval_micros,
+    BIT: lambda typmod, _: _bit(typmod),
+    VARBIT: lambda typmod, _: _bit(typmod),
+    POINT: lambda _, __: _point,
+    NUMERIC: lambda typmod, encoding: numeric_converter(typmod, encoding.decimal_mode),
+    MONEY: lambda _, e: money_converter(e.decimal_mode, e.money_fraction_digits),
 }
 
 # Array type OID -> element type OID (pg_type.typelem), for the builtin types above and the
@@ -268,45 +295,47 @@ _NAMES: Final = {
 }
 
 # Extension types (no fixed OID) recognised by name.
-_EXTENSIONS: Final[dict[str, Converter]] = {"hstore": hstore}
+_EXTENSIONS: Final[dict[str, Callable[[Encoding], Converter]]] = {
+    "hstore": lambda encoding: hstore_map if encoding.hstore_mode == "map" else hstore,
+}
+
+#: Debezium's defaults for PostgreSQL.
+DEFAULT_ENCODING: Final = Encoding()
 
 
-def _scalar(type_oid: int, typmod: int, decimal_mode: DecimalMode) -> Converter:
-    decimal = _DECIMALS.get(type_oid)
-    if decimal is not None:
-        return decimal(typmod, decimal_mode)
+def _scalar(type_oid: int, typmod: int, encoding: Encoding) -> Converter:
     factory = _SCALARS.get(type_oid)
-    return str if factory is None else factory(typmod)
+    return str if factory is None else factory(typmod, encoding)
 
 
 def make_converter(
     type_oid: int,
     typmod: int,
     type_name: str | None = None,
-    decimal_mode: DecimalMode = "precise",
+    encoding: Encoding = DEFAULT_ENCODING,
 ) -> Converter:
     """Build the converter of one column from its Relation message type and typmod.
 
     ``type_name`` comes from the Type message pgoutput sends for non-builtin types (enums,
     domains, extension types); it is ignored for builtin OIDs. Anything unrecognised is
-    passed through as its text, as are enums. ``decimal_mode`` is Debezium's
-    ``decimal.handling.mode`` (numeric and money, their arrays and domains).
+    passed through as its text, as are enums. ``encoding`` holds the modes (their arrays
+    and domains follow them too).
     """
-    if type_oid in _SCALARS or type_oid in _DECIMALS:
-        return _scalar(type_oid, typmod, decimal_mode)
+    if type_oid in _SCALARS:
+        return _scalar(type_oid, typmod, encoding)
     element = _ARRAYS.get(type_oid)
     if element is not None:
-        return array_converter(_scalar(element, typmod, decimal_mode))
+        return array_converter(_scalar(element, typmod, encoding))
     if type_name is None or type_oid < 10000:  # builtin text-encoded type, or unknown
         return str
-    return _converter_by_name(type_name, typmod, decimal_mode)
+    return _converter_by_name(type_name, typmod, encoding)
 
 
-def _converter_by_name(type_name: str, typmod: int, decimal_mode: DecimalMode) -> Converter:
+def _converter_by_name(type_name: str, typmod: int, encoding: Encoding) -> Converter:
     if type_name.startswith("_"):  # array types are named after their element, with '_'
-        return array_converter(_converter_by_name(type_name[1:], typmod, decimal_mode))
+        return array_converter(_converter_by_name(type_name[1:], typmod, encoding))
     extension = _EXTENSIONS.get(type_name)
     if extension is not None:
-        return extension
+        return extension(encoding)
     builtin = _NAMES.get(type_name)  # a domain over a builtin type
-    return str if builtin is None else _scalar(builtin, typmod, decimal_mode)
+    return str if builtin is None else _scalar(builtin, typmod, encoding)

@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from cdcd.encoding import Encoding
 from cdcd.events import ChangeEvent, Commit, SourceItem
 from cdcd.positions import Position
 from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.source import MysqlSource
-from cdcd.sources.mysql.types import DEFAULT_OPTIONS, EncodingOptions
+from cdcd.sources.mysql.types import DEFAULT_OPTIONS
 
 
 class Log:
@@ -37,7 +38,7 @@ def make_source(
     url: str,
     tables: list[str],
     *,
-    options: EncodingOptions = DEFAULT_OPTIONS,
+    options: Encoding = DEFAULT_OPTIONS,
     log: Any = None,
     reader: str = "thread",
     snapshot_reader: str = "thread",

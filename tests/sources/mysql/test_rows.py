@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
-from cdcd.encoding import unscaled_base64
+from cdcd.encoding import Encoding, unscaled_base64
 from cdcd.events import ChangeEvent
 from cdcd.sources.mysql import binlog as bl
 from cdcd.sources.mysql.config import MysqlSourceConfig
 from cdcd.sources.mysql.rows import RowImageDecoder, _decimal, _time2
 from cdcd.sources.mysql.source import MysqlSource
 from cdcd.sources.mysql.start import Start
-from cdcd.sources.mysql.types import EncodingOptions, RowConverter
+from cdcd.sources.mysql.types import RowConverter
 
 from .conftest import connect
 
@@ -221,7 +221,11 @@ def _expected_decimal(text: str | None, scale: int, mode: str = "precise") -> ob
 
 
 # The other decimal.handling.modes, decoded from the same bytes.
-OTHER_MODES = {mode: EncodingOptions(decimal_mode=mode) for mode in ("string", "double")}
+OTHER_MODES = {mode: Encoding(decimal_mode=mode) for mode in ("string", "double")}
+# Every other mode that changes a value of the generated table: both paths decode alike.
+NON_DEFAULT = Encoding(
+    time_precision_mode="connect", binary_mode="hex", bigint_unsigned_mode="precise"
+)
 
 
 @pytest.fixture(params=["mariadb", "mysql8"])
@@ -295,6 +299,8 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
     )
     compared = decimals_checked = 0
     decoders: dict[str, tuple[RowImageDecoder, RowConverter, dict[str, RowImageDecoder]]] = {}
+    non_default: dict[str, tuple[RowImageDecoder, RowConverter]] = {}
+    non_default_compared = 0
     try:
         for event in reader:
             if isinstance(event, TableMapEvent):
@@ -303,6 +309,10 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
                         RowImageDecoder(event, flavor),
                         RowConverter.from_table_map(event),
                         {m: RowImageDecoder(event, flavor, o) for m, o in OTHER_MODES.items()},
+                    )
+                    non_default[event.table] = (
+                        RowImageDecoder(event, flavor, NON_DEFAULT),
+                        RowConverter.from_table_map(event, NON_DEFAULT),
                     )
                 continue
             decoder, converter, in_modes = decoders[event.table]
@@ -326,7 +336,15 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
                 if decimals_checked == 500:
                     break  # the last statement written; others' binlog may go on and on
                 continue
+            if not update:  # in the non-default modes, both paths alike as well
+                fast_decoder, library_converter = non_default[event.table]
+                fast_rows = fast_decoder.images(body)
             packet.unread(body)  # the library reads the same bytes again
+            if not update:
+                for fast_row, r in zip(fast_rows, event.rows, strict=True):
+                    library_row = library_converter(r["values"], r["none_sources"])
+                    assert fast_row == library_row, (fast_row["id"], NON_DEFAULT)
+                    non_default_compared += 1
             if update:
                 slow = [
                     (
@@ -351,6 +369,7 @@ def test_fast_decoder_matches_the_library_on_generated_rows(server_url):
     finally:
         reader.close()
     assert decimals_checked == 500
+    assert non_default_compared >= 500
     assert compared >= 500 + 10 * 2 * 17  # 500 inserts and both images of the updates
     print(f"\n{flavor}: {compared} row images decoded alike by both paths")
 

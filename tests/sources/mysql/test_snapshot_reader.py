@@ -17,9 +17,9 @@ import uuid
 
 import pytest
 
+from cdcd.encoding import Encoding
 from cdcd.errors import SourceError
 from cdcd.positions import MysqlPosition
-from cdcd.sources.mysql.types import EncodingOptions
 
 from .conftest import connect
 from .snapshot_support import Log, changes, commits, key_of, make_source, stream_until
@@ -28,11 +28,11 @@ from .test_rows import COLUMNS, _literal
 pytestmark = pytest.mark.integration
 
 # decimal.handling.mode is the option [encoding] sets (the stream's fast decoder knows no
-# other EncodingOptions field)
+# other Encoding field)
 OPTION_SETS = {
-    "precise": EncodingOptions(),
-    "string": EncodingOptions(decimal_mode="string"),
-    "double": EncodingOptions(decimal_mode="double"),
+    "precise": Encoding(),
+    "string": Encoding(decimal_mode="string"),
+    "double": Encoding(decimal_mode="double"),
 }
 DECIMAL_COLUMNS = {
     "d1": (
@@ -89,7 +89,9 @@ def _create_typed_tables(case, rnd: random.Random, count: int) -> None:
 async def test_snapshot_rows_are_encoded_as_the_stream_encodes_them(my_case, mode, reader_kind):
     url, db = my_case.url, my_case.database
     options = OPTION_SETS[mode]
-    source = make_source(url, [f"{db}.t", f"{db}.odd"], options=options, snapshot_reader=reader_kind)
+    source = make_source(
+        url, [f"{db}.t", f"{db}.odd"], options=options, snapshot_reader=reader_kind
+    )
     start = await source.latest_position()
     _create_typed_tables(my_case, random.Random(f"{mode}{my_case.flavor}"), 120)
     streamed = changes(await stream_until(source, start, lambda items: len(changes(items)) >= 123))
@@ -353,7 +355,9 @@ def _same_rows(events) -> list[str]:
 @pytest.mark.parametrize("reader_kind", ["thread", "process"])
 async def test_a_keyless_table_is_read_whole_in_a_consistent_view_only(my_case, reader_kind):
     db = my_case.database
-    source = make_source(my_case.url, [f"{db}.nokey", f"{db}.nokey_empty"], snapshot_reader=reader_kind)
+    source = make_source(
+        my_case.url, [f"{db}.nokey", f"{db}.nokey_empty"], snapshot_reader=reader_kind
+    )
     start = await source.latest_position()
     my_case.ddl("CREATE TABLE nokey (n INT, label VARCHAR(20), amount DECIMAL(8,2), "
                 "at DATETIME(3), raw VARBINARY(4))")  # fmt: skip

@@ -23,7 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymysqlreplication.column import Column
 
-from cdcd.sources.mysql.types import EncodingOptions, RowConverter, make_converter
+from cdcd.encoding import Encoding
+from cdcd.sources.mysql.types import RowConverter, make_converter
 
 UTF8MB4 = {"character_set_name": "utf8", "collation_name": "utf8mb4_general_ci"}
 LATIN1 = {"character_set_name": "cp1252", "collation_name": "latin1_swedish_ci"}
@@ -429,19 +430,19 @@ def test_text_in_a_charset_python_cannot_decode_is_an_error() -> None:
 
 
 def test_bigint_unsigned_precise_mode() -> None:
-    precise = EncodingOptions(bigint_unsigned_mode="precise")
+    precise = Encoding(bigint_unsigned_mode="precise")
     col = column(LONGLONG, unsigned=True)
     assert convert(col, 18446744073709551615, options=precise) == "AP//////////"
     # the value in a Debezium user's report of precise mode (blog.csdn.net/.../133176664)
     assert convert(col, 11111111111111111111, options=precise) == "AJoymK+1rHHH"
     # a Decimal schema of its own: decimal.handling.mode does not apply
-    both = EncodingOptions(bigint_unsigned_mode="precise", decimal_mode="string")
+    both = Encoding(bigint_unsigned_mode="precise", decimal_mode="string")
     assert convert(col, 11111111111111111111, options=both) == "AJoymK+1rHHH"
     assert convert(col, None, optional=False, options=both) == "AA=="
 
 
-STRING = EncodingOptions(decimal_mode="string")
-DOUBLE = EncodingOptions(decimal_mode="double")
+STRING = Encoding(decimal_mode="string")
+DOUBLE = Encoding(decimal_mode="double")
 
 
 @pytest.mark.parametrize(
@@ -482,7 +483,7 @@ def test_decimal_string_is_to_plain_string_and_double_the_nearest_double(
 
 def test_binary_url_safe_mode() -> None:
     col = column(VARCHAR, max_length=20, **BINARY)
-    options = EncodingOptions(binary_mode="base64-url-safe")
+    options = Encoding(binary_mode="base64-url-safe")
     assert convert(col, b"\xfb\xff", options=options) == "-_8="
     # BIT and geometry keep their BYTES schema whatever the mode
     assert convert(column(BIT, bits=16, bytes=2), "1111111111111011", options=options) == "+/8="

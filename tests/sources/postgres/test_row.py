@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cdcd.encoding import Encoding
 from cdcd.errors import DecodeError
 from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.rows import UNAVAILABLE_VALUE, Table
@@ -14,7 +15,18 @@ from cdcd.sources.postgres.types import make_converter
 # int8, int4, varchar, numeric(12,2), text, timestamp(6), json, bool
 _TYPES = [(20, -1), (23, -1), (1043, 20), (1700, (12 << 16 | 2) + 4), (25, -1), (1114, 6),
           (114, -1), (16, -1)]  # fmt: skip
-_GOOD = ["0", "42", "-7", "12.50", "NaN", "t", "f", "2026-11-22 08:30:01.123456", '{"a": 1}', "text"]
+_GOOD = [
+    "0",
+    "42",
+    "-7",
+    "12.50",
+    "NaN",
+    "t",
+    "f",
+    "2026-11-22 08:30:01.123456",
+    '{"a": 1}',
+    "text",
+]
 
 
 def _table(types: list[tuple[int, int]], names: list[str]) -> Table:
@@ -62,7 +74,9 @@ def test_special_values_and_a_refused_value_named_by_its_column():
         "meta": None,
     }
     assert table.row((b"8", b"x", '{"a": 1}'), 0) == {"id": 8, "note": "x", "meta": '{"a": 1}'}
-    with pytest.raises(DecodeError, match=r"^cannot encode public\.t\.id at LSN 0/1A2B3C8: invalid literal"):
+    with pytest.raises(
+        DecodeError, match=r"^cannot encode public\.t\.id at LSN 0/1A2B3C8: invalid literal"
+    ):
         table.row(("seven", "x", None), 0x1A2B3C8)
     with pytest.raises(DecodeError, match=r"^cannot encode public\.t\.\w+ at LSN 16/B374D848: "):
         table.row(("7", "x"), 0x16_B374D848)  # one value short
@@ -77,6 +91,8 @@ def test_a_numeric_nan_in_precise_mode_names_table_column_position_and_setting()
         'representation in decimal_handling_mode = "precise"; set [encoding] '
         'decimal_handling_mode = "string" (or "double") to encode it, then restart'
     )
-    converters = tuple(make_converter(oid, -1, None, "string") for oid in (20, 1700))
+    converters = tuple(
+        make_converter(oid, -1, None, Encoding(decimal_mode="string")) for oid in (20, 1700)
+    )
     as_string = Table("public", "t", True, ("id", "amount"), converters, ())
     assert as_string.row(("7", "NaN"), 0x1A2B3C8) == {"id": 7, "amount": "NAN"}

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cdcd.encoding import plain_string
+from cdcd.encoding import Encoding, plain_string
 from cdcd.errors import DecodeError
 from cdcd.sources.postgres.types import make_converter
 
@@ -30,7 +30,7 @@ def typmod(precision: int, scale: int) -> int:
 
 
 def convert(mode: str, type_oid: int, text: str, mod: int = -1, name: str | None = None) -> Any:
-    return make_converter(type_oid, mod, name, mode)(text)  # type: ignore[arg-type]
+    return make_converter(type_oid, mod, name, Encoding(decimal_mode=mode))(text)  # type: ignore[arg-type]
 
 
 def numeric_text(unscaled: int, scale: int) -> str:
@@ -136,8 +136,8 @@ def test_arrays_and_domains_follow_the_mode() -> None:
 
 def test_other_types_do_not_change_with_the_mode() -> None:
     for mode in ("double", "string"):
-        assert make_converter(701, -1, None, mode)("NaN") == "NaN"  # type: ignore[arg-type]
-        assert make_converter(20, -1, None, mode)("42") == 42  # type: ignore[arg-type]
+        assert make_converter(701, -1, None, Encoding(decimal_mode=mode))("NaN") == "NaN"  # type: ignore[arg-type]
+        assert make_converter(20, -1, None, Encoding(decimal_mode=mode))("42") == 42  # type: ignore[arg-type]
 
 
 big = st.one_of(st.integers(-(10**30), 10**30), st.integers(-(10**400), 10**400))
