@@ -357,7 +357,15 @@ class Leadership:
             return False
         self.me = replace(self.me, role=ACTIVE, epoch=epoch)
         self._renewed = sent
-        self.log.info("leadership acquired", epoch=epoch, instance=self.me.instance)
+        # A takeover is news; the first start of a lone instance is not.
+        took_over = any(
+            beat.epoch
+            for beat, _at in self.peers.latest.values()
+            if beat.instance != self.me.instance
+        )
+        (self.log.info if took_over else self.log.debug)(
+            "leadership acquired", epoch=epoch, instance=self.me.instance
+        )
         return True
 
     # -- leaving -----------------------------------------------------------------------

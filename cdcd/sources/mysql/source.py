@@ -153,17 +153,18 @@ class MysqlSource:
         servers in ``source.dsn``, every one's, each finding naming its server."""
         return await asyncio.to_thread(self._check_every_server)
 
-    def _on_first_serving(self, action: Any) -> list[Problem]:
-        """Read from the first server of ``source.dsn`` that passes the fatal checks and
-        on which ``action()`` raises no ``SourceError`` (``servers.first_serving``); its
-        other findings returned."""
+    def _on_first_serving(self, action: Any, strict: bool = True) -> list[Problem]:
+        """Read from the first server of ``source.dsn`` that passes the fatal checks
+        (``strict=False``: that answers; a position is asked for before the tables exist)
+        and on which ``action()`` raises no ``SourceError`` (``servers.first_serving``);
+        its other findings returned."""
         problems: list[Problem] = []
 
         def try_server(index: int) -> None:
             self.server_index = index
             problems[:] = self._check_sync()
             fatal = [p for p in problems if p.fatal]
-            if fatal:
+            if fatal and strict:
                 raise SourceError(f"{fatal[0].what}; fix: {fatal[0].fix}")
             action()
 
@@ -255,13 +256,13 @@ class MysqlSource:
 
     async def earliest_position(self) -> MysqlPosition:
         """The oldest binlog still on the server (``cdcd offsets reset --to earliest``)."""
-        await asyncio.to_thread(self._on_first_serving, lambda: None)
+        await asyncio.to_thread(self._on_first_serving, lambda: None, False)
         starts = self._start_points()
         return starts.position(await asyncio.to_thread(starts.resolve, "earliest"))
 
     async def latest_position(self) -> MysqlPosition:
         """After everything committed so far (``cdcd offsets reset --to latest``)."""
-        await asyncio.to_thread(self._on_first_serving, lambda: None)
+        await asyncio.to_thread(self._on_first_serving, lambda: None, False)
         starts = self._start_points()
         return starts.position(await asyncio.to_thread(starts.resolve, "latest"))
 

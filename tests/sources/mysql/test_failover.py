@@ -238,11 +238,13 @@ def test_a_reader_with_the_same_server_id_displaces_the_daemon(my_case, tmp_path
     """The server ends the older dump of a server id when a newer one registers (MariaDB:
     error 4052, MySQL: 1236): the daemon hears of it at once and stops, saying why,
     instead of waiting for an idle stream's timeout or starting over (which would
-    displace the other in turn)."""
+    displace the other in turn). Without a pair (``ha.enabled = false``; in a pair the
+    displaced instance stands by: tests/test_ha.py)."""
     case = my_case
     db, server_id = case.database, 700_000 + int(time.time() * 1000) % 100_000
     case.ddl(f"CREATE TABLE {db}.t (id INT PRIMARY KEY)")
-    with daemon(tmp_path, case.config(["t"], server_id=server_id)) as d:
+    config = {**case.config(["t"], server_id=server_id), "ha": {"enabled": False}}
+    with daemon(tmp_path, config) as d:
         case.execute(f"INSERT INTO {db}.t VALUES (1)")
         consume(case.bootstrap, [case.topic("t")], expect=1, settle=0)
         with case.conn.cursor() as cursor:
