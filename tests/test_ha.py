@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -354,4 +355,46 @@ def test_a_host_cut_off_from_kafka_then_one_cut_off_from_the_database_hand_over(
         f"{figures['kafka cut']:.2f} s, after it lost its database "
         f"{figures['database cut']:.2f} s (source_timeout_s 6); {counts['changes']} changes, "
         f"{counts['duplicates']} duplicates, {counts['missing']} missing"
+    )
+
+
+def test_a_standby_reading_a_replica_takes_over_from_the_active_on_the_primary(
+    mariadb_case, mysql_replica_url: str, tmp_path: Path
+):
+    """The active instance reads the MariaDB primary, the standby its replica (another
+    `source.dsn`): the GTID position carries over both ways, no gap, no repeat."""
+    on_primary = _ha_config(mariadb_case)
+    on_replica = {**on_primary, "source": {**on_primary["source"], "dsn": mysql_replica_url}}
+    bootstrap = on_primary["sink"]["bootstrap_servers"]
+    a = _instance(tmp_path, on_primary, "host-a").start(timeout=START_TIMEOUT)
+    b = _instance(tmp_path, on_replica, "host-b").start('"standing by"', START_TIMEOUT)
+    writer = SteadyWriter(mariadb_case.write)
+    tail = Tail(bootstrap, mariadb_case.topic)
+    times = []
+    try:
+        writer.start()
+        tail.start()
+        tail.first_after(0, timeout=START_TIMEOUT)
+        for active, standby in ((a, b), (b, a)):
+            time.sleep(1.5)
+            acquired = _count(standby, "leadership acquired")
+            stood_by = _count(active, '"standing by"')
+            killed_at = time.time()
+            active.kill()
+            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
+            times.append(tail.first_after(killed_at) - killed_at)
+            active.start(wait_for="", timeout=START_TIMEOUT)
+            active.wait_for_log('"standing by"', START_TIMEOUT, count=stood_by + 1)
+        time.sleep(1)
+    finally:
+        ledger = writer.finish()
+    messages = tail.messages(ledger.changes)
+    for d in (a, b):
+        assert d.terminate() == 0, d.log_text()[-2000:]
+    assert f":{urlsplit(mysql_replica_url).port}" in b.log_text()  # it streamed the replica
+    counts = check_exactly_once(messages, ledger)
+    print(
+        f"\nprimary -> replica -> primary: takeovers {', '.join(f'{t:.2f}' for t in times)} s; "
+        f"{counts['changes']} changes, {counts['duplicates']} duplicates, "
+        f"{counts['missing']} missing"
     )
