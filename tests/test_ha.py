@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -42,6 +43,17 @@ if shutil.which("unshare") is None or os.geteuid() != 0:  # pragma: no cover
     pytest.skip("needs root and unshare(1)", allow_module_level=True)
 
 
+_STARTED: list[Daemon] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_instances() -> Any:
+    """Whatever a test leaves running (it failed half-way) is killed after it."""
+    yield
+    while _STARTED:
+        _STARTED.pop().ensure_stopped()
+
+
 def _ha_config(case: Case, **ha: Any) -> dict[str, Any]:
     config = dict(case.config)
     config["ha"] = {"lease_ms": LEASE_MS, "heartbeat_ms": HEARTBEAT_MS, **ha}
@@ -56,7 +68,9 @@ def _instance(tmp_path: Path, config: dict[str, Any], host: str, network: Any = 
     prefix = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', host]
     if network is not None:
         prefix = network.command(prefix)
-    return Daemon(path, tmp_path / f"{host}.log", tmp_path / f"{host}.out", prefix=prefix)
+    instance = Daemon(path, tmp_path / f"{host}.log", tmp_path / f"{host}.out", prefix=prefix)
+    _STARTED.append(instance)
+    return instance
 
 
 class Tail(threading.Thread):
@@ -131,6 +145,53 @@ def _count(d: Daemon, needle: str) -> int:
     return d.log_text().count(needle)
 
 
+class Load:
+    """A steady writer to the case's table and a tail of its topic while the block runs;
+    ``finish`` stops the daemons and returns what a read_committed consumer saw."""
+
+    def __init__(self, case: Case, bootstrap: str) -> None:
+        self.writer = SteadyWriter(case.write)
+        self.tail = Tail(bootstrap, case.topic)
+        self.ledger: Any = None
+
+    def __enter__(self) -> Load:
+        self.writer.start()
+        self.tail.start()
+        self.tail.first_after(0, timeout=START_TIMEOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ledger = self.writer.finish()
+
+    def finish(self, *daemons: Daemon) -> list[Message]:
+        messages = self.tail.messages(self.ledger.changes)
+        for d in daemons:
+            assert d.terminate() == 0, d.log_text()[-2000:]
+        return messages
+
+
+def _sigterm(d: Daemon) -> None:
+    assert d.terminate() == 0, d.log_text()[-2000:]
+
+
+def _hand_over(active: Daemon, standby: Daemon, tail: Tail, stop: Any = Daemon.kill) -> float:
+    """``stop`` the active instance, wait for the standby to lead, start the stopped one
+    again as the new standby; seconds from the stop to the new leader's first record."""
+    acquired = _count(standby, "leadership acquired")
+    stood_by = _count(active, '"standing by"')
+    stopped_at = time.time()
+    stop(active)
+    standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
+    took = tail.first_after(stopped_at) - stopped_at
+    active.start(wait_for="", timeout=START_TIMEOUT)
+    active.wait_for_log('"standing by"', START_TIMEOUT, count=stood_by + 1)
+    return took
+
+
+def _seconds(times: list[float]) -> str:
+    return ", ".join(f"{t:.2f}" for t in times)
+
+
 @pytest.mark.parametrize("source", ["postgres", "mariadb"])
 def test_sigkill_of_the_active_instance_many_times_loses_and_repeats_nothing(
     request, source: str, tmp_path: Path
@@ -138,72 +199,43 @@ def test_sigkill_of_the_active_instance_many_times_loses_and_repeats_nothing(
     case: Case = request.getfixturevalue(f"{source}_case")
     config = _ha_config(case)
     takeovers = TAKEOVERS if source == "postgres" else max(1, TAKEOVERS // 3)
-    bootstrap = config["sink"]["bootstrap_servers"]
     rng = random.Random()
     active, standby = _pair(tmp_path, config)
-    writer = SteadyWriter(case.write)
-    tail = Tail(bootstrap, case.topic)
     times: list[float] = []
-    try:
-        writer.start()
-        tail.start()
-        tail.first_after(0, timeout=START_TIMEOUT)
+    with Load(case, config["sink"]["bootstrap_servers"]) as load:
         for _ in range(takeovers):
             time.sleep(rng.uniform(1.0, 2.0))
-            acquired = _count(standby, "leadership acquired")
-            stood_by = _count(active, '"standing by"')
-            killed_at = time.time()
-            active.kill()
-            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
-            times.append(tail.first_after(killed_at) - killed_at)
-            active.start(wait_for="", timeout=START_TIMEOUT)  # the new standby
-            active.wait_for_log('"standing by"', START_TIMEOUT, count=stood_by + 1)
+            times.append(_hand_over(active, standby, load.tail))
             active, standby = standby, active
-            assert writer.error is None, writer.error
+            assert load.writer.error is None, load.writer.error
         time.sleep(1)
-    finally:
-        ledger = writer.finish()
-    messages = tail.messages(ledger.changes)
-    for d in (active, standby):
-        assert d.terminate() == 0, d.log_text()[-2000:]
-    counts = check_exactly_once(messages, ledger)
+    counts = check_exactly_once(load.finish(active, standby), load.ledger)
     print(
         f"\npair {source}: {takeovers} SIGKILL takeovers (lease {LEASE_MS} ms, heartbeat "
         f"{HEARTBEAT_MS} ms): death to the new leader's first record median "
-        f"{statistics.median(times):.2f} s, max {max(times):.2f} s "
-        f"({', '.join(f'{t:.2f}' for t in times)}); {counts['changes']} changes, "
-        f"{counts['duplicates']} duplicates, {counts['missing']} missing"
+        f"{statistics.median(times):.2f} s, max {max(times):.2f} s ({_seconds(times)}); "
+        f"{counts['changes']} changes, {counts['duplicates']} duplicates, "
+        f"{counts['missing']} missing"
     )
     assert max(times) < LEASE_MS / 1000 + 10
 
 
 def test_a_frozen_active_never_writes_again_and_stands_by(postgres_case, tmp_path: Path):
     config = _ha_config(postgres_case)
-    bootstrap = config["sink"]["bootstrap_servers"]
     active, standby = _pair(tmp_path, config)
-    writer = SteadyWriter(postgres_case.write)
-    tail = Tail(bootstrap, postgres_case.topic)
-    try:
-        writer.start()
-        tail.start()
-        tail.first_after(0, timeout=START_TIMEOUT)
-        assert active.process is not None
+    assert active.process is not None
+    with Load(postgres_case, config["sink"]["bootstrap_servers"]) as load:
         frozen_at = time.time()
         active.process.send_signal(signal.SIGSTOP)
         standby.wait_for_log("leadership acquired", START_TIMEOUT)
-        taken_over = tail.first_after(frozen_at) - frozen_at
+        taken_over = load.tail.first_after(frozen_at) - frozen_at
         time.sleep(2)
         active.process.send_signal(signal.SIGCONT)
         active.wait_for_log("leadership lost", 30)
         active.wait_for_log('"standing by"', 30)
         time.sleep(2)
-    finally:
-        ledger = writer.finish()
-    messages = tail.messages(ledger.changes)
     thawed = active.log_text()
-    for d in (active, standby):
-        assert d.terminate() == 0, d.log_text()[-2000:]
-    counts = check_exactly_once(messages, ledger)
+    counts = check_exactly_once(load.finish(active, standby), load.ledger)
     print(
         f"\nfrozen active: taken over {taken_over:.2f} s after SIGSTOP; thawed, it stood by "
         f"({counts['changes']} changes, {counts['duplicates']} duplicates)"
@@ -212,63 +244,29 @@ def test_a_frozen_active_never_writes_again_and_stands_by(postgres_case, tmp_pat
 
 
 def test_a_clean_handover_repeats_nothing_even_at_least_once(postgres_case, tmp_path: Path):
-    config = _ha_config(postgres_case)
-    config["delivery"] = "at-least-once"
-    bootstrap = config["sink"]["bootstrap_servers"]
+    config = {**_ha_config(postgres_case), "delivery": "at-least-once"}
     active, standby = _pair(tmp_path, config)
-    writer = SteadyWriter(postgres_case.write)
-    tail = Tail(bootstrap, postgres_case.topic)
     times = []
-    try:
-        writer.start()
-        tail.start()
-        tail.first_after(0, timeout=START_TIMEOUT)
+    with Load(postgres_case, config["sink"]["bootstrap_servers"]) as load:
         for _ in range(2):
             time.sleep(1.5)
-            acquired = _count(standby, "leadership acquired")
-            stopped_at = time.time()
-            assert active.terminate() == 0
-            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
-            times.append(tail.first_after(stopped_at) - stopped_at)
-            active.start('"standing by"', START_TIMEOUT)
+            times.append(_hand_over(active, standby, load.tail, stop=_sigterm))
             active, standby = standby, active
         time.sleep(1)
-    finally:
-        ledger = writer.finish()
-    messages = tail.messages(ledger.changes)
-    for d in (active, standby):
-        assert d.terminate() == 0
-    counts = check_exactly_once(messages, ledger)
-    print(
-        f"\nclean handover, at-least-once: {counts['duplicates']} repeats, takeover "
-        f"{', '.join(f'{t:.2f}' for t in times)} s"
-    )
+    counts = check_exactly_once(load.finish(active, standby), load.ledger)
+    print(f"\nclean handover, at-least-once: {counts['duplicates']} repeats, {_seconds(times)} s")
 
 
 def test_sigkill_at_least_once_loses_nothing_and_reports_repeats(postgres_case, tmp_path: Path):
-    config = _ha_config(postgres_case)
-    config["delivery"] = "at-least-once"
-    bootstrap = config["sink"]["bootstrap_servers"]
+    config = {**_ha_config(postgres_case), "delivery": "at-least-once"}
     active, standby = _pair(tmp_path, config)
-    writer = SteadyWriter(postgres_case.write)
-    tail = Tail(bootstrap, postgres_case.topic)
-    try:
-        writer.start()
-        tail.start()
-        tail.first_after(0, timeout=START_TIMEOUT)
+    with Load(postgres_case, config["sink"]["bootstrap_servers"]) as load:
         for _ in range(2):
             time.sleep(1.5)
-            acquired = _count(standby, "leadership acquired")
-            active.kill()
-            standby.wait_for_log("leadership acquired", START_TIMEOUT, count=acquired + 1)
-            active.start('"standing by"', START_TIMEOUT)
+            _hand_over(active, standby, load.tail)
             active, standby = standby, active
         time.sleep(1)
-    finally:
-        ledger = writer.finish()
-    messages = tail.messages(ledger.changes)
-    for d in (active, standby):
-        assert d.terminate() == 0
+    messages = load.finish(active, standby)
     seen: dict[int, list[int]] = {}
     for m in messages:
         if m.value is not None:
@@ -276,9 +274,9 @@ def test_sigkill_at_least_once_loses_nothing_and_reports_repeats(postgres_case, 
     repeats = sum(len(v) - len(set(v)) for v in seen.values())
     missing = sum(
         len(set(range(1, last + 1)) - set(seen.get(key, ())))
-        for key, last in ledger.versions.items()
+        for key, last in load.ledger.versions.items()
     )
-    print(f"\nSIGKILL at-least-once: 2 takeovers, {ledger.changes} changes, {repeats} repeats")
+    print(f"\nSIGKILL at-least-once: 2 takeovers, {load.ledger.changes} changes, {repeats} repeats")
     assert missing == 0
 
 
@@ -318,13 +316,9 @@ def test_a_host_cut_off_from_kafka_then_one_cut_off_from_the_database_hand_over(
     host_a, host_b = netns_hosts("a"), netns_hosts("b")
     a = _instance(tmp_path, config, "host-a", host_a).start(timeout=START_TIMEOUT)
     b = _instance(tmp_path, config, "host-b", host_b).start('"standing by"', START_TIMEOUT)
-    writer = SteadyWriter(postgres_case.write)
-    tail = Tail(bootstrap, postgres_case.topic)
     figures = {}
-    try:
-        writer.start()
-        tail.start()
-        tail.first_after(0, timeout=START_TIMEOUT)
+    with Load(postgres_case, bootstrap) as load:
+        tail = load.tail
         time.sleep(1)
         cut_at = time.time()
         host_a.cut("kafka")
@@ -343,15 +337,36 @@ def test_a_host_cut_off_from_kafka_then_one_cut_off_from_the_database_hand_over(
         host_b.restore("db")
         b.wait_for_log('"standing by"', 90, count=1)
         time.sleep(1)
-    finally:
-        ledger = writer.finish()
-    messages = tail.messages(ledger.changes)
-    for d in (a, b):
-        assert d.terminate() == 0, d.log_text()[-2000:]
-    counts = check_exactly_once(messages, ledger)
+    counts = check_exactly_once(load.finish(a, b), load.ledger)
     print(
         f"\npartitions: takeover after the active host lost Kafka "
         f"{figures['kafka cut']:.2f} s, after it lost its database "
         f"{figures['database cut']:.2f} s (source_timeout_s 6); {counts['changes']} changes, "
         f"{counts['duplicates']} duplicates, {counts['missing']} missing"
+    )
+
+
+def test_a_standby_reading_a_replica_takes_over_from_the_active_on_the_primary(
+    mariadb_case, mysql_replica_url: str, tmp_path: Path
+):
+    """The active instance reads the MariaDB primary, the standby its replica (another
+    `source.dsn`): the GTID position carries over both ways, no gap, no repeat."""
+    on_primary = _ha_config(mariadb_case)
+    on_replica = {**on_primary, "source": {**on_primary["source"], "dsn": mysql_replica_url}}
+    bootstrap = on_primary["sink"]["bootstrap_servers"]
+    a = _instance(tmp_path, on_primary, "host-a").start(timeout=START_TIMEOUT)
+    b = _instance(tmp_path, on_replica, "host-b").start('"standing by"', START_TIMEOUT)
+    times = []
+    with Load(mariadb_case, bootstrap) as load:
+        for active, standby in ((a, b), (b, a)):
+            time.sleep(1.5)
+            times.append(_hand_over(active, standby, load.tail))
+        time.sleep(1)
+    messages = load.finish(a, b)
+    assert f":{urlsplit(mysql_replica_url).port}" in b.log_text()  # it streamed the replica
+    counts = check_exactly_once(messages, load.ledger)
+    print(
+        f"\nprimary -> replica -> primary: takeovers {_seconds(times)} s; "
+        f"{counts['changes']} changes, {counts['duplicates']} duplicates, "
+        f"{counts['missing']} missing"
     )
