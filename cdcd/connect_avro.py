@@ -4,7 +4,11 @@ the datum in Avro's binary encoding (fastavro).
 
 Schemas are those of JSON with schema (``cdcd.connect_json.MessageSchemas``) translated
 to Avro (``cdcd.schemas.avro``), registered in a Confluent-compatible schema registry
-under ``<topic>-key`` and ``<topic>-value`` (TopicNameStrategy) on first use and kept:
+under ``<topic>-key`` and ``<topic>-value`` (TopicNameStrategy) on first use and kept.
+Registering never blocks the event loop: a record whose schema has no id yet is written
+with a placeholder header and kept aside (``pending``); the pipeline then awaits
+``register_pending()``, which registers each new schema in a worker thread and patches
+those records' headers before any of them reaches the sink.
 a table's new version (DDL) registers a new version of the subject, which the registry
 accepts if its compatibility rule does; a refusal stops the daemon with the subject and
 the registry's message.
@@ -12,6 +16,7 @@ the registry's message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -93,6 +98,9 @@ class _Written:
         self.ids: dict[str, bytes] = {}
 
 
+_UNREGISTERED = avro_header(0)  # until register_pending() gives the schema's id
+
+
 class AvroSerializer:
     def __init__(self, schemas: MessageSchemas, registry: SchemaRegistry | str) -> None:
         self.schemas = schemas
@@ -100,6 +108,9 @@ class AvroSerializer:
             registry if isinstance(registry, SchemaRegistry) else SchemaRegistry(registry)
         )
         self._written: dict[int, _Written] = {}
+        # (record, "key" or "value", its schema, its subject): headers still to patch
+        self.pending: list[tuple[Record, str, _Written, str]] = []
+        self._unregistered: tuple[_Written, str] | None = None
 
     def _encode(self, schema: Schema, subject: str, value: Any) -> bytes:
         written = self._written.get(id(schema))
@@ -109,14 +120,27 @@ class AvroSerializer:
             written = self._written[id(schema)] = _Written(schema)
         header = written.ids.get(subject)
         if header is None:
-            header = written.ids[subject] = avro_header(
-                self.registry.register(subject, written.avro)
-            )
+            header = _UNREGISTERED
+            self._unregistered = (written, subject)
         buffer = io.BytesIO()
         buffer.write(header)
         datum = value if written.convert is None else written.convert(value)
         fastavro.schemaless_writer(buffer, written.parsed, datum)
         return buffer.getvalue()
+
+    async def register_pending(self) -> None:
+        """Register the schemas of the records kept aside (in a worker thread: the event
+        loop never waits on the registry) and patch their headers. A refusal raises
+        ``SinkError`` naming the subject and the registry's message; those records (and
+        the chunk they are in) then never reach the sink."""
+        pending, self.pending = self.pending, []
+        for record, field, written, subject in pending:
+            header = written.ids.get(subject)
+            if header is None:
+                schema_id = await asyncio.to_thread(self.registry.register, subject, written.avro)
+                header = written.ids[subject] = avro_header(schema_id)
+            data = getattr(record, field)
+            setattr(record, field, header + data[5:])
 
     def serialize_all(self, messages: list[Any], out: list[Record], other: Any) -> None:
         """As ``JsonSerializer.serialize_all``, in Avro (a tombstone's value stays null)."""
@@ -130,8 +154,16 @@ class AvroSerializer:
                     other(message, len(out))
                 continue
             topic, key, value = message.topic, message.key, message.value
+            key_pending = value_pending = None
             if key is not None:
                 key = self._encode(schemas.key(message), f"{topic}-key", key)
+                key_pending, self._unregistered = self._unregistered, None
             if value is not None:
                 value = self._encode(schemas.value(message), f"{topic}-value", value)
-            append(Record(topic, key, value, message.headers))
+                value_pending, self._unregistered = self._unregistered, None
+            record = Record(topic, key, value, message.headers)
+            if key_pending is not None:
+                self.pending.append((record, "key", *key_pending))
+            if value_pending is not None:
+                self.pending.append((record, "value", *value_pending))
+            append(record)

@@ -34,7 +34,8 @@ class Encoded:
     """A chunk's records; ``marks``: (index in ``records`` where a commit falls, its
     checkpoint), in order; the counts of change events and of whole transactions;
     ``table_events``: change events by (namespace, table, operation); ``filtered``: change
-    events the transforms dropped."""
+    events the transforms dropped; ``unregistered``: ``EnvelopeEncoder.register_schemas``
+    is to be awaited before the records are written."""
 
     records: list[Record] = field(default_factory=list)
     marks: list[tuple[int, Checkpoint]] = field(default_factory=list)
@@ -42,6 +43,7 @@ class Encoded:
     transactions: int = 0
     table_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
     filtered: int = 0
+    unregistered: bool = False  # records wait for their schemas' ids: register_schemas()
 
 
 class EnvelopeEncoder:
@@ -88,12 +90,25 @@ class EnvelopeEncoder:
                 encoded.transactions += 1
             marks.append((at, _checkpoint(item)))
 
-        self.serializer.serialize_all(messages, encoded.records, mark)
+        serializer = self.serializer
+        serializer.serialize_all(messages, encoded.records, mark)
+        if getattr(serializer, "pending", None):
+            encoded.unregistered = True
         encoded.events = len(items) - len(marks) - self.builder.notices - self.builder.tables
         encoded.table_events = self.builder.counts
         for dropping in self._filters:
             encoded.filtered += dropping.dropped  # type: ignore[attr-defined]
         return encoded
+
+    def register_schemas(self) -> Any:
+        """Awaitable: the new schemas of the last ``encode`` registered (Avro), their
+        records' headers patched."""
+        register = getattr(self.serializer, "register_pending", None)
+        return _no_schemas() if register is None else register()
+
+
+async def _no_schemas() -> None:
+    return None
 
 
 def _serializer(config: Config, connector: str) -> Serializer:

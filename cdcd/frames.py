@@ -128,7 +128,7 @@ def encode_chunk(chunk: Chunk) -> bytes:
         for r in rows
     )  # fmt: skip
     payload = None
-    if shared:
+    if shared and chunk.schema is None:  # (a table's first chunk, with its schema: pickled)
         head = (table.namespace, table.name, table.key_columns, table.estimated_rows)
         op, source = (first.op, first.source) if first is not None else (None, None)
         with contextlib.suppress(ValueError):  # a type marshal does not know

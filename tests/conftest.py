@@ -38,6 +38,7 @@ REQUIRED = ("CDCD_TEST_PG_DSN", "CDCD_TEST_MYSQL_URL", "CDCD_TEST_KAFKA_BOOTSTRA
 # scripts/testenv offers over TLS (an older one, or CI's own servers, may not).
 OPTIONAL_SERVERS = ("CDCD_TEST_MYSQL8_URL",)
 MYSQL_REPLICA = ("CDCD_TEST_MYSQL_REPLICA_URL",)
+SCHEMA_REGISTRY = ("CDCD_TEST_SCHEMA_REGISTRY_URL",)
 KAFKA_SASL_SSL = (
     "CDCD_TEST_KAFKA_SASL_SSL_BOOTSTRAP",
     "CDCD_TEST_KAFKA_SASL_USER",
@@ -53,13 +54,14 @@ PG_TLS = (
     "CDCD_TEST_TLS_CA",
     "CDCD_TEST_TLS_OTHER_CA",
 )
-OPTIONAL = OPTIONAL_SERVERS + MYSQL_REPLICA + KAFKA_SASL_SSL + PG_TLS
+OPTIONAL = OPTIONAL_SERVERS + MYSQL_REPLICA + SCHEMA_REGISTRY + KAFKA_SASL_SSL + PG_TLS
 SERVER_FIXTURES = {
     "testenv",
     "pg_dsn",
     "mysql_url",
     "mysql8_url",
     "mysql_replica_url",
+    "schema_registry_url",
     "kafka_bootstrap",
     "kafka_sasl_ssl",
     "pg_tls",
@@ -187,6 +189,16 @@ def _tls_settings(testenv: dict[str, str], keys: tuple[str, ...], what: str) -> 
 def mysql_replica_url(testenv: dict[str, str]) -> str:
     """mysql://root:root@127.0.0.1:23308/: a GTID replica of mysql_url (read_only)."""
     return _tls_settings(testenv, MYSQL_REPLICA, "MariaDB replica")[0]
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(testenv: dict[str, str]) -> str:
+    """http://127.0.0.1:28081: Karapace, a Confluent-compatible schema registry (optional in
+    scripts/testenv: the test is skipped without it)."""
+    url = testenv.get("CDCD_TEST_SCHEMA_REGISTRY_URL")
+    if not url:
+        pytest.skip("no schema registry in the test environment (scripts/testenv: Karapace)")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -338,3 +338,49 @@ async def test_kafka_sasl_ssl_listener(
             await asyncio.wait_for(wrong.start(), 30)
     finally:
         await wrong.close()
+
+
+# --------------------------------------------------------------------------- schema registry
+
+
+def test_schema_registry_checks_compatibility(schema_registry_url: str) -> None:
+    """The registry speaks Confluent's API: ids, versions, BACKWARD by default (a new
+    optional field accepted, a changed type refused with 409)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    def call(method: str, path: str, body: object = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            schema_registry_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def record(*fields: dict) -> dict:
+        return {"schema": json.dumps({"type": "record", "name": "r", "fields": list(fields)})}
+
+    subject = _name("testenv") + "-value"
+    status, first = call(
+        "POST", f"/subjects/{subject}/versions", record({"name": "a", "type": "int"})
+    )
+    assert status == 200 and first["id"] > 0
+    wider = record(
+        {"name": "a", "type": "int"}, {"name": "b", "type": ["null", "string"], "default": None}
+    )
+    status, second = call("POST", f"/subjects/{subject}/versions", wider)
+    assert status == 200 and second["id"] != first["id"]
+    status, refused = call(
+        "POST", f"/subjects/{subject}/versions", record({"name": "a", "type": "string"})
+    )
+    assert status == 409 and "compatib" in refused["message"].lower()
+    assert call("GET", f"/subjects/{subject}/versions")[1] == [1, 2]
+    status, fetched = call("GET", f"/schemas/ids/{first['id']}")
+    assert json.loads(fetched["schema"])["fields"] == [{"name": "a", "type": "int"}]

@@ -193,6 +193,8 @@ class Pipeline:
                 expected = None
             now_ns = time.time_ns()
             encoded = encode(chunk, now_ns)
+            if encoded.unregistered:
+                await self.encoder.register_schemas()  # (Avro: once per new schema)
             if encoded.events:
                 stats.events += encoded.events
                 stats.last_event_at = now_ns / 1e9

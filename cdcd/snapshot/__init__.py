@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cdcd.events import ChangeEvent
+from cdcd.events import ChangeEvent, TableSchema
 from cdcd.positions import Position
 
 
@@ -57,13 +57,20 @@ class Chunk:
     sets ``source["snapshot"]``, the same value on every row of a chunk, and gives a row
     whose value differs (a table's first or last) a copy of its own. ``last_key``: the last row's key values in key
     order, as JSON values the reader takes back as ``after`` (opaque to the core; None
-    when the chunk is empty). ``done``: the table has no rows after this chunk."""
+    when the chunk is empty). ``done``: the table has no rows after this chunk.
+    ``schema``: the table's columns' schema, as the stream gives it, on a table's first
+    chunk (the core puts it before the rows)."""
 
     table: SnapshotTable
     rows: list[ChangeEvent]
     last_key: list[Any] | None
     done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    schema: TableSchema | None = None
+
+    def items(self) -> list[Any]:
+        """The chunk's source items: its schema (if any), then its rows."""
+        return self.rows if self.schema is None else [self.schema, *self.rows]
 
 
 class ConsistentSnapshot(Protocol):

@@ -34,7 +34,9 @@ _AHEAD = 2  # chunks read ahead per table being scanned
 def progress_commit(position: Position, progress: Progress | None) -> Commit:
     """A commit without events at ``position`` that stores ``progress`` with the offset
     (None: the snapshot is done)."""
-    return Commit(position, extra={**HEARTBEAT, "snapshot": progress.to_dict() if progress else None})
+    return Commit(
+        position, extra={**HEARTBEAT, "snapshot": progress.to_dict() if progress else None}
+    )
 
 
 def select_tables(
@@ -168,7 +170,7 @@ async def consistent_chunks(
                 raise chunk
             notes = record_chunk(progress, chunk, len(chunk.rows), notices, log)
             marks.mark(chunk, progress.finished)
-            items: list[SourceItem] = [*chunk.rows, *notes]
+            items: list[SourceItem] = [*chunk.items(), *notes]
             if notices is not None and progress.finished:
                 items.append(notices.of(progress.id, "COMPLETED", total_rows_scanned=progress.rows))
             items.append(progress_commit(view.position, None if progress.finished else progress))

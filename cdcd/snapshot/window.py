@@ -150,17 +150,19 @@ class Interleaver:
                         signal = asyncio.ensure_future(self.signals.get())
                     waits.add(signal)
                 timeout = _NUDGE_AFTER_S if self._waiting_for_stream() else None
-                done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if signal is not None and signal in done:
                     await self.apply(signal.result())
                     signal = None
-                    if (flushed := self._flush()):
+                    if flushed := self._flush():
                         yield flushed
                 if self._reading is not None and self._reading in done:
                     reading, self._reading = self._reading, None
                     if self._window is not None:
                         self._window.filled(*reading.result())
-                    if (emitted := self._emit_if_reached()):
+                    if emitted := self._emit_if_reached():
                         yield emitted
                     elif self._waiting_for_stream() and self.nudge is not None:
                         self.nudge()  # an idle stream: ask for the position now
@@ -173,7 +175,9 @@ class Interleaver:
                     following = asyncio.ensure_future(it.__anext__())
                     waited_since = time.monotonic()
                     yield self._through(chunk)
-                elif self._waiting_for_stream() and time.monotonic() - waited_since >= _NUDGE_AFTER_S:
+                elif (
+                    self._waiting_for_stream() and time.monotonic() - waited_since >= _NUDGE_AFTER_S
+                ):
                     if self.nudge is not None:
                         self.nudge()
                     waited_since = time.monotonic()
@@ -238,7 +242,10 @@ class Interleaver:
             kind = type(item)
             if kind is ChangeEvent:
                 event: ChangeEvent = item  # type: ignore[assignment]
-                if self.signal_table is not None and (event.namespace, event.table) == self.signal_table:
+                if (
+                    self.signal_table is not None
+                    and (event.namespace, event.table) == self.signal_table
+                ):
                     self._source_signal(event)
                     continue
                 self._boundary = False
@@ -278,7 +285,7 @@ class Interleaver:
             row.source["snapshot"] = marker
         self._outbox.extend(record_chunk(progress, chunk, len(rows), self._notices, self.log))
         self._window = None
-        out: list[SourceItem] = [*rows]
+        out: list[SourceItem] = [*rows] if chunk.schema is None else [chunk.schema, *rows]
         if progress.finished:
             self._finish("COMPLETED")
         out.extend(self._flush(force=True))
@@ -353,21 +360,27 @@ class Interleaver:
             self._outbox.append(self._notices.of(progress.id, "RESUMED"))
             self._begin_chunk()
         elif signal.collections:  # stop-snapshot of some tables
-            tables = [t.id for t in select_tables(list(self.tables.values()), signal.collections, "stop")]
+            tables = [
+                t.id for t in select_tables(list(self.tables.values()), signal.collections, "stop")
+            ]
             if self._window is not None and self._window.table.id in tables:
                 self._drop_window()
             progress.drop(tables)
             if progress.finished:
                 self._finish("ABORTED", data_collections=tables)
             else:
-                self._outbox.append(self._notices.of(progress.id, "ABORTED", data_collections=tables))
+                self._outbox.append(
+                    self._notices.of(progress.id, "ABORTED", data_collections=tables)
+                )
                 self._begin_chunk()
         else:
             self._finish("ABORTED", data_collections=list(progress.pending))
 
     async def _execute(self, signal: Signal) -> None:
         try:
-            tables = select_tables(await self.reader.tables(), signal.collections, "execute-snapshot")
+            tables = select_tables(
+                await self.reader.tables(), signal.collections, "execute-snapshot"
+            )
         except SourceError as exc:
             self._refuse(signal.id, str(exc))
             return
@@ -383,7 +396,9 @@ class Interleaver:
         ids = [t.id for t in tables]
         if self.progress is not None:
             added = self.progress.add(ids, where)
-            self._outbox.append(self._notices.of(self.progress.id, "STARTED", data_collections=added))
+            self._outbox.append(
+                self._notices.of(self.progress.id, "STARTED", data_collections=added)
+            )
         else:
             kind: Kind = "blocking" if signal.snapshot_type == "blocking" else "incremental"
             self.progress = Progress.start(kind, ids, where, id=signal.id)
@@ -402,4 +417,3 @@ def _conditions_for(tables: list[SnapshotTable], conditions: dict[str, str]) -> 
             if compiled.fullmatch(table.id):
                 out[table.id] = condition
     return out
-

@@ -3,8 +3,10 @@ changes, a delete's tombstone, transaction metadata; the configuration keys."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -145,8 +147,10 @@ class _Registry:
     def __init__(self) -> None:
         self.subjects: dict[str, list[Any]] = {}
         self.by_id: list[Any] = []
+        self.threads: set[str] = set()
 
     def register(self, subject: str, schema: Any) -> int:
+        self.threads.add(threading.current_thread().name)
         if schema not in self.by_id:
             self.by_id.append(schema)
         self.subjects.setdefault(subject, []).append(schema)
@@ -166,7 +170,11 @@ def test_avro_records_read_back_through_their_registered_schema():
     )
     assert isinstance(encoder.serializer, AvroSerializer)
     encoder.serializer.registry = registry  # type: ignore[assignment]
-    records = encoder.encode(_items(), 5_000_000).records
+    encoded = encoder.encode(_items(), 5_000_000)
+    assert encoded.unregistered and not registry.subjects  # nothing registered yet
+    asyncio.run(encoder.register_schemas())
+    assert threading.main_thread().name not in registry.threads  # never on the event loop
+    records = encoded.records
     create = next(r for r in records if r.topic == "shop.public.orders")
     assert _read(create.key, registry) == {"id": 1}
     value = _read(create.value, registry)
@@ -179,6 +187,12 @@ def test_avro_records_read_back_through_their_registered_schema():
         "shop.transaction-key", "shop.transaction-value",
     ]  # fmt: skip
     assert len(registry.subjects["shop.public.orders-value"]) == 1  # registered once
+    changes = [item for item in _items() if not isinstance(item, TableSchema)]
+    again = encoder.encode(changes, 6_000_000)  # the same table version
+    assert not again.unregistered  # the ids are kept: the records are whole at once
+    assert _read(next(r for r in again.records if r.topic == create.topic).key, registry) == {
+        "id": 1
+    }
 
 
 def test_avro_schema_as_confluents_converter_writes_it():

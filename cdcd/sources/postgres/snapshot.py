@@ -155,7 +155,7 @@ class PostgresSnapshotReader:
         done = len(rows) <= limit
         rows = rows[:limit]
         events = shape.events(rows, self.database, lsn, time.time_ns() // 1000)
-        return Chunk(table, events, shape.last_key(rows), done)
+        return shape.chunk(table, events, rows, done, after is None)
 
     async def close(self) -> None:
         for view in list(self._views):

@@ -20,9 +20,9 @@ from psycopg.pq import Format
 from psycopg.types.string import TextLoader
 
 from cdcd.errors import SourceError
-from cdcd.events import OP_READ, ChangeEvent
+from cdcd.events import OP_READ, ChangeEvent, TableSchema
 from cdcd.snapshot import Chunk, SnapshotTable
-from cdcd.sources.postgres.rows import Table, source_block
+from cdcd.sources.postgres.rows import Table, column_facts, source_block, table_schema
 
 if TYPE_CHECKING:
     from cdcd.encoding import Encoding
@@ -62,12 +62,27 @@ _TEXT_LOADER = _text_loader()
 @dataclass(slots=True)
 class Shape:
     """How one table's rows are read: the stream's row converter, the query, the key's
-    positions among the columns and the casts that give a ``last_key`` back."""
+    positions among the columns and the casts that give a ``last_key`` back; ``schema``:
+    the columns' schema from the same catalog facts as the stream's (a Relation message's
+    type OIDs and typmods, nullability, enum labels)."""
 
     table: Table
     select: sql.Composed
     key_at: tuple[int, ...]
     key_types: tuple[str, ...]
+    schema: TableSchema
+
+    def chunk(
+        self,
+        table: SnapshotTable,
+        events: list[ChangeEvent],
+        rows: list[Any],
+        done: bool,
+        first: bool,
+    ) -> Chunk:
+        """A chunk of ``rows`` (``first``: the table's first, which carries the schema)."""
+        return Chunk(table, events, self.last_key(rows), done,
+                     schema=self.schema if first else None)  # fmt: skip
 
     def query(
         self, after: list[Any] | None, where: str | None, limit: int | None
@@ -169,7 +184,14 @@ async def table_shape(
     )
     key_at = tuple(names.index(k) for k in table.key_columns)
     key_types = tuple(columns[i][3] for i in key_at)
-    return Shape(rows, select, key_at, key_types)
+    oid = await (
+        await conn.execute("SELECT %s::regclass::oid::int8", (ident.as_string(conn),))
+    ).fetchone()
+    assert oid is not None
+    facts = await column_facts(conn, oid[0])
+    described = [(c[0], int(c[1]), c[2]) for c in columns]
+    schema = table_schema(rows, described, type_names, facts, decimal_mode)
+    return Shape(rows, select, key_at, key_types, schema)
 
 
 async def scan_view(
@@ -198,6 +220,7 @@ async def scan_view(
         declare = sql.SQL("DECLARE cdcd_scan NO SCROLL CURSOR FOR {}").format(query)
         await cur.execute(declare, params)
         exhausted = False
+        first = after is None
         pending: list[tuple[str | None, ...]] = []
         read_us = time.time_ns() // 1000
         while True:
@@ -211,7 +234,8 @@ async def scan_view(
             rows, pending = pending[:chunk_size], pending[chunk_size:]
             done = exhausted and not pending
             events = shape.events(rows, connector.database, lsn, read_us)
-            yield Chunk(table, events, shape.last_key(rows), done)
+            yield shape.chunk(table, events, rows, done, first)
+            first = False
             if done:
                 return
     finally:
