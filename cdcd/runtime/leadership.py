@@ -214,6 +214,7 @@ class Leadership:
         self._changed = asyncio.Event()
         self._renewed = -1e18  # when the last acknowledged heartbeat was sent (monotonic)
         self._lapsed_at: float | None = None  # the lease ran out then: writes wait
+        self._stood_by = False  # another instance led while this one waited
         self._renewal: tuple[str, float] | None = None  # (token, sent) of a renewing beat
         self._beating: asyncio.Task[None] | None = None
 
@@ -329,6 +330,7 @@ class Leadership:
         while not stopping.is_set():
             now = time.monotonic()
             active = self.peers.active(now)
+            self._stood_by |= active is not None
             if active is None and self.peers.first_in_line(self._beat_now(), now):
                 if await self._claim():
                     return True
@@ -357,13 +359,8 @@ class Leadership:
             return False
         self.me = replace(self.me, role=ACTIVE, epoch=epoch)
         self._renewed = sent
-        # A takeover is news; the first start of a lone instance is not.
-        took_over = any(
-            beat.epoch
-            for beat, _at in self.peers.latest.values()
-            if beat.instance != self.me.instance
-        )
-        (self.log.info if took_over else self.log.debug)(
+        # A takeover is news; the start of an instance that waited for nobody is not.
+        (self.log.info if self._stood_by else self.log.debug)(
             "leadership acquired", epoch=epoch, instance=self.me.instance
         )
         return True

@@ -190,7 +190,7 @@ async def table_shape(
     assert oid is not None
     facts = await column_facts(conn, oid[0])
     described = [(c[0], int(c[1]), c[2]) for c in columns]
-    schema = table_schema(rows, described, type_names, facts, decimal_mode)
+    schema = table_schema(rows, described, type_names, facts, encoding.decimal_mode)
     return Shape(rows, select, key_at, key_types, schema)
 
 
