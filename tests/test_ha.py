@@ -376,3 +376,19 @@ def test_a_standby_reading_a_replica_takes_over_from_the_active_on_the_primary(
         f"{counts['changes']} changes, {counts['duplicates']} duplicates, "
         f"{counts['missing']} missing"
     )
+
+
+def test_an_idle_database_is_not_taken_for_a_lost_one(postgres_case, tmp_path: Path):
+    """Nothing written for several source timeouts: PostgreSQL gives no heartbeat when
+    its WAL does not move, but it answers a query, so the active instance stays."""
+    config = _ha_config(postgres_case, source_timeout_s=2)
+    active = _instance(tmp_path, config, "host-a").start(timeout=START_TIMEOUT)
+    time.sleep(7)
+    postgres_case.write([(1, 1)])
+    tail = Tail(config["sink"]["bootstrap_servers"], postgres_case.topic)
+    tail.start()
+    tail.first_after(0, timeout=30)
+    log = active.log_text()
+    assert active.terminate() == 0
+    tail.messages(1)
+    assert "sent nothing" not in log and log.count('"streaming"') == 1, log[-2000:]

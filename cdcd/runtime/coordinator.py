@@ -114,7 +114,9 @@ class Coordinator:
         position = resume.position if resume is not None else None
         stream: Stream = self.source.stream(position)
         if getattr(self.sink, "ha", None) is not None:  # a pair: a stalled source steps down
-            stream = watched(stream, self.ctx.config.ha.source_timeout_s, self._ask_heartbeat)
+            timeout = self.ctx.config.ha.source_timeout_s
+            answers = getattr(self.source, "answers", None)
+            stream = watched(stream, timeout, self._ask_heartbeat, answers)
         signals = await self._signals()
         reader = plan.reader if plan is not None else None
         if reader is None and (signals is not None or self._signal_table()):

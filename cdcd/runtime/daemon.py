@@ -182,16 +182,19 @@ class Daemon:
         self._paired = True
         self._leadership = leadership
         await leadership.start()
-        active = leadership.peers.active(time.monotonic())
-        if active is not None:
-            self._started = True  # a warm standby: Kafka and the configuration work
+        stood_by = False
+
+        def standing_by(active: Any) -> None:
+            nonlocal stood_by
+            stood_by = self._started = True  # a warm standby: Kafka and the configuration work
             ctx.enter(State.STANDBY, f"standing by: {active.instance} is active")
             ctx.log.info("standing by", active=active.instance, instance=leadership.me.instance)
+
         probe = asyncio.create_task(self._probe(source, leadership), name="cdcd-source-probe")
         try:
-            if await leadership.acquire(self._stopping):
+            if await leadership.acquire(self._stopping, standing_by):
                 sink.lease = leadership
-                if active is not None:  # it stood by: a takeover
+                if stood_by:  # a takeover
                     ctx.stats.leadership_changes += 1
         finally:
             probe.cancel()

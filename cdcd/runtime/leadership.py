@@ -135,11 +135,15 @@ class Peers:
         return [beat for beat, at in self.latest.values() if self._alive(beat, at, now)]
 
     def active(self, now: float) -> Heartbeat | None:
-        """Another instance that leads (or claimed) and is alive: the latest epoch's."""
+        """Another instance that leads (or claimed) and is alive: the latest epoch's. A
+        leader of an epoch older than the latest claimed is stale (a later one took over
+        from it), whatever the age of its last heartbeat."""
         leaders = [
             beat
             for beat in self.live(now)
-            if beat.instance != self.me and beat.role in (ACTIVE, CLAIM)
+            if beat.instance != self.me
+            and beat.role in (ACTIVE, CLAIM)
+            and beat.epoch >= self.max_epoch
         ]
         return max(leaders, key=lambda beat: beat.epoch, default=None)
 
@@ -215,6 +219,7 @@ class Leadership:
         self._renewed = -1e18  # when the last acknowledged heartbeat was sent (monotonic)
         self._lapsed_at: float | None = None  # the lease ran out then: writes wait
         self._stood_by = False  # another instance led while this one waited
+        self._catching_up = False  # reading the status topic's recent past
         self._renewal: tuple[str, float] | None = None  # (token, sent) of a renewing beat
         self._beating: asyncio.Task[None] | None = None
 
@@ -223,7 +228,12 @@ class Leadership:
     def _on_beat(self, beat: Heartbeat) -> None:
         if beat.name != self.me.name:
             return
-        self.peers.observe(beat, time.monotonic())
+        at = time.monotonic()
+        if self._catching_up and beat.ts_ms:
+            # Read from the last minute of the topic: as old as it says, not as new as
+            # its reading (a dead leader's last heartbeat would hold a lease for nothing).
+            at -= max(0.0, time.time() - beat.ts_ms / 1000)
+        self.peers.observe(beat, at)
         if self._renewal is not None and beat.instance == self.me.instance:
             self._renew(beat)
         if (
@@ -236,7 +246,11 @@ class Leadership:
         self._changed.set()
 
     async def start(self) -> None:
-        await self.channel.start(self._on_beat)
+        self._catching_up = True
+        try:
+            await self.channel.start(self._on_beat)
+        finally:
+            self._catching_up = False
         self._beating = asyncio.create_task(self._beat(), name="cdcd-heartbeat")
 
     # -- heartbeats ------------------------------------------------------------------
@@ -325,11 +339,16 @@ class Leadership:
 
     # -- claiming --------------------------------------------------------------------
 
-    async def acquire(self, stopping: asyncio.Event) -> bool:
-        """Wait for this instance's turn and claim leadership; False when stopped first."""
+    async def acquire(
+        self, stopping: asyncio.Event, standing_by: Callable[[Heartbeat], None] | None = None
+    ) -> bool:
+        """Wait for this instance's turn and claim leadership; False when stopped first.
+        ``standing_by(active)``: once, when another instance is first seen leading."""
         while not stopping.is_set():
             now = time.monotonic()
             active = self.peers.active(now)
+            if active is not None and not self._stood_by and standing_by is not None:
+                standing_by(active)
             self._stood_by |= active is not None
             if active is None and self.peers.first_in_line(self._beat_now(), now):
                 if await self._claim():
@@ -395,24 +414,27 @@ async def bounded(step: Awaitable[Any], timeout_s: float) -> None:
 
 
 async def watched(
-    stream: AsyncIterator[Any], timeout_s: float, ask: Callable[[], None]
+    stream: AsyncIterator[Any],
+    timeout_s: float,
+    ask: Callable[[], None],
+    answers: Callable[[], Awaitable[Any]] | None = None,
 ) -> AsyncIterator[Any]:
     """``stream``, failing with ``SourceUnavailableError`` when it yields nothing for
-    ``timeout_s`` although asked for a heartbeat halfway (a connection that stalls: a
-    network cut drops packets, nothing tells the reader)."""
+    ``timeout_s`` (a connection that stalls: a network cut drops packets, nothing tells
+    the reader). Each ``timeout_s / 2`` of silence a heartbeat is asked for and, with
+    ``answers``, the server is asked a query: a quiet database that answers it is not
+    lost (PostgreSQL gives no heartbeat when its WAL does not move)."""
     iterator = stream.__aiter__()
     while True:
         step = asyncio.ensure_future(iterator.__anext__())
         try:
-            done, _ = await asyncio.wait([step], timeout=timeout_s / 2)
-            if not done:
+            while not (await asyncio.wait([step], timeout=timeout_s / 2))[0]:
                 ask()
-                done, _ = await asyncio.wait([step], timeout=timeout_s / 2)
-            if not done:
-                raise SourceUnavailableError(
-                    f"the source sent nothing for {timeout_s:g} s, not even a heartbeat "
-                    "asked for ([ha] source_timeout_s)"
-                )
+                if not await _answered(answers, step, timeout_s / 2):
+                    raise SourceUnavailableError(
+                        f"the source sent nothing for {timeout_s:g} s, not even a heartbeat "
+                        "asked for, nor answered a query ([ha] source_timeout_s)"
+                    )
         finally:
             if not step.done():
                 step.cancel()
@@ -423,6 +445,26 @@ async def watched(
         except StopAsyncIteration:
             return
         yield chunk
+
+
+async def _answered(
+    answers: Callable[[], Awaitable[Any]] | None, step: asyncio.Future[Any], timeout_s: float
+) -> bool:
+    """Whether, within ``timeout_s``, the stream went on or the server answered."""
+    if answers is None:
+        done, _ = await asyncio.wait([step], timeout=timeout_s)
+        return bool(done)
+    query = asyncio.ensure_future(answers())
+    done, _ = await asyncio.wait(
+        [step, query], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    if step in done:
+        query.cancel()
+        return True
+    if query in done:
+        return query.exception() is None
+    query.cancel()
+    return False
 
 
 def instances(

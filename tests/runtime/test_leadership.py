@@ -45,6 +45,14 @@ def test_a_live_active_instance_is_seen_until_its_lease_runs_out():
     assert p.max_epoch == 3
 
 
+def test_a_leader_of_an_older_epoch_is_stale_once_a_later_one_claimed():
+    p = peers()
+    p.observe(beat("a", ACTIVE, 1), at=100.0)  # killed: its last heartbeat still young
+    p.observe(beat("b", ACTIVE, 2), at=100.5)
+    p.observe(beat("b", STOPPED, 2), at=101.0)  # the later leader handed over
+    assert p.active(101.1) is None
+
+
 def test_an_instance_that_said_it_stopped_leads_no_more():
     p = peers()
     p.observe(beat("a", ACTIVE, 3), at=100.0)
@@ -170,3 +178,34 @@ def test_instance_ids_name_the_host_and_the_process():
     leadership = Leadership(HaConfig(), Nowhere(), name="shop", describe=dict, log=None)
     host, pid, token = leadership.me.instance.split(":")
     assert int(pid) == os.getpid() and host == leadership.me.host and len(token) == 6
+
+
+async def test_a_quiet_stream_whose_server_answers_a_query_is_not_lost():
+    async def quiet():
+        yield ["first"]
+        await asyncio.sleep(0.5)  # 2.5 timeouts of silence: no heartbeat comes
+        yield ["second"]
+
+    async def answers():
+        return "0/16B3748"
+
+    chunks = [c async for c in watched(quiet(), 0.2, lambda: None, answers)]
+    assert chunks == [["first"], ["second"]]
+
+
+async def test_a_quiet_stream_whose_server_does_not_answer_is_lost():
+    async def quiet():
+        yield ["first"]
+        await asyncio.sleep(3600)
+        yield ["never"]  # pragma: no cover
+
+    async def hangs():
+        await asyncio.sleep(3600)
+
+    async def refuses():
+        raise OSError("connection refused")
+
+    for answers in (hangs, refuses):
+        with pytest.raises(SourceUnavailableError, match="nor answered a query"):
+            async for _chunk in watched(quiet(), 0.2, lambda: None, answers):
+                pass
