@@ -132,6 +132,7 @@ class _Follower:
             raise RuntimeError(f"the consumer of {self.partition.topic} failed: {self.error}")
 
     async def stop(self) -> None:
+        """The task and the consumer ended (nothing to do if it never started)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -145,7 +145,6 @@ async def _session(
     )
     result: dict[str, Any] = {"delivery": delivery, "config": str(path), "takeovers": []}
     await pair.tail.start()
-    await pair.status.start()
     try:
         try:
             await pair.start()
@@ -164,6 +163,8 @@ async def _session(
             result.update(counts(pair.tail.records, steady["commits"], result["takeovers"]))
     finally:
         result["exit_codes"] = await pair.stop()
+        if any(result["exit_codes"]):
+            result["warning"] = f"exit codes {result['exit_codes']} when the pair was stopped"
     with contextlib.suppress(Exception):
         _commit_markers(await broker_log_dirs(opts.kafka), topic, result["takeovers"])
     result["kinds"] = by_kind(result)
@@ -187,6 +188,7 @@ class _Pair:
         first, second = self.instances
         first.start()
         await first.wait_for('"streaming"', self.timeout)
+        await self.status.start()  # from now: the topic exists, the second is still to come
         second.start()
         await self.status.wait_for(second, "standby", self.timeout)
 
