@@ -81,6 +81,11 @@ class Options:
     snapshot_rows: int = 0  # the snapshot phase's table (0: no phase)
     snapshot_threads: int | None = None  # cdcd's [snapshot] max_threads (None: its default)
     snapshot_reader: str | None = None  # cdcd's source.snapshot_reader (None: its default)
+    takeovers: int = 0  # the takeover phase's SIGKILLs of the active instance (per delivery)
+    handovers: int = 0  # and its SIGTERMs (exactly-once)
+    lease_ms: int = 5000  # the pair's [ha] lease_ms
+    heartbeat_ms: int = 1000  # and heartbeat_ms
+    takeover_rate: float = 1000.0  # rows/s of its steady load
     run_id: str = field(
         default_factory=lambda: time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(2)
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -138,9 +139,9 @@ def _row_values(row_id: int, created_at: datetime | None = None) -> str:
     )
 
 
-def _insert(row_id: int, created_at: datetime | None = None) -> str:
+def _insert(row_id: int, created_at: datetime | None = None, table: str = TABLE) -> str:
     return (
-        f"INSERT INTO {SCHEMA}.{TABLE} (id, customer_id, status, amount, note, created_at, "
+        f"INSERT INTO {SCHEMA}.{table} (id, customer_id, status, amount, note, created_at, "
         f"attrs) VALUES {_row_values(row_id, created_at)}"
     )
 
@@ -362,13 +363,17 @@ def steady(
     seconds: float,
     tx_rows: int,
     first_id: int,
+    table: str = TABLE,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
-    """Insert ``rate`` rows per second for ``seconds``, in transactions of ``tx_rows``.
+    """Insert ``rate`` rows per second for ``seconds`` into ``bench.<table>``, in
+    transactions of ``tx_rows``.
 
     Returns, for each transaction, [first id, rows, send time ns, commit returned ns].
     Transactions follow a fixed schedule; one that falls behind is sent at once, and the
     load stops after ``seconds`` whether or not all were sent (the achieved rate is
-    reported). PostgreSQL commits with ``synchronous_commit = on``."""
+    reported), or earlier once ``stopped()`` says so (checked between transactions).
+    PostgreSQL commits with ``synchronous_commit = on``."""
     executor = _Executor(db, dsn, durable=True)
     interval_ns = int(tx_rows / rate * 1e9)
     count = int(rate * seconds) // tx_rows
@@ -381,14 +386,14 @@ def steady(
         for k in range(count):
             due = start_ns + k * interval_ns
             now = time.time_ns()
-            if now > end_ns:
+            if now > end_ns or stopped():
                 break
             if now < due:
                 time.sleep((due - now) / 1e9)
             elif now - due > interval_ns:
                 behind += 1
             created = datetime.now(UTC).replace(tzinfo=None)
-            statements = [_insert(next_id + j, created) for j in range(tx_rows)]
+            statements = [_insert(next_id + j, created, table) for j in range(tx_rows)]
             sent = time.time_ns()
             executor.transaction(statements)
             commits.append([next_id, tx_rows, sent, time.time_ns()])
@@ -423,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seconds", type=float, default=30.0)
             p.add_argument("--tx-rows", type=int, default=10)
             p.add_argument("--first-id", type=int, default=STEADY_FIRST_ID)
+            p.add_argument("--table", default=TABLE, help=f"bench.<table> (default {TABLE})")
             p.add_argument("--out", required=True, help="JSON file for the commit times")
     args = parser.parse_args(argv)
     if args.mode == "schema":
@@ -430,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "backlog":
         print(json.dumps(load_backlog(args.db, args.dsn, Workload(args.n))))
     else:
+        # SIGTERM ends the load after the transaction in flight (its commit is recorded).
+        stop: list[bool] = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
         result = steady(
             args.db,
             args.dsn,
@@ -437,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds,
             tx_rows=args.tx_rows,
             first_id=args.first_id,
+            table=args.table,
+            stopped=lambda: bool(stop),
         )
         with open(args.out, "w") as fh:
             json.dump(result, fh)

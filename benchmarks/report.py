@@ -167,6 +167,7 @@ def report(result: dict[str, Any]) -> str:
     for source, out in result["sources"].items():
         lines.extend(_reader_rows(source, out))
     lines.extend(_snapshot_rows(result))
+    lines.extend(_takeover_rows(result))
     lines.append("")
     lines.append("latency at a steady rate (from the commit), ratios, targets:")
     delivery = result["settings"].get("cdcd_latency_delivery", "?")
@@ -237,6 +238,49 @@ def _snapshot_rows(result: dict[str, Any]) -> list[str]:
         f"{'source':9} {'reader':34} {'rows':>10} {'rows/s':>10} {'wall s':>8} {'RSS MB':>8} "
         f"{'CPU s':>7} {'busy':>5}  note",
         *lines,
+    ]
+
+
+KIND_LABELS = {"sigkill": "SIGKILL of the active", "sigterm": "SIGTERM of the active"}
+
+
+def _takeover_rows(result: dict[str, Any]) -> list[str]:
+    """The takeover phase: a row per source, delivery and kind of takeover."""
+    lines: list[str] = []
+    settings: dict[str, Any] = {}
+    for source, out in result["sources"].items():
+        phase = out.get("takeover") or {}
+        settings = settings or phase
+        for delivery, session in (phase.get("sessions") or {}).items():
+            note = session.get("error") or ""
+            for kind, k in (session.get("kinds") or {}).items():
+                lines.append(
+                    f"{source:9} {delivery:14} {KIND_LABELS.get(kind, kind):22} "
+                    f"{k['takeovers']:>3} {k['median_s']:>8.2f} {k['p90_s']:>6.2f} "
+                    f"{k['max_s']:>6.2f} {_fmt(session.get('changes')):>9} "
+                    f"{k['duplicates']:>5} {k['missing']:>5}  {note[:100]}"
+                )
+            if not session.get("kinds"):
+                lines.append(f"{source:9} {delivery:14} (no takeover) {note[:150]}")
+        errors = {k: v for k, v in out.get("errors", {}).items() if k.startswith("takeover")}
+        if phase and not phase.get("sessions"):
+            lines.append(f"{source:9} (no takeover) {errors}"[:200])
+    if not lines:
+        return []
+    return [
+        "",
+        f"takeovers of an active/standby pair ([ha] lease_ms {settings.get('lease_ms')}, "
+        f"heartbeat_ms {settings.get('heartbeat_ms')}; steady load "
+        f"{_fmt(settings.get('rate'))} rows/s): signal -> the new leader's first record read "
+        "by a read_committed consumer, s:",
+        f"{'source':9} {'delivery':14} {'kind':22} {'n':>3} {'median':>8} {'p90':>6} "
+        f"{'max':>6} {'changes':>9} {'dup':>5} {'miss':>5}  note",
+        *lines,
+        "changes: rows the load committed in the session; dup, miss: rows the consumer read "
+        "twice or never, put to the takeover before the repeat / after the lost row's commit.",
+        "Exactly-once: dup and miss must be 0 (else an error of the phase); at-least-once: "
+        "dup are the repeats a takeover cost, not an error.",
+        f"{settings.get('debezium', '')}.",
     ]
 
 

@@ -50,6 +50,7 @@ import latency  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
 import snapshot  # noqa: E402
+import takeover  # noqa: E402
 from backlog import Bench, load_backlog, make_bench  # noqa: E402
 from harness import (  # noqa: E402
     CACHE,
@@ -91,12 +92,12 @@ def _parser() -> argparse.ArgumentParser:
         "--skip",
         default=None,
         help="comma list of: c, pyrepl, cdcd, debezium, transforms, profile, latency, bigtx, "
-        "snapshot "
-        "(default: none)",
+        "snapshot, takeover (default: none)",
     )
     _add_steady_options(p)
     _add_cdcd_options(p)
     _add_phase_options(p)
+    _add_takeover_options(p)
     p.add_argument("--keep-topics", action="store_true", help="keep the run's Kafka topics")
     p.add_argument("--strict", action="store_true", help="exit 2 when a reader failed")
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -172,6 +173,23 @@ def _add_phase_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_takeover_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--takeovers",
+        type=int,
+        help="the takeover phase's SIGKILLs of a pair's active cdcd, with exactly-once and "
+        "again with at-least-once (default 10; --quick: 2; 0 and no --handovers: no phase)",
+    )
+    p.add_argument(
+        "--handovers",
+        type=int,
+        help="its SIGTERMs of the active cdcd, exactly-once (default 5; --quick: 1)",
+    )
+    p.add_argument("--lease-ms", type=int, default=5000, help="the pair's [ha] lease_ms")
+    p.add_argument("--heartbeat-ms", type=int, default=1000, help="the pair's [ha] heartbeat_ms")
+    p.add_argument("--takeover-rate", type=float, default=1000.0, help="rows/s of its steady load")
+
+
 def parse_options(argv: list[str] | None = None) -> Options:
     """The command line (and the test servers' addresses), defaults resolved."""
     env = {**_testenv(), **os.environ}
@@ -221,6 +239,11 @@ def _options(a: argparse.Namespace, sources: list[str], env: dict[str, str]) -> 
         else (20_000 if quick else 1_000_000),
         snapshot_threads=a.snapshot_threads,
         snapshot_reader=a.snapshot_reader,
+        takeovers=a.takeovers if a.takeovers is not None else (2 if quick else 10),
+        handovers=a.handovers if a.handovers is not None else (1 if quick else 5),
+        lease_ms=a.lease_ms,
+        heartbeat_ms=a.heartbeat_ms,
+        takeover_rate=a.takeover_rate,
     )
 
 
@@ -241,6 +264,7 @@ async def bench_source(opts: Options, bench: Bench) -> dict[str, Any]:
     await catchup.big_transaction(run)
     await latency.debezium_latency(run)
     await snapshot.initial_snapshot(run)
+    await takeover.takeovers(run)
     return run.out
 
 
@@ -267,6 +291,9 @@ def _run_header(opts: Options) -> dict[str, Any]:
             "warmup_seconds": opts.warmup_seconds,
             "steady_tx_rows": opts.tx_rows,
             "snapshot_rows": opts.snapshot_rows,
+            "takeovers": opts.takeovers,
+            "handovers": opts.handovers,
+            "takeover_rate": opts.takeover_rate,
         },
         "settings": {
             "cdcd_delivery": opts.delivery
@@ -276,6 +303,7 @@ def _run_header(opts: Options) -> dict[str, Any]:
             "cdcd_reader": opts.reader or "default",
             "cdcd_snapshot_threads": opts.snapshot_threads or "default",
             "cdcd_snapshot_reader": opts.snapshot_reader or "default",
+            "cdcd_ha": {"lease_ms": opts.lease_ms, "heartbeat_ms": opts.heartbeat_ms},
             "debezium": DEBEZIUM_VERSIONS,
             "producer": PRODUCER,
             "kafka": opts.kafka,

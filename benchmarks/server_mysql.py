@@ -297,5 +297,20 @@ class MysqlBench:
         finally:
             conn.close()
 
+    # -- the takeover phase: a table of its own, streamed from the position after it --
+
+    def takeover_prepare(self, table: str) -> None:
+        self.snapshot_prepare(table)
+
+    def cdcd_takeover_source(self, role: str, table: str) -> dict[str, Any]:
+        """A pair's source: from the position now (before the load), the table's
+        columns from the binlog's metadata."""
+        source = self.cdcd_source(role, self.position())
+        source["tables"] = [table]
+        return source
+
+    def takeover_cleanup(self, table: str) -> None:
+        self.snapshot_cleanup(table)
+
     def cleanup(self) -> None:
         pass

@@ -35,6 +35,7 @@ class PostgresBench:
         self.parts = url_parts(self.dsn)
         self.publication = "bench_pub"
         self.snapshot_publication = "bench_snap_pub"  # the snapshot phase's table only
+        self.takeover_publication = "bench_takeover_pub"  # the takeover phase's
         self.slots: list[str] = []
         self.start: dict[str, Any] = {}
 
@@ -169,13 +170,15 @@ class PostgresBench:
 
     # -- the snapshot phase: a table of its own, each reader creating its own slot --
 
-    def snapshot_prepare(self, table: str) -> None:
-        """The (empty) table and a publication of it alone."""
+    def snapshot_prepare(self, table: str, publication: str | None = None) -> None:
+        """The (empty) table and a publication of it alone (the snapshot phase's, unless
+        ``publication`` names another)."""
+        publication = publication or self.snapshot_publication
         schema, name = table.split(".")
         load.create_table("postgres", self.dsn, name)
         with self._conn() as conn:
-            conn.execute(f"DROP PUBLICATION IF EXISTS {self.snapshot_publication}")
-            conn.execute(f"CREATE PUBLICATION {self.snapshot_publication} FOR TABLE {table}")
+            conn.execute(f"DROP PUBLICATION IF EXISTS {publication}")
+            conn.execute(f"CREATE PUBLICATION {publication} FOR TABLE {table}")
 
     def _reader_slot(self, role: str) -> str:
         """A slot the reader creates itself (the snapshot it exports is the reader's
@@ -202,11 +205,26 @@ class PostgresBench:
         )
         return props
 
-    def snapshot_cleanup(self, table: str) -> None:
+    def snapshot_cleanup(self, table: str, publication: str | None = None) -> None:
         """The table and its publication dropped (the slots go at cleanup)."""
         with self._conn() as conn:
-            conn.execute(f"DROP PUBLICATION IF EXISTS {self.snapshot_publication}")
+            conn.execute(f"DROP PUBLICATION IF EXISTS {publication or self.snapshot_publication}")
             conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+    # -- the takeover phase: a table and publication of its own, a slot per session --
+
+    def takeover_prepare(self, table: str) -> None:
+        self.snapshot_prepare(table, self.takeover_publication)
+
+    def cdcd_takeover_source(self, role: str, table: str) -> dict[str, Any]:
+        """A pair's source: a slot of its own, created now (before the load), which the
+        pair's leaders hand on to each other."""
+        source = self.cdcd_source(role, self.create_slot(role))
+        source.update(tables=[table], publication_name=self.takeover_publication)
+        return source
+
+    def takeover_cleanup(self, table: str) -> None:
+        self.snapshot_cleanup(table, self.takeover_publication)
 
     def cleanup(self) -> None:
         with self._conn() as conn:
