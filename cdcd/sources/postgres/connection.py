@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from cdcd.errors import ConfigError
+from cdcd.errors import ConfigError, SourceUnavailableError
 from cdcd.selection import dsn_parts, hide_password
 from cdcd.sources.postgres.errors import connect_error
 from cdcd.sources.postgres.tls import tls_parameters
@@ -67,3 +67,13 @@ class Connector:
             return await psycopg.AsyncConnection.connect(self.config.dsn, **kwargs)
         except psycopg.OperationalError as exc:
             raise connect_error(exc, self.where, replication, self.config, self.user) from None
+
+
+def watch_socket(loop: Any, fd: int, callback: Any) -> None:
+    """``loop.add_reader(fd, callback)``; uvloop refuses it while the poll handle of an
+    earlier socket with the same number is still being closed (a connection lost a
+    moment ago): a failure that passes, so the stream starts over."""
+    try:
+        loop.add_reader(fd, callback)
+    except RuntimeError as exc:
+        raise SourceUnavailableError(f"cannot watch the replication connection: {exc}") from None

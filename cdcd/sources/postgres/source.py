@@ -38,7 +38,7 @@ from cdcd.sources.base import Problem
 from cdcd.sources.common import TransactionAssembler, update_events
 from cdcd.sources.postgres import pgoutput
 from cdcd.sources.postgres.checks import captured_tables, run_checks
-from cdcd.sources.postgres.connection import Connector
+from cdcd.sources.postgres.connection import Connector, watch_socket
 from cdcd.sources.postgres.errors import replication_lost, stream_ended, stream_error
 from cdcd.sources.postgres.heartbeat import HeartbeatRequests, status_ticks, status_update
 from cdcd.sources.postgres.monitor import SlotMonitor
@@ -276,7 +276,7 @@ class PostgresSource:
         pgconn = self._repl.pgconn
         loop = asyncio.get_running_loop()
         readable = asyncio.Event()
-        loop.add_reader(pgconn.socket, readable.set)
+        watch_socket(loop, pgconn.socket, readable.set)
         decode = pgoutput.decode
         items: list[SourceItem] = []
         # Over TLS libpq reads a record (<= 16 kB) at a time: read on before the stream counts
