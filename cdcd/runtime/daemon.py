@@ -183,23 +183,26 @@ class Daemon:
         self._leadership = leadership
         await leadership.start()
         stood_by = False
+        probe: asyncio.Task[None] | None = None
 
         def standing_by(active: Any) -> None:
-            nonlocal stood_by
+            nonlocal stood_by, probe
             stood_by = self._started = True  # a warm standby: Kafka and the configuration work
             ctx.enter(State.STANDBY, f"standing by: {active.instance} is active")
             ctx.log.info("standing by", active=active.instance, instance=leadership.me.instance)
+            # Only a standby checks its source meanwhile: a lone instance claims at once.
+            probe = asyncio.create_task(self._probe(source, leadership), name="cdcd-source-probe")
 
-        probe = asyncio.create_task(self._probe(source, leadership), name="cdcd-source-probe")
         try:
             if await leadership.acquire(self._stopping, standing_by):
                 sink.lease = leadership
                 if stood_by:  # a takeover
                     ctx.stats.leadership_changes += 1
         finally:
-            probe.cancel()
-            with contextlib.suppress(BaseException):
-                await probe
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(BaseException):
+                    await probe
         return leadership
 
     async def _probe(self, source: Any, leadership: Leadership) -> None:
